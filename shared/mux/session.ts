@@ -1,0 +1,738 @@
+/**
+ * A mux session: many streams over one frame transport (one WebSocket).
+ *
+ * - Handshake: the client sends HELLO (protocol version, its window/limits, an app
+ *   payload); the server answers HELLO with its own, or GOAWAY with a reason. No
+ *   stream may open before that.
+ * - Stream ids: odd from the client, even from the server, increasing, never reused.
+ * - Keepalive: a PING every `keepAliveIntervalMs`; a peer that sends nothing at all for
+ *   `keepAliveTimeoutMs` is declared dead. RTT of the last PONG is in `rttMs`.
+ * - Any malformed frame closes this session (GOAWAY PROTOCOL_ERROR, one log line);
+ *   it never throws out of the event handlers.
+ */
+import { EventEmitter } from 'node:events';
+import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } from '../errors.js';
+import {
+  ErrorCode,
+  FRAME_HEADER_SIZE,
+  FrameType,
+  PROTOCOL_VERSION,
+  decodeCodeMessage,
+  decodeFrame,
+  encodeCodeMessage,
+  encodeFrame,
+  encodeU32,
+  errorCodeName,
+  type Frame,
+} from '../protocol/frame.js';
+import { isHelloMessage, parseJson, type HelloMessage } from '../protocol/messages.js';
+import { MuxStream } from './stream.js';
+import type { FrameTransport } from './transport.js';
+
+export type Role = 'client' | 'server';
+
+/** Minimal logger (pino-compatible subset). */
+export interface MuxLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export interface Timers {
+  setInterval(fn: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+  now(): number;
+}
+
+export const realTimers: Timers = {
+  setInterval: (fn, ms) => {
+    const h = setInterval(fn, ms);
+    h.unref();
+    return h;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+  setTimeout: (fn, ms) => {
+    const h = setTimeout(fn, ms);
+    h.unref();
+    return h;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  now: () => performance.now(),
+};
+
+export interface MuxOptions {
+  /** Receive window per stream in bytes. Default 256 KiB. */
+  windowBytes?: number;
+  /** Concurrent streams the peer may open towards us. Default 1000. */
+  maxStreams?: number;
+  /** Largest DATA payload we accept (and the largest we send). Default 64 KiB. */
+  maxFrameBytes?: number;
+  /** Largest OPEN/REPLY/HELLO metadata payload. Default 64 KiB. */
+  maxMetadataBytes?: number;
+  /** Socket bytes queued before streams pause sending. Default 1 MiB. */
+  sendHighWaterBytes?: number;
+  /** PING period. Default 5 s. 0 disables keepalive. */
+  keepAliveIntervalMs?: number;
+  /** Silence after which the peer is declared dead. Default 12 s. */
+  keepAliveTimeoutMs?: number;
+  /** How long the client waits for the server's HELLO. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Version byte to speak (tests only). */
+  protocolVersion?: number;
+  timers?: Timers;
+  log?: MuxLogger;
+}
+
+const DEFAULTS = {
+  windowBytes: 256 * 1024,
+  maxStreams: 1000,
+  maxFrameBytes: 64 * 1024,
+  maxMetadataBytes: 64 * 1024,
+  sendHighWaterBytes: 1024 * 1024,
+  keepAliveIntervalMs: 5_000,
+  keepAliveTimeoutMs: 12_000,
+  handshakeTimeoutMs: 10_000,
+};
+
+/** Decides what a server answers to a client's HELLO app payload. Throwing rejects. */
+export type HelloHandler = (app: unknown, session: MuxSession) => unknown | Promise<unknown>;
+
+/** Thrown by a HelloHandler to refuse a client with a specific wire code. */
+export class HelloRejection extends QuickTunnelError {
+  readonly wireCode: number;
+  constructor(wireCode: number, message: string, code = 'QT_ERR_REJECTED') {
+    super(code, message);
+    this.wireCode = wireCode;
+  }
+}
+
+interface SessionEvents {
+  stream: [MuxStream];
+  close: [Error | undefined];
+  goaway: [number, string];
+  ready: [unknown];
+  rtt: [number];
+}
+
+export class MuxSession extends EventEmitter<SessionEvents> {
+  readonly role: Role;
+  /** Peer's HELLO app payload (server side) or the server's answer (client side). */
+  peerApp: unknown;
+  /** Round-trip time of the last PING, in ms (undefined until one completes). */
+  rttMs: number | undefined;
+  /** Set once the handshake completed. */
+  ready = false;
+  closed = false;
+  /** Why the session closed (undefined for a clean close). */
+  closeError: Error | undefined;
+  /** We sent or received GOAWAY: no new streams. */
+  goingAway = false;
+  receivedGoAway = false;
+
+  /** @internal */ peerMaxFrameBytes = DEFAULTS.maxFrameBytes;
+  private peerWindowBytes = DEFAULTS.windowBytes;
+  private peerMaxStreams = DEFAULTS.maxStreams;
+
+  private readonly opts: Required<Omit<MuxOptions, 'log' | 'timers' | 'protocolVersion'>>;
+  private readonly version: number;
+  private readonly timers: Timers;
+  private readonly log: MuxLogger | undefined;
+  private readonly transport: FrameTransport;
+  private readonly streams = new Map<number, MuxStream>();
+  private nextStreamId: number;
+  private lastPeerStreamId = 0;
+  private localOpenCount = 0;
+  private peerOpenCount = 0;
+  private readonly drainQueue: MuxStream[] = [];
+  private keepAliveHandle: unknown;
+  private handshakeHandle: unknown;
+  private lastReceivedAt: number;
+  private pingSentAt: number | undefined;
+  private pingSeq = 0;
+  private helloHandler: HelloHandler | undefined;
+  private helloSeen = false;
+  private readyResolvers:
+    { resolve: (app: unknown) => void; reject: (err: Error) => void } | undefined;
+  private idleResolvers: (() => void)[] = [];
+
+  /** Bytes of DATA sent/received over the whole session. */
+  bytesSent = 0;
+  bytesReceived = 0;
+
+  constructor(transport: FrameTransport, role: Role, options: MuxOptions = {}) {
+    super();
+    this.role = role;
+    this.transport = transport;
+    this.opts = {
+      windowBytes: options.windowBytes ?? DEFAULTS.windowBytes,
+      maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
+      maxFrameBytes: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+      maxMetadataBytes: options.maxMetadataBytes ?? DEFAULTS.maxMetadataBytes,
+      sendHighWaterBytes: options.sendHighWaterBytes ?? DEFAULTS.sendHighWaterBytes,
+      keepAliveIntervalMs: options.keepAliveIntervalMs ?? DEFAULTS.keepAliveIntervalMs,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+    };
+    this.version = options.protocolVersion ?? PROTOCOL_VERSION;
+    this.timers = options.timers ?? realTimers;
+    this.log = options.log;
+    this.nextStreamId = role === 'client' ? 1 : 2;
+    this.lastReceivedAt = this.timers.now();
+    transport.onFrame = (buf) => this.onFrame(buf);
+    transport.onClose = (err) =>
+      this.shutdown(
+        err === undefined && this.ready
+          ? undefined
+          : new ConnectionError(`connection lost${err ? `: ${err.message}` : ''}`, { cause: err }),
+        false,
+      );
+  }
+
+  /** The largest frame this session can receive; use as ws `maxPayload`. */
+  static maxMessageBytes(options: MuxOptions = {}): number {
+    return (
+      FRAME_HEADER_SIZE +
+      Math.max(
+        options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+        options.maxMetadataBytes ?? DEFAULTS.maxMetadataBytes,
+      )
+    );
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  // ---- handshake ---------------------------------------------------------------
+
+  /** Client: sends HELLO and resolves with the server's app answer. */
+  connect(app: unknown): Promise<unknown> {
+    if (this.role !== 'client') throw new Error('connect() is for the client side');
+    const done = new Promise<unknown>((resolve, reject) => {
+      this.readyResolvers = { resolve, reject };
+    });
+    this.handshakeHandle = this.timers.setTimeout(() => {
+      this.shutdown(
+        new ConnectionError(
+          `the relay did not answer the handshake within ${this.opts.handshakeTimeoutMs} ms`,
+          { code: 'QT_ERR_HANDSHAKE_TIMEOUT' },
+        ),
+        true,
+      );
+    }, this.opts.handshakeTimeoutMs);
+    this.sendHello(app);
+    done.catch(() => {}); // the caller gets the rejection; never an unhandled one
+    return done;
+  }
+
+  /** Server: answers the client's HELLO with whatever `handler` returns. */
+  accept(handler: HelloHandler): Promise<unknown> {
+    if (this.role !== 'server') throw new Error('accept() is for the server side');
+    this.helloHandler = handler;
+    const done = new Promise<unknown>((resolve, reject) => {
+      this.readyResolvers = { resolve, reject };
+    });
+    this.handshakeHandle = this.timers.setTimeout(() => {
+      this.shutdown(
+        new ConnectionError('client sent no HELLO in time', { code: 'QT_ERR_HANDSHAKE_TIMEOUT' }),
+        true,
+      );
+    }, this.opts.handshakeTimeoutMs);
+    done.catch(() => {}); // the caller gets the rejection; never an unhandled one
+    return done;
+  }
+
+  private sendHello(app: unknown): void {
+    const hello: HelloMessage = {
+      protocol: this.version,
+      windowBytes: this.opts.windowBytes,
+      maxStreams: this.opts.maxStreams,
+      maxFrameBytes: this.opts.maxFrameBytes,
+      app,
+    };
+    this.sendControl(FrameType.HELLO, 0, Buffer.from(JSON.stringify(hello)));
+  }
+
+  private onHello(frame: Frame): void {
+    if (this.helloSeen) throw new ProtocolError('second HELLO on one session');
+    this.helloSeen = true;
+    const msg = parseJson(frame.payload);
+    if (!isHelloMessage(msg)) throw new ProtocolError('HELLO payload is not a valid hello message');
+    this.peerWindowBytes = msg.windowBytes;
+    this.peerMaxStreams = msg.maxStreams;
+    this.peerMaxFrameBytes = Math.min(msg.maxFrameBytes, this.opts.maxFrameBytes);
+    this.peerApp = msg.app;
+    if (this.role === 'client') {
+      this.becomeReady(msg.app);
+      return;
+    }
+    const handler = this.helloHandler;
+    if (handler === undefined)
+      throw new ProtocolError('HELLO arrived before the server called accept()');
+    Promise.resolve()
+      .then(() => handler(msg.app, this))
+      .then(
+        (answer) => {
+          if (this.closed) return;
+          this.sendHello(answer);
+          this.becomeReady(msg.app);
+        },
+        (err: unknown) => {
+          if (this.closed) return;
+          const wireCode = err instanceof HelloRejection ? err.wireCode : ErrorCode.INTERNAL_ERROR;
+          const message = err instanceof Error ? err.message : String(err);
+          this.goAway(wireCode, message);
+          this.shutdown(err instanceof Error ? err : new Error(message), false);
+        },
+      );
+  }
+
+  private becomeReady(app: unknown): void {
+    this.ready = true;
+    this.timers.clearTimeout(this.handshakeHandle);
+    this.startKeepAlive();
+    this.readyResolvers?.resolve(app);
+    this.readyResolvers = undefined;
+    this.emit('ready', app);
+  }
+
+  // ---- streams -------------------------------------------------------------------
+
+  /**
+   * Opens a stream carrying `meta` (JSON). Throws if the session is not ready, is going
+   * away, or the peer's stream limit is reached (callers turn that into a 503).
+   */
+  openStream(meta: Record<string, unknown> = {}): MuxStream {
+    if (this.closed)
+      throw new ConnectionError('session is closed', { code: 'QT_ERR_SESSION_CLOSED' });
+    if (!this.ready)
+      throw new ConnectionError('session handshake not complete', { code: 'QT_ERR_NOT_READY' });
+    if (this.goingAway || this.receivedGoAway) {
+      throw new ConnectionError('session is going away', { code: 'QT_ERR_GOING_AWAY' });
+    }
+    if (this.localOpenCount >= this.peerMaxStreams) {
+      throw new StreamResetError(
+        ErrorCode.REFUSED_STREAM,
+        `peer's limit of ${this.peerMaxStreams} streams reached`,
+      );
+    }
+    const payload = Buffer.from(JSON.stringify(meta));
+    if (payload.length > this.opts.maxMetadataBytes) {
+      throw new ProtocolError(
+        `stream metadata of ${payload.length} bytes exceeds ${this.opts.maxMetadataBytes}`,
+        {
+          code: 'QT_ERR_METADATA_TOO_LARGE',
+        },
+      );
+    }
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    const stream = this.createStream(id, meta);
+    this.localOpenCount++;
+    this.sendControl(FrameType.OPEN, id, payload);
+    return stream;
+  }
+
+  private createStream(id: number, meta: Record<string, unknown>): MuxStream {
+    const hwm = Math.min(this.opts.windowBytes, 64 * 1024);
+    const stream = new MuxStream(this, id, meta, this.peerWindowBytes, this.opts.windowBytes, hwm);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  private isLocalId(id: number): boolean {
+    return (id % 2 === 1) === (this.role === 'client');
+  }
+
+  /** @internal */
+  forget(stream: MuxStream): void {
+    if (this.streams.get(stream.id) !== stream) return;
+    this.streams.delete(stream.id);
+    if (this.isLocalId(stream.id)) this.localOpenCount--;
+    else this.peerOpenCount--;
+    if (this.streams.size === 0) this.notifyIdle();
+  }
+
+  /** @internal called after each FIN: a stream closed in both directions is done. */
+  maybeForget(stream: MuxStream): void {
+    if (stream.localFin && stream.remoteFin) {
+      this.forget(stream);
+      // Readable may still hold data for the consumer; the Duplex ends on its own.
+    }
+  }
+
+  // ---- sending ---------------------------------------------------------------------
+
+  /** True while the transport holds more than the high-water mark: DATA waits. */
+  get congested(): boolean {
+    return this.transport.bufferedAmount > this.opts.sendHighWaterBytes;
+  }
+
+  /** @internal a stream blocked by congestion asks to be resumed on drain. */
+  waitForDrain(stream: MuxStream): void {
+    if (stream.queuedForDrain) return;
+    stream.queuedForDrain = true;
+    this.drainQueue.push(stream);
+  }
+
+  private onSent = (err?: Error): void => {
+    if (err !== undefined || this.drainQueue.length === 0 || this.congested) return;
+    // Resume blocked streams in FIFO order, so a busy stream can't starve the others.
+    const queue = this.drainQueue.splice(0);
+    for (let i = 0; i < queue.length; i++) {
+      const stream = queue[i]!;
+      stream.queuedForDrain = false;
+      if (!stream.flush()) {
+        // Congested again: keep the rest queued, in order, behind it.
+        for (let j = i + 1; j < queue.length; j++) this.waitForDrain(queue[j]!);
+        return;
+      }
+    }
+  };
+
+  /** @internal */
+  sendData(stream: MuxStream, payload: Buffer): void {
+    this.bytesSent += payload.length;
+    this.transport.send(
+      encodeFrame(FrameType.DATA, stream.id, payload, 0, this.version),
+      this.onSent,
+    );
+  }
+
+  /** @internal */
+  sendWindowUpdate(stream: MuxStream, delta: number): void {
+    this.sendControl(FrameType.WINDOW_UPDATE, stream.id, encodeU32(delta));
+  }
+
+  /** @internal */
+  sendFin(stream: MuxStream): void {
+    this.sendControl(FrameType.FIN, stream.id);
+  }
+
+  /** @internal */
+  sendReset(stream: MuxStream, code: number, message: string): void {
+    this.sendControl(FrameType.RESET, stream.id, encodeCodeMessage(code, message));
+  }
+
+  /** @internal */
+  sendReply(stream: MuxStream, meta: Record<string, unknown>): void {
+    const payload = Buffer.from(JSON.stringify(meta));
+    if (payload.length > this.opts.maxMetadataBytes) {
+      stream.reset(ErrorCode.INTERNAL_ERROR, 'reply metadata too large');
+      return;
+    }
+    this.sendControl(FrameType.REPLY, stream.id, payload);
+  }
+
+  private sendControl(type: FrameType, streamId: number, payload?: Buffer): void {
+    if (this.closed) return;
+    this.transport.send(encodeFrame(type, streamId, payload, 0, this.version), this.onSent);
+  }
+
+  // ---- keepalive -------------------------------------------------------------------
+
+  private startKeepAlive(): void {
+    if (this.opts.keepAliveIntervalMs <= 0) return;
+    this.keepAliveHandle = this.timers.setInterval(
+      () => this.keepAliveTick(),
+      this.opts.keepAliveIntervalMs,
+    );
+  }
+
+  private keepAliveTick(): void {
+    const silentMs = this.timers.now() - this.lastReceivedAt;
+    if (silentMs >= this.opts.keepAliveTimeoutMs) {
+      this.shutdown(
+        new ConnectionError(`peer silent for ${Math.round(silentMs)} ms (heartbeat missed)`, {
+          code: 'QT_ERR_HEARTBEAT',
+        }),
+        true,
+      );
+      return;
+    }
+    this.ping();
+  }
+
+  /** Sends a PING now; the RTT lands in `rttMs` and the 'rtt' event. */
+  ping(): void {
+    if (this.closed) return;
+    const payload = Buffer.alloc(8);
+    payload.writeUInt32BE(++this.pingSeq, 4);
+    this.pingSentAt = this.timers.now();
+    this.sendControl(FrameType.PING, 0, payload);
+  }
+
+  // ---- receiving -------------------------------------------------------------------
+
+  private onFrame(buf: Buffer): void {
+    if (this.closed) return;
+    this.lastReceivedAt = this.timers.now();
+    try {
+      const frame = decodeFrame(buf, Math.max(this.opts.maxFrameBytes, this.opts.maxMetadataBytes));
+      if (frame.version !== this.version) {
+        this.onVersionMismatch(frame);
+        return;
+      }
+      this.dispatch(frame);
+    } catch (err) {
+      this.protocolError(err);
+    }
+  }
+
+  private onVersionMismatch(frame: Frame): void {
+    const ours = this.version;
+    const theirs = frame.version;
+    const who = this.role === 'server' ? 'client' : 'relay';
+    // A GOAWAY from a peer of another version is still readable: report its reason.
+    if (frame.type === FrameType.GOAWAY && frame.payload.length >= 4) {
+      const { message } = decodeCodeMessage(frame.payload);
+      this.shutdown(new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' }), false);
+      return;
+    }
+    const message =
+      this.role === 'server'
+        ? `this relay speaks tunnel protocol v${ours} but the client speaks v${theirs}; ` +
+          `install a quick-tunnel version that matches the relay`
+        : `the relay speaks tunnel protocol v${theirs} but this client speaks v${ours}; ` +
+          `install a quick-tunnel version that matches the relay`;
+    this.goAway(ErrorCode.VERSION_MISMATCH, message);
+    this.log?.warn({ peerVersion: theirs, who }, 'mux protocol version mismatch');
+    this.shutdown(new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' }), false);
+  }
+
+  private dispatch(frame: Frame): void {
+    const { type, streamId, payload } = frame;
+    if (type === FrameType.HELLO) {
+      if (streamId !== 0) throw new ProtocolError('HELLO on a non-zero stream');
+      if (payload.length > this.opts.maxMetadataBytes) throw new ProtocolError('HELLO too large');
+      this.onHello(frame);
+      return;
+    }
+    if (type === FrameType.GOAWAY) {
+      if (streamId !== 0) throw new ProtocolError('GOAWAY on a non-zero stream');
+      const { code, message } = decodeCodeMessage(payload);
+      this.onGoAway(code, message);
+      return;
+    }
+    if (!this.ready) {
+      throw new ProtocolError(`${frameName(type)} frame before the handshake completed`);
+    }
+    switch (type) {
+      case FrameType.PING:
+        if (streamId !== 0 || payload.length !== 8) throw new ProtocolError('malformed PING');
+        this.sendControl(FrameType.PONG, 0, Buffer.from(payload));
+        return;
+      case FrameType.PONG:
+        if (streamId !== 0 || payload.length !== 8) throw new ProtocolError('malformed PONG');
+        if (this.pingSentAt !== undefined && payload.readUInt32BE(4) === this.pingSeq) {
+          this.rttMs = this.timers.now() - this.pingSentAt;
+          this.pingSentAt = undefined;
+          this.emit('rtt', this.rttMs);
+        }
+        return;
+      case FrameType.OPEN:
+        this.onOpen(streamId, payload);
+        return;
+      default:
+        break;
+    }
+    if (streamId === 0) throw new ProtocolError(`${frameName(type)} frame on stream 0`);
+    const stream = this.streams.get(streamId);
+    if (stream === undefined) {
+      if (!this.wasOpened(streamId)) {
+        throw new ProtocolError(
+          `${frameName(type)} frame for stream ${streamId}, which was never opened`,
+        );
+      }
+      // A frame racing a reset or close on a stream we already forgot: ignore it,
+      // as HTTP/2 does. DATA still has to respect the frame size limit (checked above).
+      return;
+    }
+    switch (type) {
+      case FrameType.DATA:
+        if (stream.remoteFin) throw new ProtocolError(`DATA after FIN on stream ${streamId}`);
+        if (payload.length > this.opts.maxFrameBytes) {
+          throw new ProtocolError(
+            `DATA frame of ${payload.length} bytes exceeds ${this.opts.maxFrameBytes}`,
+          );
+        }
+        if (payload.length > stream.recvWindow) {
+          throw new ProtocolError(
+            `peer sent ${payload.length} bytes on stream ${streamId} with only ${stream.recvWindow} bytes of window`,
+            { code: 'QT_ERR_FLOW_CONTROL' },
+          );
+        }
+        this.bytesReceived += payload.length;
+        stream.onData(payload);
+        return;
+      case FrameType.WINDOW_UPDATE: {
+        if (payload.length !== 4) throw new ProtocolError('malformed WINDOW_UPDATE');
+        const delta = payload.readUInt32BE(0);
+        if (delta === 0) throw new ProtocolError('WINDOW_UPDATE of zero');
+        if (stream.sendWindow + delta > 0x7fffffff) {
+          throw new ProtocolError(`window overflow on stream ${streamId}`, {
+            code: 'QT_ERR_FLOW_CONTROL',
+          });
+        }
+        stream.onWindowUpdate(delta);
+        return;
+      }
+      case FrameType.FIN:
+        if (stream.remoteFin) throw new ProtocolError(`second FIN on stream ${streamId}`);
+        stream.onRemoteFin();
+        return;
+      case FrameType.RESET: {
+        const { code, message } = decodeCodeMessage(payload);
+        stream.onReset(code, message);
+        return;
+      }
+      case FrameType.REPLY: {
+        if (!this.isLocalId(streamId)) throw new ProtocolError('REPLY on a stream the peer opened');
+        if (stream.replyMeta !== undefined)
+          throw new ProtocolError(`second REPLY on stream ${streamId}`);
+        const meta = parseJson(payload);
+        if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+          throw new ProtocolError('REPLY metadata is not a JSON object');
+        }
+        stream.replyMeta = meta as Record<string, unknown>;
+        stream.emit('reply', stream.replyMeta);
+        return;
+      }
+      default:
+        throw new ProtocolError(`unexpected frame type ${type}`);
+    }
+  }
+
+  private wasOpened(id: number): boolean {
+    return this.isLocalId(id) ? id < this.nextStreamId : id <= this.lastPeerStreamId;
+  }
+
+  private onOpen(id: number, payload: Buffer): void {
+    if (this.isLocalId(id) || id === 0)
+      throw new ProtocolError(`peer opened stream ${id} with our parity`);
+    if (id <= this.lastPeerStreamId)
+      throw new ProtocolError(`stream id ${id} reused or not increasing`);
+    if (payload.length > this.opts.maxMetadataBytes)
+      throw new ProtocolError('OPEN metadata too large');
+    const meta = parseJson(payload);
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+      throw new ProtocolError('OPEN metadata is not a JSON object');
+    }
+    this.lastPeerStreamId = id;
+    if (this.goingAway || this.peerOpenCount >= this.opts.maxStreams) {
+      // Refused: the peer turns this into a 503. Send RESET without creating state.
+      this.sendControl(
+        FrameType.RESET,
+        id,
+        encodeCodeMessage(
+          ErrorCode.REFUSED_STREAM,
+          this.goingAway
+            ? 'session is going away'
+            : `limit of ${this.opts.maxStreams} concurrent streams reached`,
+        ),
+      );
+      return;
+    }
+    const stream = this.createStream(id, meta as Record<string, unknown>);
+    this.peerOpenCount++;
+    if (this.listenerCount('stream') === 0) {
+      stream.reset(ErrorCode.REFUSED_STREAM, 'no stream handler');
+      return;
+    }
+    this.emit('stream', stream);
+  }
+
+  private onGoAway(code: number, message: string): void {
+    this.receivedGoAway = true;
+    if (!this.ready) {
+      // Refused during the handshake: surface the relay's reason as the error.
+      const err =
+        code === ErrorCode.VERSION_MISMATCH
+          ? new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' })
+          : code === ErrorCode.AUTH_FAILED
+            ? new QuickTunnelError('QT_ERR_AUTH', message)
+            : new QuickTunnelError(
+                'QT_ERR_REJECTED',
+                message || `refused (${errorCodeName(code)})`,
+                {
+                  retryable: code === ErrorCode.SHUTDOWN,
+                },
+              );
+      this.shutdown(err, false);
+      return;
+    }
+    this.emit('goaway', code, message);
+    if (this.streams.size === 0 && code !== ErrorCode.NO_ERROR && code !== ErrorCode.SHUTDOWN) {
+      this.shutdown(
+        new ConnectionError(`peer sent GOAWAY (${errorCodeName(code)}): ${message}`),
+        false,
+      );
+    }
+  }
+
+  private protocolError(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    this.log?.warn({ err: message, role: this.role }, 'mux protocol error, closing session');
+    this.goAway(ErrorCode.PROTOCOL_ERROR, message);
+    this.shutdown(
+      err instanceof ProtocolError ? err : new ProtocolError(message, { cause: err }),
+      false,
+    );
+  }
+
+  // ---- closing ---------------------------------------------------------------------
+
+  /** Tells the peer: no new streams from now on. Open streams carry on. */
+  goAway(code: number = ErrorCode.NO_ERROR, message = ''): void {
+    if (this.closed) return;
+    this.goingAway = true;
+    this.sendControl(FrameType.GOAWAY, 0, encodeCodeMessage(code, message));
+  }
+
+  /** Resolves once no stream is open (at once if none is). */
+  whenIdle(): Promise<void> {
+    if (this.streams.size === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.idleResolvers.push(resolve));
+  }
+
+  private notifyIdle(): void {
+    const resolvers = this.idleResolvers.splice(0);
+    for (const r of resolvers) r();
+  }
+
+  /** Closes the session: open streams fail with `err` (or a generic close error). */
+  close(err?: Error): void {
+    this.shutdown(err, true);
+  }
+
+  private shutdown(err: Error | undefined, closeTransport: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = err;
+    this.timers.clearInterval(this.keepAliveHandle);
+    this.timers.clearTimeout(this.handshakeHandle);
+    const streamErr =
+      err ?? new ConnectionError('tunnel connection closed', { code: 'QT_ERR_SESSION_CLOSED' });
+    for (const stream of [...this.streams.values()]) stream.onSessionClosed(streamErr);
+    this.streams.clear();
+    this.drainQueue.length = 0;
+    if (closeTransport) {
+      if (err === undefined) this.transport.close(1000, 'closed');
+      else this.transport.terminate();
+    } else {
+      // Flush what we queued (e.g. GOAWAY) and let the socket go.
+      this.transport.close(1000, '');
+    }
+    this.readyResolvers?.reject(
+      err ?? new ConnectionError('connection closed before the handshake completed'),
+    );
+    this.readyResolvers = undefined;
+    this.notifyIdle();
+    this.emit('close', err);
+  }
+}
+
+function frameName(type: number): string {
+  for (const [name, value] of Object.entries(FrameType)) if (value === type) return name;
+  return `0x${type.toString(16)}`;
+}

@@ -1,0 +1,127 @@
+/**
+ * What a mux session needs from the connection underneath: whole frames in, whole
+ * frames out, a measure of how much is queued, and close. `wsTransport` adapts a `ws`
+ * WebSocket; `memoryTransportPair` connects two sessions in one process (tests).
+ */
+import type WebSocket from 'ws';
+
+export interface FrameTransport {
+  /** Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). */
+  send(frame: Buffer, cb?: (err?: Error) => void): void;
+  /** Bytes queued but not yet written to the socket. */
+  readonly bufferedAmount: number;
+  /** Close gracefully (pending frames are flushed first). */
+  close(code?: number, reason?: string): void;
+  /** Drop the connection at once. */
+  terminate(): void;
+  /** Set by the session: called for each received frame. */
+  onFrame: (frame: Buffer) => void;
+  /** Set by the session: called once when the connection is gone. */
+  onClose: (err?: Error) => void;
+}
+
+const noop = (): void => {};
+
+/** Adapts a connected `ws` WebSocket (binaryType nodebuffer). */
+export function wsTransport(ws: WebSocket): FrameTransport {
+  ws.binaryType = 'nodebuffer';
+  let closed = false;
+  const transport: FrameTransport = {
+    onFrame: noop,
+    onClose: noop,
+    send(frame, cb) {
+      if (ws.readyState !== ws.OPEN) {
+        cb?.(new Error('WebSocket is not open'));
+        return;
+      }
+      ws.send(frame, { binary: true }, cb);
+    },
+    get bufferedAmount() {
+      return ws.bufferedAmount;
+    },
+    close(code = 1000, reason = '') {
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+    },
+    terminate() {
+      ws.terminate();
+    },
+  };
+  ws.on('message', (data, isBinary) => {
+    if (closed) return;
+    if (!isBinary) {
+      transport.onFrame(Buffer.alloc(0)); // a text message is a malformed frame
+      return;
+    }
+    transport.onFrame(data as Buffer);
+  });
+  let lastError: Error | undefined;
+  ws.on('error', (err) => {
+    lastError = err;
+  });
+  ws.on('close', (code, reason) => {
+    if (closed) return;
+    closed = true;
+    const err =
+      lastError ??
+      (code === 1000 ? undefined : new Error(`WebSocket closed (${code} ${reason.toString()})`));
+    transport.onClose(err);
+  });
+  return transport;
+}
+
+/** One end of an in-memory pair; see `memoryTransportPair`. */
+class MemoryTransport implements FrameTransport {
+  peer: MemoryTransport | undefined;
+  closed = false;
+  private buffered = 0;
+  onFrame: (frame: Buffer) => void = noop;
+  onClose: (err?: Error) => void = noop;
+
+  send(frame: Buffer, cb?: (err?: Error) => void): void {
+    if (this.closed) {
+      cb?.(new Error('transport closed'));
+      return;
+    }
+    this.buffered += frame.length;
+    setImmediate(() => {
+      this.buffered -= frame.length;
+      const peer = this.peer;
+      if (peer !== undefined && !peer.closed) peer.onFrame(frame);
+      cb?.();
+    });
+  }
+
+  get bufferedAmount(): number {
+    return this.buffered;
+  }
+
+  close(): void {
+    // Let queued frames arrive first, as a WebSocket close does.
+    setImmediate(() => this.shut(undefined));
+  }
+
+  terminate(): void {
+    this.shut(new Error('terminated'));
+  }
+
+  private shut(err: Error | undefined): void {
+    for (const side of [this, this.peer]) {
+      if (side === undefined || side.closed) continue;
+      side.closed = true;
+      side.onClose(side === this ? undefined : err);
+    }
+  }
+}
+
+/**
+ * Two transports wired to each other in memory. Delivery is asynchronous
+ * (setImmediate) so re-entrancy matches a real socket; `bufferedAmount` is the bytes
+ * sent but not yet delivered.
+ */
+export function memoryTransportPair(): [FrameTransport, FrameTransport] {
+  const a = new MemoryTransport();
+  const b = new MemoryTransport();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}

@@ -1,0 +1,152 @@
+/**
+ * Frame codec of the mux protocol (see shared/PROTOCOL.md).
+ *
+ * One binary WebSocket message carries exactly one frame: a 12-byte big-endian header
+ * followed by the payload.
+ *
+ *   0       1       2               4                               8                              12
+ *   +-------+-------+---------------+-------------------------------+-------------------------------+
+ *   |version| type  |     flags     |           stream id           |        payload length         |
+ *   +-------+-------+---------------+-------------------------------+-------------------------------+
+ *
+ * The version byte comes first and this layout never changes, so two peers of
+ * different versions can always read each other's GOAWAY and report a clear error.
+ */
+import { ProtocolError } from '../errors.js';
+
+export const PROTOCOL_VERSION = 1;
+export const FRAME_HEADER_SIZE = 12;
+
+export const FrameType = {
+  /** Handshake: JSON capabilities + application payload. Stream 0 only. */
+  HELLO: 0x0,
+  /** Opens a stream; payload is the stream's JSON metadata (e.g. a request head). */
+  OPEN: 0x1,
+  /** Stream bytes; counts against the receiver's window. */
+  DATA: 0x2,
+  /** Payload u32: extra bytes the receiver is ready to take on this stream. */
+  WINDOW_UPDATE: 0x3,
+  /** Half-close: the sender will send no more DATA on this stream. */
+  FIN: 0x4,
+  /** Abort a stream. Payload: u32 code + optional UTF-8 message. */
+  RESET: 0x5,
+  /** Payload: 8 opaque bytes echoed back in PONG. Stream 0 only. */
+  PING: 0x6,
+  PONG: 0x7,
+  /** No new streams; open ones finish. Payload: u32 code + UTF-8 reason. Stream 0 only. */
+  GOAWAY: 0x8,
+  /** The accepting side's metadata for a stream (e.g. a response head); at most once. */
+  REPLY: 0x9,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+
+const MAX_FRAME_TYPE = FrameType.REPLY;
+
+/** Wire error codes carried by RESET and GOAWAY. */
+export const ErrorCode = {
+  NO_ERROR: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+  FLOW_CONTROL_ERROR: 3,
+  FRAME_SIZE_ERROR: 4,
+  REFUSED_STREAM: 5,
+  CANCEL: 6,
+  VERSION_MISMATCH: 7,
+  AUTH_FAILED: 8,
+  KEEPALIVE_TIMEOUT: 9,
+  SHUTDOWN: 10,
+  /** The accepting side could not connect to its target (origin refused...). */
+  CONNECT_ERROR: 11,
+  /** The accepting side's target timed out. */
+  TIMEOUT: 12,
+  /** Application-level refusal during the handshake (name taken, bad request...). */
+  REJECTED: 13,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export function errorCodeName(code: number): string {
+  for (const [name, value] of Object.entries(ErrorCode)) if (value === code) return name;
+  return `UNKNOWN_${code}`;
+}
+
+export interface Frame {
+  version: number;
+  type: FrameType;
+  flags: number;
+  streamId: number;
+  payload: Buffer;
+}
+
+/** Encodes a frame into one buffer (header + payload copied once). */
+export function encodeFrame(
+  type: FrameType,
+  streamId: number,
+  payload?: Buffer,
+  flags = 0,
+  version = PROTOCOL_VERSION,
+): Buffer {
+  const length = payload === undefined ? 0 : payload.length;
+  const buf = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
+  buf[0] = version;
+  buf[1] = type;
+  buf.writeUInt16BE(flags, 2);
+  buf.writeUInt32BE(streamId >>> 0, 4);
+  buf.writeUInt32BE(length, 8);
+  if (payload !== undefined && length > 0) payload.copy(buf, FRAME_HEADER_SIZE);
+  return buf;
+}
+
+/**
+ * Decodes one WebSocket message into a frame. The payload is a view on `buf`, not a
+ * copy. Throws ProtocolError for anything malformed: short header, length field
+ * disagreeing with the message size, unknown type, payload above `maxPayload`.
+ * The version is returned as-is; the session decides what a mismatch means.
+ */
+export function decodeFrame(buf: Buffer, maxPayload: number): Frame {
+  if (buf.length < FRAME_HEADER_SIZE) {
+    throw new ProtocolError(`frame of ${buf.length} bytes is shorter than the 12-byte header`);
+  }
+  const version = buf[0]!;
+  const type = buf[1]!;
+  const flags = buf.readUInt16BE(2);
+  const streamId = buf.readUInt32BE(4);
+  const length = buf.readUInt32BE(8);
+  if (length !== buf.length - FRAME_HEADER_SIZE) {
+    throw new ProtocolError(
+      `frame length field says ${length} bytes but the message carries ${buf.length - FRAME_HEADER_SIZE}`,
+    );
+  }
+  if (version === PROTOCOL_VERSION && type > MAX_FRAME_TYPE) {
+    throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+  }
+  if (length > maxPayload) {
+    throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${maxPayload}`);
+  }
+  return {
+    version,
+    type: type as FrameType,
+    flags,
+    streamId,
+    payload: buf.subarray(FRAME_HEADER_SIZE),
+  };
+}
+
+/** u32 code + UTF-8 message, the payload of RESET and GOAWAY. */
+export function encodeCodeMessage(code: number, message: string): Buffer {
+  const text = Buffer.from(message.slice(0, 1024), 'utf8');
+  const buf = Buffer.allocUnsafe(4 + text.length);
+  buf.writeUInt32BE(code >>> 0, 0);
+  text.copy(buf, 4);
+  return buf;
+}
+
+export function decodeCodeMessage(payload: Buffer): { code: number; message: string } {
+  if (payload.length < 4) throw new ProtocolError('RESET/GOAWAY payload shorter than 4 bytes');
+  return { code: payload.readUInt32BE(0), message: payload.subarray(4).toString('utf8') };
+}
+
+export function encodeU32(value: number): Buffer {
+  const buf = Buffer.allocUnsafe(4);
+  buf.writeUInt32BE(value >>> 0, 0);
+  return buf;
+}
