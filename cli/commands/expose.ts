@@ -1,0 +1,217 @@
+/**
+ * `quick-tunnel <target>`: exposes a local port through a relay (or, with no relay
+ * configured, through a relay embedded in this process on 127.0.0.1).
+ */
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import { ConfigError } from '../../shared/errors.js';
+import { memoryTransportPair } from '../../shared/mux/transport.js';
+import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
+import { VERSION } from '../../shared/version.js';
+import { parseRelayUrl, readConfigFile, readEnvironment } from '../config.js';
+import type { EventSink, TunnelEvent } from '../events.js';
+import { OriginProxy } from '../origin/proxy.js';
+import { LOCALHOST_ADDRESSES, parseTarget, type OriginTarget } from '../origin/target.js';
+import type { OriginEvent } from '../origin/events.js';
+import { dialRelay, handshake, type TunnelConnection } from '../tunnel/client.js';
+import { TunnelSupervisor } from '../tunnel/supervisor.js';
+import { lineView } from '../ui/lines.js';
+
+export interface ExposeOptions {
+  target: string;
+  relay: string | undefined;
+  token: string | undefined;
+  ca: string | undefined;
+  name: string | undefined;
+  log: 'text' | 'json' | undefined;
+  hostHeader: string | undefined;
+  originInsecure: boolean;
+  relayInsecure: boolean;
+  connections: number;
+  color: boolean;
+}
+
+/** Maps the origin proxy's events onto the CLI's event stream. */
+function originEventToTunnelEvent(e: OriginEvent): TunnelEvent | undefined {
+  switch (e.type) {
+    case 'request': {
+      const out: TunnelEvent = {
+        event: 'request',
+        id: e.id,
+        method: e.method,
+        path: e.path,
+        status: e.status,
+        durationMs: e.durationMs,
+        bytesIn: e.bytesIn,
+        bytesOut: e.bytesOut,
+        upgrade: e.upgrade,
+      };
+      if (e.error !== undefined) out.error = e.error;
+      return out;
+    }
+    case 'request-start':
+      return { event: 'request-start', id: e.id, method: e.method, path: e.path };
+    case 'hint':
+      return { event: 'hint', code: e.code, message: e.message };
+    case 'warning':
+      return { event: 'warning', message: e.message };
+    default:
+      return undefined;
+  }
+}
+
+/** True if something accepts TCP connections at the target (any of its addresses). */
+async function originListening(target: OriginTarget): Promise<boolean> {
+  for (const host of target.localhost ? LOCALHOST_ADDRESSES : [target.hostname]) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host, port: target.port });
+      socket.setTimeout(1000);
+      const done = (result: boolean): void => {
+        socket.destroy();
+        resolve(result);
+      };
+      socket.once('connect', () => done(true));
+      socket.once('error', () => done(false));
+      socket.once('timeout', () => done(false));
+    });
+    if (ok) return true;
+  }
+  return false;
+}
+
+export async function runExpose(opts: ExposeOptions): Promise<number> {
+  const env = readEnvironment();
+  const file = readConfigFile(env.configDir);
+  const target = parseTarget(opts.target);
+  const relayInput = opts.relay ?? env.relay ?? file.relay;
+  const token = opts.token ?? env.token ?? file.token;
+  const caFile = opts.ca ?? file.ca;
+  let ca: string | undefined;
+  if (caFile !== undefined) {
+    try {
+      ca = await readFile(caFile, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read the --ca file ${caFile}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (!Number.isInteger(opts.connections) || opts.connections < 1 || opts.connections > 16) {
+    throw new ConfigError('--connections must be between 1 and 16');
+  }
+  if (opts.name !== undefined) {
+    throw new ConfigError('named tunnels (--name) are not available yet; run without --name for a random hostname');
+  }
+  const hostHeader =
+    opts.hostHeader === undefined || opts.hostHeader === 'preserve'
+      ? ('preserve' as const)
+      : opts.hostHeader === 'rewrite'
+        ? ('rewrite' as const)
+        : { value: opts.hostHeader };
+
+  // Views: the TUI arrives with its own issue; until then every output is lines.
+  const view = lineView(opts.log ?? 'text');
+  const emit: EventSink = (e) => view(e);
+
+  const origin = new OriginProxy({
+    target,
+    hostHeader,
+    insecure: opts.originInsecure,
+    onEvent: (e) => {
+      const mapped = originEventToTunnelEvent(e);
+      if (mapped !== undefined) emit(mapped);
+    },
+  });
+
+  const request: TunnelRequest = { clientVersion: VERSION };
+  if (token !== undefined) request.token = token;
+
+  let connect: (request: TunnelRequest) => Promise<TunnelConnection>;
+  let relayLabel: string;
+  let stopEmbedded: (() => Promise<void>) | undefined;
+  let connections = opts.connections;
+  if (relayInput === undefined) {
+    // Embedded default: a relay in this process, plain HTTP on 127.0.0.1, domain
+    // `localhost` (browsers and curl resolve *.localhost to loopback). The client
+    // talks to it in memory: no socket, no TLS needed between the two.
+    const { startRelay } = await import('../../relay/index.js');
+    const relay = await startRelay({
+      domain: 'localhost',
+      host: '127.0.0.1',
+      httpsPort: null,
+      httpPort: 0,
+      dataDir: null,
+      tokens: [],
+    });
+    stopEmbedded = () => relay.close(2_000);
+    relayLabel = `local relay on 127.0.0.1:${relay.httpPort}`;
+    connections = 1;
+    connect = (req) => {
+      const [clientSide, relaySide] = memoryTransportPair();
+      relay.attach(relaySide);
+      return handshake(clientSide, req);
+    };
+  } else {
+    const relayUrl = parseRelayUrl(relayInput);
+    relayLabel = relayUrl.host;
+    connect = (req) =>
+      dialRelay({ relay: relayUrl, request: req, ca, insecure: opts.relayInsecure });
+    if (opts.relayInsecure) {
+      process.stderr.write(
+        "warning: --relay-insecure: the relay's certificate is NOT verified; anyone on the network path can read and change this tunnel's traffic.\n",
+      );
+    }
+  }
+
+  const supervisor = new TunnelSupervisor({
+    connect,
+    request,
+    connections,
+    onStream: (stream) => origin.handle(stream),
+    emit,
+    relay: relayLabel,
+    target: target.label,
+    local: relayInput === undefined,
+  });
+
+  const cleanup = async (): Promise<void> => {
+    await supervisor.stop(5_000);
+    origin.close();
+    await stopEmbedded?.();
+  };
+
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+
+  if (!(await originListening(target))) {
+    emit({
+      event: 'warning',
+      message: `nothing is listening on ${target.label} yet: start your app there; visitors get a 502 page until then`,
+    });
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (code: number): void => {
+      if (stopping) {
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      cleanup().then(
+        () => resolve(code),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGINT', () => stop(0));
+    process.on('SIGTERM', () => stop(0));
+    supervisor.done.then((err) => {
+      if (err !== undefined && !stopping) {
+        process.stderr.write(`error: ${err.message}\n`);
+        stop(1);
+      }
+    }, () => stop(1));
+  });
+}

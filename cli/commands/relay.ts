@@ -1,0 +1,115 @@
+/**
+ * `quick-tunnel relay`: runs a relay in the foreground. Structured logs (JSON lines)
+ * go to stdout; a human summary of how to connect goes to stderr.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { ConfigError } from '../../shared/errors.js';
+import { startRelay, type Relay } from '../../relay/index.js';
+
+export interface RelayCommandOptions {
+  domain: string;
+  host: string;
+  port: number;
+  httpPort: number;
+  cert: string | undefined;
+  key: string | undefined;
+  dataDir: string | undefined;
+  tokens: string[];
+  publicPort: number | undefined;
+  responseTimeout: number;
+  logLevel: string;
+  drainTimeout: number;
+}
+
+export function defaultRelayDataDir(): string {
+  const base = process.env['XDG_DATA_HOME'] || path.join(os.homedir(), '.local', 'share');
+  return path.join(base, 'quick-tunnel', 'relay');
+}
+
+function validPort(n: number, flag: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new ConfigError(`${flag} must be a port number between 0 and 65535, got ${n}`);
+  }
+  return n;
+}
+
+export async function runRelayCommand(opts: RelayCommandOptions): Promise<number> {
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    throw new ConfigError('--cert and --key go together: give both, or neither for a self-signed certificate');
+  }
+  const domain = opts.domain.toLowerCase().replace(/\.$/, '');
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
+    throw new ConfigError(`--domain '${opts.domain}' is not a valid domain name`);
+  }
+  const log = pino({
+    level: opts.logLevel,
+    base: { service: 'quick-tunnel-relay' },
+    redact: ['token', 'credential', 'req.headers.authorization', '*.token'],
+  });
+  const dataDir = opts.dataDir ?? defaultRelayDataDir();
+  let relay: Relay;
+  try {
+    relay = await startRelay({
+      domain,
+      host: opts.host,
+      httpsPort: validPort(opts.port, '--port'),
+      httpPort: validPort(opts.httpPort, '--http-port') === 0 ? null : opts.httpPort,
+      certFile: opts.cert,
+      keyFile: opts.key,
+      dataDir,
+      tokens: opts.tokens,
+      responseTimeoutMs: opts.responseTimeout * 1000,
+      publicHttpsPort: opts.publicPort,
+      logger: log,
+    });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new ConfigError(`a port is already in use (${(err as Error).message}); pick another with --port / --http-port`);
+    }
+    if (code === 'EACCES') {
+      throw new ConfigError(
+        `not allowed to listen (${(err as Error).message}); ports below 1024 need root or CAP_NET_BIND_SERVICE`,
+      );
+    }
+    if (code === 'ENOENT' && (opts.cert !== undefined || opts.key !== undefined)) {
+      throw new ConfigError(`cannot read the certificate or key: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+
+  const say = (line: string): void => void process.stderr.write(`${line}\n`);
+  say(`quick-tunnel relay for *.${domain}`);
+  if (relay.httpsPort !== undefined) say(`  https://${domain}:${relay.httpsPort}  (tunnels: https://<name>.${domain}:${relay.httpsPort})`);
+  if (relay.httpPort !== undefined) say(`  http://${domain}:${relay.httpPort}`);
+  if (relay.certificate?.selfSigned === true) {
+    say(`  self-signed certificate: ${relay.certificate.certPath}`);
+    say(`  SHA-256 fingerprint:     ${relay.certificate.fingerprint256}`);
+    say(`  clients trust it with:   --ca ${relay.certificate.certPath}`);
+  }
+  if (opts.tokens.length === 0) {
+    say('  WARNING: this relay is OPEN: anyone who can reach it can create tunnels. Use --token to require one.');
+  }
+  say(`  clients connect with: quick-tunnel 3000 --relay https://${domain}:${relay.httpsPort ?? ''}`);
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        say(`${signal} again: exiting now`);
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      say(`${signal}: draining (up to ${opts.drainTimeout} s; press again to exit at once)…`);
+      relay.close(opts.drainTimeout * 1000).then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}

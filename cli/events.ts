@@ -1,0 +1,41 @@
+/**
+ * The tunnel client's event stream: what views (TUI, text and JSON lines) consume.
+ * Event names follow the CLI contract (`ready`, `request`, `reconnecting`).
+ */
+export type TunnelEvent =
+  | { event: 'connecting'; relay: string; attempt: number }
+  | {
+      event: 'ready';
+      /** The first public URL (https when the relay has it). */
+      url: string;
+      urls: string[];
+      hostname: string;
+      kind: 'ephemeral' | 'named';
+      relay: string;
+      target: string;
+      /** True for the embedded local relay: the URL works on this machine only. */
+      local: boolean;
+      connections: number;
+    }
+  | {
+      event: 'request';
+      id: number;
+      method: string;
+      path: string;
+      status: number;
+      durationMs: number;
+      bytesIn: number;
+      bytesOut: number;
+      upgrade: boolean;
+      error?: string;
+    }
+  | { event: 'request-start'; id: number; method: string; path: string }
+  | { event: 'connection-lost'; error: string; connectionsLeft: number }
+  | { event: 'reconnecting'; attempt: number; delayMs: number; error: string }
+  | { event: 'reconnected'; url: string; sameHostname: boolean }
+  | { event: 'warning'; message: string }
+  | { event: 'hint'; code: string; message: string }
+  | { event: 'rtt'; ms: number }
+  | { event: 'closed' };
+
+export type EventSink = (event: TunnelEvent) => void;

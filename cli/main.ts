@@ -1,0 +1,135 @@
+/**
+ * Entry point: parses the command line (yargs) and runs a command. The only module
+ * that calls process.exit. Commands are imported lazily so `--help` stays fast.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { QuickTunnelError } from '../shared/errors.js';
+import { VERSION } from '../shared/version.js';
+
+const collect = (v: unknown): string[] =>
+  (Array.isArray(v) ? v : v === undefined ? [] : [v]).map(String).filter((s) => s !== '');
+
+function exposeOptions<T>(y: Argv<T>) {
+  return y
+    .option('relay', { type: 'string', describe: 'relay URL (default: a local relay in this process)' })
+    .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
+    .option('ca', { type: 'string', describe: "extra CA / the relay's self-signed certificate to trust" })
+    .option('name', { type: 'string', describe: 'run the named tunnel NAME (created beforehand)' })
+    .option('log', { choices: ['text', 'json'] as const, describe: 'line output instead of the TUI' })
+    .option('host-header', {
+      type: 'string',
+      describe: "Host sent to the local app: 'rewrite' (its own host:port) or a value (default: the visitor's)",
+    })
+    .option('origin-insecure', {
+      type: 'boolean',
+      default: false,
+      describe: 'do not verify the TLS certificate of an https:// local app (self-signed dev servers)',
+    })
+    .option('relay-insecure', {
+      type: 'boolean',
+      default: false,
+      describe: "DANGEROUS: do not verify the relay's TLS certificate (anyone on the path can read and alter traffic)",
+    })
+    .option('connections', { type: 'number', describe: 'WebSocket connections to keep to the relay (HA)', default: 2 })
+    .option('color', { type: 'boolean', default: true, describe: 'colour output (--no-color; NO_COLOR respected)' });
+}
+
+async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const cli = yargs(argv)
+    .scriptName('quick-tunnel')
+    .version(VERSION)
+    .usage('$0 <target>   expose a local port: PORT | HOST:PORT | http(s)://HOST:PORT')
+    .command(
+      '$0 <target>',
+      'expose a local port through a relay',
+      (y) => exposeOptions(y).positional('target', { type: 'string', demandOption: true }),
+      async (args) => {
+        const { runExpose } = await import('./commands/expose.js');
+        exitCode = await runExpose({
+          target: String(args.target),
+          relay: args.relay,
+          token: args.token,
+          ca: args.ca,
+          name: args.name,
+          log: args.log,
+          hostHeader: args['host-header'],
+          originInsecure: args['origin-insecure'],
+          relayInsecure: args['relay-insecure'],
+          connections: args.connections,
+          color: args.color,
+        });
+      },
+    )
+    .command(
+      'relay',
+      'run a relay (self-hosted server that tunnels connect to)',
+      (y) =>
+        y
+          .option('domain', { type: 'string', default: 'localhost', describe: 'public domain; tunnels are <label>.DOMAIN' })
+          .option('port', { type: 'number', default: 8443, describe: 'HTTPS port (0 = any free port)' })
+          .option('http-port', { type: 'number', default: 8080, describe: 'plain HTTP port (0 = off)' })
+          .option('host', { type: 'string', default: '0.0.0.0', describe: 'bind address' })
+          .option('cert', { type: 'string', describe: 'TLS certificate (PEM; else self-signed, kept in --data-dir)' })
+          .option('key', { type: 'string', describe: 'TLS private key (PEM)' })
+          .option('data-dir', { type: 'string', describe: 'where the relay keeps its state' })
+          .option('token', { type: 'string', array: true, describe: 'a token clients must present (repeatable)' })
+          .option('public-port', { type: 'number', describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)' })
+          .option('response-timeout', { type: 'number', default: 120, describe: 'seconds to wait for a response head (504 after)' })
+          .option('drain-timeout', { type: 'number', default: 30, describe: 'seconds in-flight requests get on shutdown' })
+          .option('log-level', {
+            choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
+            default: 'info' as const,
+          }),
+      async (args) => {
+        const { runRelayCommand } = await import('./commands/relay.js');
+        exitCode = await runRelayCommand({
+          domain: args.domain,
+          host: args.host,
+          port: args.port,
+          httpPort: args['http-port'],
+          cert: args.cert,
+          key: args.key,
+          dataDir: args['data-dir'],
+          tokens: collect(args.token),
+          publicPort: args['public-port'],
+          responseTimeout: args['response-timeout'],
+          drainTimeout: args['drain-timeout'],
+          logLevel: args['log-level'],
+        });
+      },
+    )
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      if (err !== undefined && err !== null) throw err;
+      throw new UsageError(msg);
+    });
+  await cli.parseAsync();
+  return exitCode;
+}
+
+class UsageError extends Error {}
+
+main(hideBin(process.argv)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`error: ${err.message}\nRun 'quick-tunnel --help' for usage.\n`);
+      process.exit(1);
+    }
+    if (err instanceof QuickTunnelError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(
+      `quick-tunnel crashed (this is a bug, please report it with the output below):\n${
+        err instanceof Error ? (err.stack ?? err.message) : String(err)
+      }\n`,
+    );
+    process.exit(2);
+  },
+);

@@ -1,0 +1,261 @@
+/**
+ * Keeps a tunnel online: holds `connections` sessions to the relay, replaces any that
+ * drops with jittered exponential backoff (forever once the tunnel has been online),
+ * resumes the same hostname with the relay's resume token, and drains on stop.
+ */
+import { QuickTunnelError } from '../../shared/errors.js';
+import { ErrorCode } from '../../shared/protocol/frame.js';
+import type { MuxSession } from '../../shared/mux/session.js';
+import type { MuxStream } from '../../shared/mux/stream.js';
+import type { TunnelAssignment, TunnelRequest } from '../../shared/protocol/tunnel.js';
+import type { EventSink } from '../events.js';
+import type { TunnelConnection } from './client.js';
+
+export interface BackoffPolicy {
+  /** First delay cap. Default 500 ms. */
+  baseMs: number;
+  /** Largest delay. Default 30 s. */
+  capMs: number;
+  /** Attempts kept in the fast phase (delay ≤ fastCapMs). Default 10. */
+  fastAttempts: number;
+  fastCapMs: number;
+  /** A connection up this long resets the attempt count. Default 60 s. */
+  stableMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = {
+  baseMs: 500,
+  capMs: 30_000,
+  fastAttempts: 10,
+  fastCapMs: 2_000,
+  stableMs: 60_000,
+};
+
+/**
+ * Full-jitter delay for `attempt` (0-based): uniform in [0, ceiling], where the
+ * ceiling doubles from baseMs, stays ≤ fastCapMs for the first attempts (a relay that
+ * restarts in a few seconds is found again within seconds), then grows to capMs.
+ */
+export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number): number {
+  const exp = policy.baseMs * 2 ** Math.min(attempt, 20);
+  const ceiling = Math.min(attempt < policy.fastAttempts ? policy.fastCapMs : policy.capMs, exp);
+  return Math.max(100, Math.round(random() * ceiling));
+}
+
+export interface SupervisorOptions {
+  /** Dials the relay and handshakes (remote WebSocket or the embedded relay). */
+  connect: (request: TunnelRequest) => Promise<TunnelConnection>;
+  request: TunnelRequest;
+  /** Sessions to keep open (HA). Default 2. */
+  connections?: number;
+  onStream: (stream: MuxStream) => void;
+  emit: EventSink;
+  relay: string;
+  target: string;
+  local: boolean;
+  /** First connection: give up after this many failed tries. Default 3. */
+  firstConnectAttempts?: number;
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  now?: () => number;
+}
+
+function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export class TunnelSupervisor {
+  private readonly opts: SupervisorOptions;
+  private readonly policy: BackoffPolicy;
+  private readonly stopController = new AbortController();
+  private readonly sessions = new Set<MuxSession>();
+  private assignment: TunnelAssignment | undefined;
+  private resumeToken: string | undefined;
+  private slots: Promise<void>[] = [];
+  private stopped = false;
+  /** Resolves when the supervisor gives up for good (permanent error after online). */
+  readonly done: Promise<Error | undefined>;
+  private resolveDone!: (err: Error | undefined) => void;
+
+  constructor(opts: SupervisorOptions) {
+    this.opts = opts;
+    this.policy = opts.backoff ?? DEFAULT_BACKOFF;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  get liveConnections(): number {
+    let n = 0;
+    for (const s of this.sessions) if (!s.closed && !s.receivedGoAway) n++;
+    return n;
+  }
+
+  /** The current assignment (hostname, URLs), once online. */
+  get current(): TunnelAssignment | undefined {
+    return this.assignment;
+  }
+
+  /** Latest RTT to the relay over any live session. */
+  get rttMs(): number | undefined {
+    for (const s of this.sessions) if (s.rttMs !== undefined) return s.rttMs;
+    return undefined;
+  }
+
+  /**
+   * Connects the first session. Resolves with the assignment once the relay has
+   * confirmed the route (so the printed URL works at the first click); rejects when
+   * the first connection fails permanently or after `firstConnectAttempts` tries.
+   */
+  async start(): Promise<TunnelAssignment> {
+    const attempts = this.opts.firstConnectAttempts ?? 3;
+    const random = this.opts.random ?? Math.random;
+    const sleep = this.opts.sleep ?? defaultSleep;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < attempts && !this.stopped; attempt++) {
+      this.opts.emit({ event: 'connecting', relay: this.opts.relay, attempt: attempt + 1 });
+      try {
+        const conn = await this.opts.connect(this.opts.request);
+        this.adopt(conn);
+        this.opts.emit({
+          event: 'ready',
+          url: conn.assignment.urls[0] ?? `https://${conn.assignment.hostname}`,
+          urls: conn.assignment.urls,
+          hostname: conn.assignment.hostname,
+          kind: conn.assignment.kind,
+          relay: this.opts.relay,
+          target: this.opts.target,
+          local: this.opts.local,
+          connections: this.opts.connections ?? 2,
+        });
+        this.slots.push(this.runSlot(conn));
+        for (let i = 1; i < (this.opts.connections ?? 2); i++) this.slots.push(this.runSlot(undefined));
+        return conn.assignment;
+      } catch (err) {
+        lastErr = err;
+        if (err instanceof QuickTunnelError && !err.retryable) throw err;
+        if (attempt + 1 < attempts) {
+          await sleep(backoffDelay(attempt, this.policy, random), this.stopController.signal);
+        }
+      }
+    }
+    if (lastErr instanceof Error) {
+      throw new QuickTunnelError(
+        'QT_ERR_RELAY_UNREACHABLE',
+        `${lastErr.message} (gave up after ${attempts} attempts)`,
+        { cause: lastErr, retryable: true },
+      );
+    }
+    throw new QuickTunnelError('QT_ERR_STOPPED', 'stopped before the tunnel was online');
+  }
+
+  private adopt(conn: TunnelConnection): void {
+    const session = conn.session;
+    this.sessions.add(session);
+    session.on('stream', (stream) => this.opts.onStream(stream));
+    session.on('rtt', (ms) => this.opts.emit({ event: 'rtt', ms }));
+    session.once('close', () => this.sessions.delete(session));
+    if (conn.assignment.resumeToken !== undefined) this.resumeToken = conn.assignment.resumeToken;
+    this.assignment = conn.assignment;
+  }
+
+  /** One HA slot: hold a session; when it drops, reconnect with backoff. */
+  private async runSlot(initial: TunnelConnection | undefined): Promise<void> {
+    const random = this.opts.random ?? Math.random;
+    const sleep = this.opts.sleep ?? defaultSleep;
+    const now = this.opts.now ?? Date.now;
+    let attempt = 0;
+    let conn = initial;
+    while (!this.stopped) {
+      if (conn === undefined) {
+        try {
+          const request: TunnelRequest = { ...this.opts.request };
+          if (this.resumeToken !== undefined) request.resume = this.resumeToken;
+          const previous = this.assignment?.hostname;
+          conn = await this.opts.connect(request);
+          if (this.stopped) {
+            conn.session.close();
+            return;
+          }
+          this.adopt(conn);
+          if (attempt > 0 || previous !== conn.assignment.hostname) {
+            this.opts.emit({
+              event: 'reconnected',
+              url: conn.assignment.urls[0] ?? conn.assignment.hostname,
+              sameHostname: previous === conn.assignment.hostname,
+            });
+          }
+        } catch (err) {
+          if (this.stopped) return;
+          if (err instanceof QuickTunnelError && !err.retryable) {
+            // Token revoked, name deleted...: retrying can't help. Stop and report.
+            this.giveUp(err);
+            return;
+          }
+          const delayMs = backoffDelay(attempt, this.policy, random);
+          attempt++;
+          this.opts.emit({
+            event: 'reconnecting',
+            attempt,
+            delayMs,
+            error: err instanceof Error ? err.message : String(err),
+          });
+          await sleep(delayMs, this.stopController.signal);
+          continue;
+        }
+      }
+      const session = conn.session;
+      const upAt = now();
+      const reason = await new Promise<string>((resolve) => {
+        session.once('close', (err) => resolve(err?.message ?? 'connection closed'));
+        // A relay going away (redeploy) gets replaced at once, without backoff; the old
+        // session finishes its in-flight streams meanwhile.
+        session.once('goaway', (_code, message) => resolve(`relay going away${message ? `: ${message}` : ''}`));
+      });
+      conn = undefined;
+      if (this.stopped) return;
+      if (now() - upAt >= this.policy.stableMs) attempt = 0;
+      this.opts.emit({ event: 'connection-lost', error: reason, connectionsLeft: this.liveConnections });
+      if (!session.receivedGoAway) {
+        const delayMs = backoffDelay(attempt, this.policy, random);
+        attempt++;
+        this.opts.emit({ event: 'reconnecting', attempt, delayMs, error: reason });
+        await sleep(delayMs, this.stopController.signal);
+      }
+    }
+  }
+
+  private giveUp(err: Error): void {
+    this.resolveDone(err);
+  }
+
+  /**
+   * Stops: GOAWAY on every session (the relay sends no new streams), waits for
+   * in-flight streams up to `graceMs`, then closes.
+   */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stopController.abort();
+    const sessions = [...this.sessions];
+    for (const s of sessions) s.goAway(ErrorCode.NO_ERROR, 'client stopping');
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(sessions.map((s) => s.whenIdle())),
+      new Promise((r) => (timer = setTimeout(r, graceMs))),
+    ]);
+    clearTimeout(timer);
+    for (const s of sessions) s.close();
+    await Promise.all(this.slots);
+    this.opts.emit({ event: 'closed' });
+    this.resolveDone(undefined);
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * Forwards one visitor request (or WebSocket upgrade) over one mux stream of the
+ * tunnel's session, streaming bodies both ways with backpressure.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { StreamResetError, errnoCode } from '../../shared/errors.js';
+import { ErrorCode } from '../../shared/protocol/frame.js';
+import {
+  endToEndHeaders,
+  flattenHeaders,
+  isResponseHead,
+  type HeaderPairs,
+  type RequestHead,
+  type ResponseHead,
+} from '../../shared/protocol/tunnel.js';
+import type { MuxStream } from '../../shared/mux/stream.js';
+import type { MuxSession } from '../../shared/mux/session.js';
+import { pages, sendError, sendRawError, type ErrorPage } from './pages.js';
+
+export interface ForwardContext {
+  hostname: string;
+  scheme: 'http' | 'https';
+  /** How long to wait for the response head before answering 504. */
+  responseTimeoutMs: number;
+  /** Called once per finished request, for logs and metrics. */
+  onDone?: (info: ForwardResult) => void;
+}
+
+export interface ForwardResult {
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  error?: string;
+}
+
+/** Builds the request head sent to the CLI: end-to-end headers plus X-Forwarded-*. */
+export function buildRequestHead(req: IncomingMessage, scheme: 'http' | 'https', upgrade: boolean): RequestHead {
+  const headers: HeaderPairs = [];
+  // The relay is the edge: visitor-supplied X-Forwarded-* can't be trusted, so replace them.
+  for (const pair of endToEndHeaders(req.rawHeaders, upgrade)) {
+    const lower = pair[0].toLowerCase();
+    if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    headers.push(pair);
+  }
+  const remoteAddress = req.socket.remoteAddress ?? '';
+  headers.push(['X-Forwarded-For', remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress]);
+  headers.push(['X-Forwarded-Proto', scheme]);
+  if (req.headers.host !== undefined) headers.push(['X-Forwarded-Host', req.headers.host]);
+  return {
+    method: req.method ?? 'GET',
+    url: req.url ?? '/',
+    httpVersion: req.httpVersion,
+    headers,
+    upgrade,
+    remoteAddress,
+    scheme,
+  };
+}
+
+/** Maps a stream failure that happened before the response head to a visitor page. */
+export function pageForStreamError(hostname: string, err: unknown): ErrorPage {
+  if (err instanceof StreamResetError) {
+    const message = err.message.replace(/^stream reset by peer \([A-Z_]+\):? ?/, '');
+    switch (err.resetCode) {
+      case ErrorCode.CONNECT_ERROR:
+        return pages.originUnreachable(hostname, message);
+      case ErrorCode.TIMEOUT:
+        return pages.originTimeout(hostname, message);
+      case ErrorCode.REFUSED_STREAM:
+        return pages.tunnelBusy(hostname, message || 'too many concurrent requests');
+      default:
+        return pages.originFailed(hostname, message || 'the tunnel client reset the request');
+    }
+  }
+  const code = errnoCode(err);
+  if (code === 'QT_ERR_SESSION_CLOSED' || code === 'QT_ERR_CONNECTION' || code === 'QT_ERR_HEARTBEAT') {
+    return pages.originFailed(hostname, 'the tunnel connection was lost during the request');
+  }
+  return pages.originFailed(hostname, err instanceof Error ? err.message : String(err));
+}
+
+/** Opens a stream for the request; answers 503 itself when the tunnel can't take one. */
+export function openStreamFor(
+  session: MuxSession,
+  head: RequestHead,
+  hostname: string,
+): { stream: MuxStream } | { page: ErrorPage } {
+  try {
+    return { stream: session.openStream(head as unknown as Record<string, unknown>) };
+  } catch (err) {
+    if (err instanceof StreamResetError) return { page: pages.tunnelBusy(hostname, err.message) };
+    return { page: pages.tunnelOffline(hostname) };
+  }
+}
+
+/** Forwards a plain HTTP request/response pair over `session`. */
+export function forwardRequest(
+  req: IncomingMessage,
+  res: ServerResponse,
+  session: MuxSession,
+  ctx: ForwardContext,
+): void {
+  const head = buildRequestHead(req, ctx.scheme, false);
+  const opened = openStreamFor(session, head, ctx.hostname);
+  if ('page' in opened) {
+    sendError(res, req.headers, opened.page);
+    ctx.onDone?.({ status: opened.page.status, bytesIn: 0, bytesOut: 0, error: opened.page.title });
+    return;
+  }
+  const stream = opened.stream;
+  let replied = false;
+  let finished = false;
+  let bytesIn = 0;
+  let bytesOut = 0;
+
+  const timer = setTimeout(() => {
+    if (replied) return;
+    stream.reset(ErrorCode.TIMEOUT, 'relay response timeout');
+    fail(pages.originTimeout(ctx.hostname, `no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`));
+  }, ctx.responseTimeoutMs);
+  timer.unref();
+
+  const done = (status: number, error?: string): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    ctx.onDone?.(error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error });
+  };
+
+  const fail = (page: ErrorPage): void => {
+    if (res.headersSent) {
+      // A response already started: abort the connection so a truncated body never
+      // looks complete to the visitor.
+      res.destroy();
+      done(res.statusCode, page.detail);
+      return;
+    }
+    sendError(res, req.headers, page);
+    done(page.status, page.detail);
+  };
+
+  // Visitor → CLI: the request body, with backpressure (pipe pauses req when the
+  // stream's window is exhausted).
+  req.on('data', (chunk: Buffer) => {
+    bytesIn += chunk.length;
+  });
+  req.pipe(stream);
+
+  stream.once('reply', (meta: unknown) => {
+    if (!isResponseHead(meta) || meta.status < 200) {
+      stream.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
+      fail(pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head'));
+      return;
+    }
+    replied = true;
+    clearTimeout(timer);
+    writeResponseHead(res, meta);
+    stream.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+    });
+    stream.pipe(res);
+    stream.once('end', () => done(meta.status));
+  });
+
+  stream.on('error', (err) => {
+    if (finished) return;
+    fail(replied ? pages.originFailed(ctx.hostname, err.message) : pageForStreamError(ctx.hostname, err));
+  });
+
+  // Visitor went away before the response completed: cancel the stream so the CLI
+  // stops the origin request.
+  res.once('close', () => {
+    if (!res.writableFinished) {
+      stream.destroy();
+      done(res.headersSent ? res.statusCode : 499, 'visitor closed the connection');
+    }
+  });
+  req.once('error', () => stream.destroy());
+}
+
+function writeResponseHead(res: ServerResponse, head: ResponseHead): void {
+  // Hop-by-hop headers were removed by the CLI; Node re-frames the body itself
+  // (Content-Length as given, else chunked), so no raw framing bytes pass through.
+  const flat = flattenHeaders(endToEndHeaders(flattenHeaders(head.headers)));
+  if (head.statusMessage !== undefined) res.writeHead(head.status, head.statusMessage, flat);
+  else res.writeHead(head.status, flat);
+  // Flush the head at once (SSE and long polls rely on seeing it immediately).
+  res.flushHeaders();
+}
+
+/** Forwards an Upgrade request: after the origin's 101 the stream carries raw bytes. */
+export function forwardUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  headBytes: Buffer,
+  session: MuxSession,
+  ctx: ForwardContext,
+): void {
+  const head = buildRequestHead(req, ctx.scheme, true);
+  const opened = openStreamFor(session, head, ctx.hostname);
+  if ('page' in opened) {
+    sendRawError(socket, req.headers, opened.page);
+    ctx.onDone?.({ status: opened.page.status, bytesIn: 0, bytesOut: 0, error: opened.page.title });
+    return;
+  }
+  const stream = opened.stream;
+  let replied = false;
+  let finished = false;
+  let bytesIn = headBytes.length;
+  let bytesOut = 0;
+  let status = 0;
+  const done = (error?: string): void => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    ctx.onDone?.(error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error });
+  };
+  const timer = setTimeout(() => {
+    if (replied) return;
+    stream.reset(ErrorCode.TIMEOUT, 'relay response timeout');
+    const page = pages.originTimeout(ctx.hostname, '');
+    status = page.status;
+    sendRawError(socket, req.headers, page);
+    done(page.detail);
+  }, ctx.responseTimeoutMs);
+  timer.unref();
+
+  if (headBytes.length > 0) stream.write(headBytes);
+  socket.on('data', (chunk: Buffer) => {
+    bytesIn += chunk.length;
+  });
+  socket.on('error', () => stream.destroy());
+  socket.once('close', () => {
+    if (!stream.destroyed) stream.destroy();
+    done();
+  });
+  stream.once('reply', (meta: unknown) => {
+    if (!isResponseHead(meta)) {
+      stream.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
+      const page = pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head');
+      status = page.status;
+      sendRawError(socket, req.headers, page);
+      return;
+    }
+    replied = true;
+    clearTimeout(timer);
+    status = meta.status;
+    const upgraded = meta.status === 101;
+    const headers = upgraded ? meta.headers : endToEndHeaders(flattenHeaders(meta.headers));
+    let text = `HTTP/1.1 ${meta.status} ${meta.statusMessage ?? (upgraded ? 'Switching Protocols' : '')}\r\n`;
+    for (const [k, v] of headers) text += `${k}: ${v}\r\n`;
+    if (!upgraded) text += 'Connection: close\r\n';
+    socket.write(`${text}\r\n`, 'latin1');
+    stream.on('data', (chunk: Buffer) => {
+      bytesOut += chunk.length;
+    });
+    // Raw two-way bytes from here on; each direction ends on its own (half-close).
+    stream.pipe(socket);
+    if (upgraded) socket.pipe(stream);
+    else socket.resume();
+  });
+  stream.on('error', (err) => {
+    if (!replied) {
+      const page = pageForStreamError(ctx.hostname, err);
+      status = page.status;
+      sendRawError(socket, req.headers, page);
+      done(page.detail);
+      return;
+    }
+    socket.destroy();
+    done(err.message);
+  });
+  stream.once('end', () => {
+    if (!replied) socket.destroy();
+  });
+}

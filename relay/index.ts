@@ -1,0 +1,323 @@
+/**
+ * startRelay(config): wires the visitor edge, the tunnel endpoint, the registry and
+ * the admin app, and listens. Used by `quick-tunnel relay` and by the CLI's embedded
+ * local relay.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import type { MuxOptions, MuxSession } from '../shared/mux/session.js';
+import type { FrameTransport } from '../shared/mux/transport.js';
+import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
+import { VERSION } from '../shared/version.js';
+import { TunnelEndpoint } from './control/endpoint.js';
+import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
+import { normalizeHost, routeHost } from './edge/host.js';
+import { pages, sendError, sendRawError } from './edge/pages.js';
+import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
+import { TunnelRegistry } from './tunnels/registry.js';
+
+export interface RelayConfig {
+  /** Public domain: tunnels are `<label>.<domain>`. */
+  domain: string;
+  /** Bind address. */
+  host: string;
+  /** HTTPS port; 0 = any free port; null = no HTTPS listener. */
+  httpsPort: number | null;
+  /** Plain HTTP port; 0 = any free port; null = off. */
+  httpPort: number | null;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  /** Where the relay keeps its certificate and keys; null = nothing on disk. */
+  dataDir: string | null;
+  /** Accepted client tokens; empty = open relay. */
+  tokens: readonly string[];
+  /** Wait for a response head this long before answering 504. Default 120 s. */
+  responseTimeoutMs?: number;
+  /** Ports shown in public URLs when they differ from the listening ones (NAT, Docker). */
+  publicHttpsPort?: number | undefined;
+  publicHttpPort?: number | undefined;
+  /** Idle keep-alive timeout for visitor connections. Default 65 s. */
+  keepAliveTimeoutMs?: number;
+  /** Max time to receive a visitor's request headers (slowloris guard). Default 15 s. */
+  headersTimeoutMs?: number;
+  mux?: MuxOptions;
+  logger?: Logger;
+}
+
+export interface Relay {
+  readonly domain: string;
+  readonly httpsPort: number | undefined;
+  readonly httpPort: number | undefined;
+  readonly certificate: RelayCertificate | undefined;
+  readonly registry: TunnelRegistry;
+  readonly log: Logger;
+  /** Serves a tunnel client over an in-process transport (embedded mode). */
+  attach(transport: FrameTransport): MuxSession;
+  urlsFor(hostname: string): string[];
+  /** The URL clients dial (wss://domain:port/_qt/tunnel), if HTTPS is on. */
+  readonly tunnelUrl: string | undefined;
+  /** Graceful stop: GOAWAY to clients, stop accepting, wait up to `graceMs`, close. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startRelay(config: RelayConfig): Promise<Relay> {
+  const log = config.logger ?? pino({ level: 'silent' });
+  const domain = config.domain.toLowerCase().replace(/\.$/, '');
+  const responseTimeoutMs = config.responseTimeoutMs ?? 120_000;
+  const startedAt = Date.now();
+
+  let certificate: RelayCertificate | undefined;
+  if (config.httpsPort !== null) {
+    if (config.dataDir === null && (config.certFile === undefined || config.keyFile === undefined)) {
+      throw new Error('an HTTPS relay needs --cert/--key or a data dir for its self-signed certificate');
+    }
+    certificate = await loadRelayCertificate({
+      domain,
+      dataDir: config.dataDir ?? '',
+      certFile: config.certFile,
+      keyFile: config.keyFile,
+    });
+  }
+  const resumeKey = config.dataDir === null ? randomBytes(32) : await loadOrCreateKey(config.dataDir);
+
+  const registry = new TunnelRegistry({
+    onUnregistered: (tunnel) =>
+      log.info({ event: 'unregistered', tunnelId: tunnel.id, hostname: `${tunnel.label}.${domain}` }, 'tunnel unregistered'),
+  });
+
+  // Filled in once listening: URLs carry the real ports.
+  const ports = { https: undefined as number | undefined, http: undefined as number | undefined };
+  const urlsFor = (hostname: string): string[] => {
+    const urls: string[] = [];
+    const hp = config.publicHttpsPort ?? ports.https;
+    if (hp !== undefined) urls.push(`https://${hostname}${hp === 443 ? '' : `:${hp}`}`);
+    const p = config.publicHttpPort ?? ports.http;
+    if (p !== undefined) urls.push(`http://${hostname}${p === 80 ? '' : `:${p}`}`);
+    return urls;
+  };
+
+  const endpoint = new TunnelEndpoint({
+    registry,
+    tokens: config.tokens,
+    resumeKey,
+    relayVersion: VERSION,
+    urlsFor,
+    domain,
+    mux: config.mux ?? {},
+    log,
+  });
+
+  let admin: Promise<FastifyInstance> | undefined;
+  const adminApp = (): Promise<FastifyInstance> => {
+    admin ??= import('./admin/app.js').then((m) =>
+      m.buildAdminApp({ domain, registry, relayVersion: VERSION, open: config.tokens.length === 0, startedAt }),
+    );
+    return admin;
+  };
+
+  let shuttingDown = false;
+  const onDone = (scheme: string, hostname: string) => (r: ForwardResult) => {
+    if (log.isLevelEnabled('debug')) log.debug({ scheme, hostname, ...r }, 'request');
+  };
+
+  const makeHandler =
+    (scheme: 'http' | 'https') =>
+    (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      const route = routeHost(normalizeHost(req.headers.host), domain);
+      if (route.kind === 'apex') {
+        adminApp().then(
+          (app) => app.routing(req, res),
+          (err: unknown) => {
+            log.error({ err }, 'admin app failed to load');
+            res.statusCode = 500;
+            res.end();
+          },
+        );
+        return;
+      }
+      if (route.kind === 'unknown') {
+        sendError(res, req.headers, pages.unknownHost(route.host, domain));
+        return;
+      }
+      if (shuttingDown) {
+        sendError(res, req.headers, pages.shuttingDown());
+        return;
+      }
+      const tunnel = registry.lookup(route.label);
+      if (tunnel === undefined) {
+        sendError(res, req.headers, pages.noSuchTunnel(route.hostname));
+        return;
+      }
+      const session = tunnel.pickSession();
+      if (session === undefined) {
+        sendError(res, req.headers, pages.tunnelOffline(route.hostname));
+        return;
+      }
+      tunnel.requests++;
+      forwardRequest(req, res, session, {
+        hostname: route.hostname,
+        scheme,
+        responseTimeoutMs,
+        onDone: onDone(scheme, route.hostname),
+      });
+    };
+
+  const makeUpgradeHandler =
+    (scheme: 'http' | 'https') =>
+    (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+      socket.on('error', () => socket.destroy());
+      const route = routeHost(normalizeHost(req.headers.host), domain);
+      if (route.kind === 'apex') {
+        const pathname = (req.url ?? '').split('?')[0];
+        if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
+          endpoint.handleUpgrade(req, socket, head);
+        } else {
+          sendRawError(socket, req.headers, pages.unknownHost(route.kind, domain));
+        }
+        return;
+      }
+      if (route.kind === 'unknown') {
+        sendRawError(socket, req.headers, pages.unknownHost(route.host, domain));
+        return;
+      }
+      const tunnel = registry.lookup(route.label);
+      const session = tunnel?.pickSession();
+      if (tunnel === undefined || session === undefined || shuttingDown) {
+        sendRawError(
+          socket,
+          req.headers,
+          shuttingDown
+            ? pages.shuttingDown()
+            : tunnel === undefined
+              ? pages.noSuchTunnel(route.hostname)
+              : pages.tunnelOffline(route.hostname),
+        );
+        return;
+      }
+      tunnel.requests++;
+      forwardUpgrade(req, socket, head, session, {
+        hostname: route.hostname,
+        scheme,
+        responseTimeoutMs,
+        onDone: onDone(scheme, route.hostname),
+      });
+    };
+
+  const serverOptions: http.ServerOptions = {
+    keepAliveTimeout: config.keepAliveTimeoutMs ?? 65_000,
+    headersTimeout: config.headersTimeoutMs ?? 15_000,
+    requestTimeout: 0, // bodies may stream for as long as they need
+    maxHeaderSize: 16 * 1024,
+    noDelay: true,
+  };
+
+  const servers: (http.Server | https.Server)[] = [];
+  const listen = async (server: http.Server | https.Server, port: number): Promise<number> => {
+    server.maxHeadersCount = 100;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    servers.push(server);
+    return (server.address() as AddressInfo).port;
+  };
+
+  try {
+    if (config.httpsPort !== null && certificate !== undefined) {
+      const server = https.createServer(
+        { ...serverOptions, cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' },
+        makeHandler('https'),
+      );
+      server.on('upgrade', makeUpgradeHandler('https'));
+      server.on('tlsClientError', () => {}); // handshake failures are the client's problem
+      ports.https = await listen(server, config.httpsPort);
+    }
+    if (config.httpPort !== null) {
+      const server = http.createServer(serverOptions, makeHandler('http'));
+      server.on('upgrade', makeUpgradeHandler('http'));
+      ports.http = await listen(server, config.httpPort);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  for (const s of servers) {
+    s.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
+  }
+
+  const tunnelUrl =
+    ports.https !== undefined ? `wss://${domain}:${ports.https}${TUNNEL_ENDPOINT_PATH}` : undefined;
+
+  log.info(
+    {
+      event: 'listening',
+      domain,
+      host: config.host,
+      httpsPort: ports.https,
+      httpPort: ports.http,
+      certificate: certificate?.certPath,
+      fingerprint256: certificate?.fingerprint256,
+      open: config.tokens.length === 0,
+      version: VERSION,
+    },
+    'relay listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    domain,
+    httpsPort: ports.https,
+    httpPort: ports.http,
+    certificate,
+    registry,
+    log,
+    tunnelUrl,
+    urlsFor,
+    attach: (transport) => endpoint.attach(transport, 'in-process'),
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        shuttingDown = true;
+        for (const s of servers) s.close();
+        const drained = endpoint.drain();
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
+        endpoint.close();
+        for (const s of servers) s.closeAllConnections();
+        if (admin !== undefined) await (await admin).close();
+        log.info({ event: 'stopped' }, 'relay stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+async function loadOrCreateKey(dataDir: string): Promise<Buffer> {
+  const file = path.join(dataDir, 'resume.key');
+  try {
+    const key = await readFile(file);
+    if (key.length >= 32) return key;
+  } catch {
+    // first start: create it below
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const key = randomBytes(32);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, key, { mode: 0o600 });
+  await rename(tmp, file);
+  return key;
+}
