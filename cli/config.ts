@@ -50,7 +50,9 @@ export function readConfigFile(configDir: string): FileConfig {
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new ConfigError(`the config file ${file} is not valid JSON; fix or delete it`, { cause: err });
+    throw new ConfigError(`the config file ${file} is not valid JSON; fix or delete it`, {
+      cause: err,
+    });
   }
   if (typeof parsed !== 'object' || parsed === null) {
     throw new ConfigError(`the config file ${file} must hold a JSON object`);

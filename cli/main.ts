@@ -12,27 +12,47 @@ const collect = (v: unknown): string[] =>
 
 function exposeOptions<T>(y: Argv<T>) {
   return y
-    .option('relay', { type: 'string', describe: 'relay URL (default: a local relay in this process)' })
+    .option('relay', {
+      type: 'string',
+      describe: 'relay URL (default: a local relay in this process)',
+    })
     .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
-    .option('ca', { type: 'string', describe: "extra CA / the relay's self-signed certificate to trust" })
+    .option('ca', {
+      type: 'string',
+      describe: "extra CA / the relay's self-signed certificate to trust",
+    })
     .option('name', { type: 'string', describe: 'run the named tunnel NAME (created beforehand)' })
-    .option('log', { choices: ['text', 'json'] as const, describe: 'line output instead of the TUI' })
+    .option('log', {
+      choices: ['text', 'json'] as const,
+      describe: 'line output instead of the TUI',
+    })
     .option('host-header', {
       type: 'string',
-      describe: "Host sent to the local app: 'rewrite' (its own host:port) or a value (default: the visitor's)",
+      describe:
+        "Host sent to the local app: 'rewrite' (its own host:port) or a value (default: the visitor's)",
     })
     .option('origin-insecure', {
       type: 'boolean',
       default: false,
-      describe: 'do not verify the TLS certificate of an https:// local app (self-signed dev servers)',
+      describe:
+        'do not verify the TLS certificate of an https:// local app (self-signed dev servers)',
     })
     .option('relay-insecure', {
       type: 'boolean',
       default: false,
-      describe: "DANGEROUS: do not verify the relay's TLS certificate (anyone on the path can read and alter traffic)",
+      describe:
+        "DANGEROUS: do not verify the relay's TLS certificate (anyone on the path can read and alter traffic)",
     })
-    .option('connections', { type: 'number', describe: 'WebSocket connections to keep to the relay (HA)', default: 2 })
-    .option('color', { type: 'boolean', default: true, describe: 'colour output (--no-color; NO_COLOR respected)' });
+    .option('connections', {
+      type: 'number',
+      describe: 'WebSocket connections to keep to the relay (HA)',
+      default: 2,
+    })
+    .option('color', {
+      type: 'boolean',
+      default: true,
+      describe: 'colour output (--no-color; NO_COLOR respected)',
+    });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -67,17 +87,47 @@ async function main(argv: string[]): Promise<number> {
       'run a relay (self-hosted server that tunnels connect to)',
       (y) =>
         y
-          .option('domain', { type: 'string', default: 'localhost', describe: 'public domain; tunnels are <label>.DOMAIN' })
-          .option('port', { type: 'number', default: 8443, describe: 'HTTPS port (0 = any free port)' })
-          .option('http-port', { type: 'number', default: 8080, describe: 'plain HTTP port (0 = off)' })
+          .option('domain', {
+            type: 'string',
+            default: 'localhost',
+            describe: 'public domain; tunnels are <label>.DOMAIN',
+          })
+          .option('port', {
+            type: 'number',
+            default: 8443,
+            describe: 'HTTPS port (0 = any free port)',
+          })
+          .option('http-port', {
+            type: 'number',
+            default: 8080,
+            describe: 'plain HTTP port (0 = off)',
+          })
           .option('host', { type: 'string', default: '0.0.0.0', describe: 'bind address' })
-          .option('cert', { type: 'string', describe: 'TLS certificate (PEM; else self-signed, kept in --data-dir)' })
+          .option('cert', {
+            type: 'string',
+            describe: 'TLS certificate (PEM; else self-signed, kept in --data-dir)',
+          })
           .option('key', { type: 'string', describe: 'TLS private key (PEM)' })
           .option('data-dir', { type: 'string', describe: 'where the relay keeps its state' })
-          .option('token', { type: 'string', array: true, describe: 'a token clients must present (repeatable)' })
-          .option('public-port', { type: 'number', describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)' })
-          .option('response-timeout', { type: 'number', default: 120, describe: 'seconds to wait for a response head (504 after)' })
-          .option('drain-timeout', { type: 'number', default: 30, describe: 'seconds in-flight requests get on shutdown' })
+          .option('token', {
+            type: 'string',
+            array: true,
+            describe: 'a token clients must present (repeatable)',
+          })
+          .option('public-port', {
+            type: 'number',
+            describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)',
+          })
+          .option('response-timeout', {
+            type: 'number',
+            default: 120,
+            describe: 'seconds to wait for a response head (504 after)',
+          })
+          .option('drain-timeout', {
+            type: 'number',
+            default: 30,
+            describe: 'seconds in-flight requests get on shutdown',
+          })
           .option('log-level', {
             choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
             default: 'info' as const,

@@ -75,8 +75,13 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
 
   let certificate: RelayCertificate | undefined;
   if (config.httpsPort !== null) {
-    if (config.dataDir === null && (config.certFile === undefined || config.keyFile === undefined)) {
-      throw new Error('an HTTPS relay needs --cert/--key or a data dir for its self-signed certificate');
+    if (
+      config.dataDir === null &&
+      (config.certFile === undefined || config.keyFile === undefined)
+    ) {
+      throw new Error(
+        'an HTTPS relay needs --cert/--key or a data dir for its self-signed certificate',
+      );
     }
     certificate = await loadRelayCertificate({
       domain,
@@ -85,11 +90,15 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       keyFile: config.keyFile,
     });
   }
-  const resumeKey = config.dataDir === null ? randomBytes(32) : await loadOrCreateKey(config.dataDir);
+  const resumeKey =
+    config.dataDir === null ? randomBytes(32) : await loadOrCreateKey(config.dataDir);
 
   const registry = new TunnelRegistry({
     onUnregistered: (tunnel) =>
-      log.info({ event: 'unregistered', tunnelId: tunnel.id, hostname: `${tunnel.label}.${domain}` }, 'tunnel unregistered'),
+      log.info(
+        { event: 'unregistered', tunnelId: tunnel.id, hostname: `${tunnel.label}.${domain}` },
+        'tunnel unregistered',
+      ),
   });
 
   // Filled in once listening: URLs carry the real ports.
@@ -117,7 +126,13 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   let admin: Promise<FastifyInstance> | undefined;
   const adminApp = (): Promise<FastifyInstance> => {
     admin ??= import('./admin/app.js').then((m) =>
-      m.buildAdminApp({ domain, registry, relayVersion: VERSION, open: config.tokens.length === 0, startedAt }),
+      m.buildAdminApp({
+        domain,
+        registry,
+        relayVersion: VERSION,
+        open: config.tokens.length === 0,
+        startedAt,
+      }),
     );
     return admin;
   };
@@ -254,8 +269,15 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   for (const s of servers) {
     s.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) return socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? 431
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 408
+            : 400;
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+      );
     });
   }
 

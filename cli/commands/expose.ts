@@ -91,14 +91,18 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     try {
       ca = await readFile(caFile, 'utf8');
     } catch (err) {
-      throw new ConfigError(`cannot read the --ca file ${caFile}: ${(err as Error).message}`, { cause: err });
+      throw new ConfigError(`cannot read the --ca file ${caFile}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
   }
   if (!Number.isInteger(opts.connections) || opts.connections < 1 || opts.connections > 16) {
     throw new ConfigError('--connections must be between 1 and 16');
   }
   if (opts.name !== undefined) {
-    throw new ConfigError('named tunnels (--name) are not available yet; run without --name for a random hostname');
+    throw new ConfigError(
+      'named tunnels (--name) are not available yet; run without --name for a random hostname',
+    );
   }
   const hostHeader =
     opts.hostHeader === undefined || opts.hostHeader === 'preserve'
@@ -207,11 +211,14 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     };
     process.on('SIGINT', () => stop(0));
     process.on('SIGTERM', () => stop(0));
-    supervisor.done.then((err) => {
-      if (err !== undefined && !stopping) {
-        process.stderr.write(`error: ${err.message}\n`);
-        stop(1);
-      }
-    }, () => stop(1));
+    supervisor.done.then(
+      (err) => {
+        if (err !== undefined && !stopping) {
+          process.stderr.write(`error: ${err.message}\n`);
+          stop(1);
+        }
+      },
+      () => stop(1),
+    );
   });
 }

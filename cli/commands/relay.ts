@@ -37,7 +37,9 @@ function validPort(n: number, flag: string): number {
 
 export async function runRelayCommand(opts: RelayCommandOptions): Promise<number> {
   if ((opts.cert === undefined) !== (opts.key === undefined)) {
-    throw new ConfigError('--cert and --key go together: give both, or neither for a self-signed certificate');
+    throw new ConfigError(
+      '--cert and --key go together: give both, or neither for a self-signed certificate',
+    );
   }
   const domain = opts.domain.toLowerCase().replace(/\.$/, '');
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
@@ -67,7 +69,9 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') {
-      throw new ConfigError(`a port is already in use (${(err as Error).message}); pick another with --port / --http-port`);
+      throw new ConfigError(
+        `a port is already in use (${(err as Error).message}); pick another with --port / --http-port`,
+      );
     }
     if (code === 'EACCES') {
       throw new ConfigError(
@@ -82,7 +86,10 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
 
   const say = (line: string): void => void process.stderr.write(`${line}\n`);
   say(`quick-tunnel relay for *.${domain}`);
-  if (relay.httpsPort !== undefined) say(`  https://${domain}:${relay.httpsPort}  (tunnels: https://<name>.${domain}:${relay.httpsPort})`);
+  if (relay.httpsPort !== undefined)
+    say(
+      `  https://${domain}:${relay.httpsPort}  (tunnels: https://<name>.${domain}:${relay.httpsPort})`,
+    );
   if (relay.httpPort !== undefined) say(`  http://${domain}:${relay.httpPort}`);
   if (relay.certificate?.selfSigned === true) {
     say(`  self-signed certificate: ${relay.certificate.certPath}`);
@@ -90,9 +97,13 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     say(`  clients trust it with:   --ca ${relay.certificate.certPath}`);
   }
   if (opts.tokens.length === 0) {
-    say('  WARNING: this relay is OPEN: anyone who can reach it can create tunnels. Use --token to require one.');
+    say(
+      '  WARNING: this relay is OPEN: anyone who can reach it can create tunnels. Use --token to require one.',
+    );
   }
-  say(`  clients connect with: quick-tunnel 3000 --relay https://${domain}:${relay.httpsPort ?? ''}`);
+  say(
+    `  clients connect with: quick-tunnel 3000 --relay https://${domain}:${relay.httpsPort ?? ''}`,
+  );
 
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -53,7 +53,11 @@ const TLS_TRUST_CODES = new Set([
 export const localhostAwareLookup: typeof dns.lookup = ((
   hostname: string,
   options: dns.LookupOptions,
-  cb: (err: NodeJS.ErrnoException | null, address: string | dns.LookupAddress[], family?: number) => void,
+  cb: (
+    err: NodeJS.ErrnoException | null,
+    address: string | dns.LookupAddress[],
+    family?: number,
+  ) => void,
 ) => {
   const h = hostname.toLowerCase().replace(/\.$/, '');
   if (h === 'localhost' || h.endsWith('.localhost')) {
@@ -176,7 +180,10 @@ export async function handshake(
 }
 
 function parseAssignment(answer: unknown): TunnelAssignment {
-  const v = (typeof answer === 'object' && answer !== null ? answer : {}) as Record<string, unknown>;
+  const v = (typeof answer === 'object' && answer !== null ? answer : {}) as Record<
+    string,
+    unknown
+  >;
   if (
     typeof v['tunnelId'] !== 'string' ||
     typeof v['label'] !== 'string' ||

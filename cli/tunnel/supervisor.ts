@@ -137,7 +137,8 @@ export class TunnelSupervisor {
           connections: this.opts.connections ?? 2,
         });
         this.slots.push(this.runSlot(conn));
-        for (let i = 1; i < (this.opts.connections ?? 2); i++) this.slots.push(this.runSlot(undefined));
+        for (let i = 1; i < (this.opts.connections ?? 2); i++)
+          this.slots.push(this.runSlot(undefined));
         return conn.assignment;
       } catch (err) {
         lastErr = err;
@@ -218,12 +219,18 @@ export class TunnelSupervisor {
         session.once('close', (err) => resolve(err?.message ?? 'connection closed'));
         // A relay going away (redeploy) gets replaced at once, without backoff; the old
         // session finishes its in-flight streams meanwhile.
-        session.once('goaway', (_code, message) => resolve(`relay going away${message ? `: ${message}` : ''}`));
+        session.once('goaway', (_code, message) =>
+          resolve(`relay going away${message ? `: ${message}` : ''}`),
+        );
       });
       conn = undefined;
       if (this.stopped) return;
       if (now() - upAt >= this.policy.stableMs) attempt = 0;
-      this.opts.emit({ event: 'connection-lost', error: reason, connectionsLeft: this.liveConnections });
+      this.opts.emit({
+        event: 'connection-lost',
+        error: reason,
+        connectionsLeft: this.liveConnections,
+      });
       if (!session.receivedGoAway) {
         const delayMs = backoffDelay(attempt, this.policy, random);
         attempt++;

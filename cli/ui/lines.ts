@@ -23,12 +23,23 @@ function formatBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+export const LOCAL_ONLY_NOTE =
+  'This URL is local-only: it works on this machine, not for others. To share it, run a relay ' +
+  'on a server (`quick-tunnel relay --domain tunnel.example.com`) and pass ' +
+  '`--relay https://tunnel.example.com`.';
+
 /** Returns the sink that prints events as lines in `format`. */
-export function lineView(format: LineFormat, writer: LineWriter = processWriter): (e: TunnelEvent) => void {
+export function lineView(
+  format: LineFormat,
+  writer: LineWriter = processWriter,
+): (e: TunnelEvent) => void {
   if (format === 'json') {
     return (e) => {
-      if (e.event === 'request-start' || e.event === 'rtt') return; // too chatty for logs
+      // `ready` is the first line a tunnel prints; per-request starts and RTT samples
+      // are too chatty for logs.
+      if (e.event === 'connecting' || e.event === 'request-start' || e.event === 'rtt') return;
       writer.out(JSON.stringify({ time: new Date().toISOString(), ...e }));
+      if (e.event === 'ready' && e.local) writer.err(LOCAL_ONLY_NOTE);
     };
   }
   return (e) => {
@@ -39,13 +50,7 @@ export function lineView(format: LineFormat, writer: LineWriter = processWriter)
       case 'ready': {
         writer.out(`Forwarding ${e.url} -> ${e.target}`);
         for (const url of e.urls.slice(1)) writer.out(`Also at   ${url} -> ${e.target}`);
-        if (e.local) {
-          writer.err(
-            'This URL is local-only: it works on this machine, not for others. ' +
-              'To share it, run a relay on a server (`quick-tunnel relay --domain tunnel.example.com`) ' +
-              'and use `--relay https://tunnel.example.com` (or `quick-tunnel login --relay …`).',
-          );
-        }
+        if (e.local) writer.err(LOCAL_ONLY_NOTE);
         return;
       }
       case 'request': {
@@ -61,11 +66,15 @@ export function lineView(format: LineFormat, writer: LineWriter = processWriter)
         writer.err(`connection to the relay lost: ${e.error}`);
         return;
       case 'reconnecting':
-        writer.err(`reconnecting in ${(e.delayMs / 1000).toFixed(1)}s (attempt ${e.attempt}): ${e.error}`);
+        writer.err(
+          `reconnecting in ${(e.delayMs / 1000).toFixed(1)}s (attempt ${e.attempt}): ${e.error}`,
+        );
         return;
       case 'reconnected':
         writer.err(
-          e.sameHostname ? `reconnected: ${e.url}` : `reconnected with a NEW address: ${e.url} (the old one expired)`,
+          e.sameHostname
+            ? `reconnected: ${e.url}`
+            : `reconnected with a NEW address: ${e.url} (the old one expired)`,
         );
         return;
       case 'warning':

@@ -73,9 +73,14 @@ export class TunnelEndpoint {
     });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
-    session.accept((app) => this.onHello(app, session, log)).catch((err: unknown) => {
-      log.info({ err: err instanceof Error ? err.message : String(err) }, 'tunnel handshake failed');
-    });
+    session
+      .accept((app) => this.onHello(app, session, log))
+      .catch((err: unknown) => {
+        log.info(
+          { err: err instanceof Error ? err.message : String(err) },
+          'tunnel handshake failed',
+        );
+      });
     return session;
   }
 
@@ -91,13 +96,19 @@ export class TunnelEndpoint {
       );
     }
     if (request.name !== undefined) {
-      throw new HelloRejection(ErrorCode.REJECTED, 'named tunnels are not available on this relay yet');
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        'named tunnels are not available on this relay yet',
+      );
     }
     const label = this.claimLabel(request.resume);
     const hostname = `${label}.${this.opts.domain}`;
     const tunnelId = randomUUID();
     const tunnel = this.opts.registry.attach(label, tunnelId, 'ephemeral', session);
-    log.info({ event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' }, 'tunnel registered');
+    log.info(
+      { event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' },
+      'tunnel registered',
+    );
     return {
       tunnelId: tunnel.id,
       label,
@@ -126,7 +137,9 @@ export class TunnelEndpoint {
   }
 
   private signResume(label: string): string {
-    const mac = createHmac('sha256', this.opts.resumeKey).update(`resume:${label}`).digest('base64url');
+    const mac = createHmac('sha256', this.opts.resumeKey)
+      .update(`resume:${label}`)
+      .digest('base64url');
     return `${label}.${mac}`;
   }
 

@@ -46,7 +46,11 @@ small{color:#777}</style></head>
 }
 
 /** Writes an error page on a normal response (if headers were not sent yet). */
-export function sendError(res: ServerResponse, headers: IncomingHttpHeaders, page: ErrorPage): void {
+export function sendError(
+  res: ServerResponse,
+  headers: IncomingHttpHeaders,
+  page: ErrorPage,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;

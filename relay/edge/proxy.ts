@@ -35,16 +35,28 @@ export interface ForwardResult {
 }
 
 /** Builds the request head sent to the CLI: end-to-end headers plus X-Forwarded-*. */
-export function buildRequestHead(req: IncomingMessage, scheme: 'http' | 'https', upgrade: boolean): RequestHead {
+export function buildRequestHead(
+  req: IncomingMessage,
+  scheme: 'http' | 'https',
+  upgrade: boolean,
+): RequestHead {
   const headers: HeaderPairs = [];
   // The relay is the edge: visitor-supplied X-Forwarded-* can't be trusted, so replace them.
   for (const pair of endToEndHeaders(req.rawHeaders, upgrade)) {
     const lower = pair[0].toLowerCase();
-    if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    if (
+      lower === 'x-forwarded-for' ||
+      lower === 'x-forwarded-proto' ||
+      lower === 'x-forwarded-host'
+    )
+      continue;
     headers.push(pair);
   }
   const remoteAddress = req.socket.remoteAddress ?? '';
-  headers.push(['X-Forwarded-For', remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress]);
+  headers.push([
+    'X-Forwarded-For',
+    remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress,
+  ]);
   headers.push(['X-Forwarded-Proto', scheme]);
   if (req.headers.host !== undefined) headers.push(['X-Forwarded-Host', req.headers.host]);
   return {
@@ -74,7 +86,11 @@ export function pageForStreamError(hostname: string, err: unknown): ErrorPage {
     }
   }
   const code = errnoCode(err);
-  if (code === 'QT_ERR_SESSION_CLOSED' || code === 'QT_ERR_CONNECTION' || code === 'QT_ERR_HEARTBEAT') {
+  if (
+    code === 'QT_ERR_SESSION_CLOSED' ||
+    code === 'QT_ERR_CONNECTION' ||
+    code === 'QT_ERR_HEARTBEAT'
+  ) {
     return pages.originFailed(hostname, 'the tunnel connection was lost during the request');
   }
   return pages.originFailed(hostname, err instanceof Error ? err.message : String(err));
@@ -117,7 +133,12 @@ export function forwardRequest(
   const timer = setTimeout(() => {
     if (replied) return;
     stream.reset(ErrorCode.TIMEOUT, 'relay response timeout');
-    fail(pages.originTimeout(ctx.hostname, `no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`));
+    fail(
+      pages.originTimeout(
+        ctx.hostname,
+        `no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`,
+      ),
+    );
   }, ctx.responseTimeoutMs);
   timer.unref();
 
@@ -125,7 +146,9 @@ export function forwardRequest(
     if (finished) return;
     finished = true;
     clearTimeout(timer);
-    ctx.onDone?.(error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error });
+    ctx.onDone?.(
+      error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error },
+    );
   };
 
   const fail = (page: ErrorPage): void => {
@@ -165,7 +188,11 @@ export function forwardRequest(
 
   stream.on('error', (err) => {
     if (finished) return;
-    fail(replied ? pages.originFailed(ctx.hostname, err.message) : pageForStreamError(ctx.hostname, err));
+    fail(
+      replied
+        ? pages.originFailed(ctx.hostname, err.message)
+        : pageForStreamError(ctx.hostname, err),
+    );
   });
 
   // Visitor went away before the response completed: cancel the stream so the CLI
@@ -214,7 +241,9 @@ export function forwardUpgrade(
     if (finished) return;
     finished = true;
     clearTimeout(timer);
-    ctx.onDone?.(error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error });
+    ctx.onDone?.(
+      error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error },
+    );
   };
   const timer = setTimeout(() => {
     if (replied) return;
@@ -238,7 +267,10 @@ export function forwardUpgrade(
   stream.once('reply', (meta: unknown) => {
     if (!isResponseHead(meta)) {
       stream.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-      const page = pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head');
+      const page = pages.originFailed(
+        ctx.hostname,
+        'the tunnel client sent an invalid response head',
+      );
       status = page.status;
       sendRawError(socket, req.headers, page);
       return;

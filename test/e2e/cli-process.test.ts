@@ -10,7 +10,12 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
 import { generateCertificate } from '../../relay/edge/certificate.js';
-import { encodeCodeMessage, encodeFrame, ErrorCode, FrameType } from '../../shared/protocol/frame.js';
+import {
+  encodeCodeMessage,
+  encodeFrame,
+  ErrorCode,
+  FrameType,
+} from '../../shared/protocol/frame.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 import { spawnCli, spawnRelay } from '../helpers/processes.js';
 
@@ -23,7 +28,15 @@ function get(
   return new Promise((resolve, reject) => {
     const lib = tls ? https : http;
     const req = lib.request(
-      { host: '127.0.0.1', port, path, headers: { host }, servername: host, ca: tls?.ca, agent: false },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        headers: { host },
+        servername: host,
+        ca: tls?.ca,
+        agent: false,
+      },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -38,7 +51,9 @@ function get(
 
 t.test('embedded default: http://<label>.localhost:<port> serves the local app', async (t) => {
   const { port } = await startOrigin(t, (req, res) => res.end(`hi from origin ${req.url}`));
-  const cli = spawnCli(t, [String(port), '--log', 'json'], { env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) } });
+  const cli = spawnCli(t, [String(port), '--log', 'json'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) },
+  });
   const line = await cli.waitFor(/"event":"ready"/, 'stdout');
   t.equal(cli.stdout[0], line, 'ready is the first stdout line');
   const ready = JSON.parse(line) as { url: string; local: boolean };
@@ -50,39 +65,50 @@ t.test('embedded default: http://<label>.localhost:<port> serves the local app',
   t.equal(res.status, 200);
   t.equal(res.body, 'hi from origin /hello?q=1');
   const reqLine = await cli.waitFor(/"event":"request"/, 'stdout');
-  t.match(JSON.parse(reqLine), { event: 'request', method: 'GET', path: '/hello?q=1', status: 200 });
-  t.ok(cli.stdout.every((l) => typeof JSON.parse(l).event === 'string'), 'every stdout line is JSON with event');
+  t.match(JSON.parse(reqLine), {
+    event: 'request',
+    method: 'GET',
+    path: '/hello?q=1',
+    status: 200,
+  });
+  t.ok(
+    cli.stdout.every((l) => typeof JSON.parse(l).event === 'string'),
+    'every stdout line is JSON with event',
+  );
   cli.child.kill('SIGINT');
   t.equal(await cli.exited, 0, 'Ctrl-C exits 0');
 });
 
-t.test('relay process + CLI process over TLS with the pinned self-signed certificate', async (t) => {
-  const relay = await spawnRelay(t, await tempDir(t));
-  await relay.waitFor(/WARNING: this relay is OPEN/, 'stderr');
-  await relay.waitFor(/SHA-256 fingerprint/, 'stderr');
-  const ca = await readFile(relay.certPath, 'utf8');
-  const { port } = await startOrigin(t, (_req, res) => res.end('through the relay'));
-  const cli = spawnCli(t, [
-    String(port),
-    '--relay',
-    `https://qt.localhost:${relay.httpsPort}`,
-    '--ca',
-    relay.certPath,
-    '--log',
-    'text',
-  ]);
-  const line = await cli.waitFor(/^Forwarding https:\/\//, 'stdout');
-  const url = new URL(line.split(' ')[1]!);
-  t.match(url.hostname, /^[a-z2-9]{10}\.qt\.localhost$/);
-  const res = await get(relay.httpsPort, url.hostname, '/', { ca });
-  t.equal(res.status, 200);
-  t.equal(res.body, 'through the relay');
-  await cli.waitFor(/GET \/ 200 \d+ms/, 'stdout');
-  cli.child.kill('SIGTERM');
-  t.equal(await cli.exited, 0);
-  relay.child.kill('SIGTERM');
-  t.equal(await relay.exited, 0, 'relay exits 0 on SIGTERM');
-});
+t.test(
+  'relay process + CLI process over TLS with the pinned self-signed certificate',
+  async (t) => {
+    const relay = await spawnRelay(t, await tempDir(t));
+    await relay.waitFor(/WARNING: this relay is OPEN/, 'stderr');
+    await relay.waitFor(/SHA-256 fingerprint/, 'stderr');
+    const ca = await readFile(relay.certPath, 'utf8');
+    const { port } = await startOrigin(t, (_req, res) => res.end('through the relay'));
+    const cli = spawnCli(t, [
+      String(port),
+      '--relay',
+      `https://qt.localhost:${relay.httpsPort}`,
+      '--ca',
+      relay.certPath,
+      '--log',
+      'text',
+    ]);
+    const line = await cli.waitFor(/^Forwarding https:\/\//, 'stdout');
+    const url = new URL(line.split(' ')[1]!);
+    t.match(url.hostname, /^[a-z2-9]{10}\.qt\.localhost$/);
+    const res = await get(relay.httpsPort, url.hostname, '/', { ca });
+    t.equal(res.status, 200);
+    t.equal(res.body, 'through the relay');
+    await cli.waitFor(/GET \/ 200 \d+ms/, 'stdout');
+    cli.child.kill('SIGTERM');
+    t.equal(await cli.exited, 0);
+    relay.child.kill('SIGTERM');
+    t.equal(await relay.exited, 0, 'relay exits 0 on SIGTERM');
+  },
+);
 
 t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
   const configDir = await tempDir(t);
@@ -102,15 +128,22 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
     await new Promise<void>((r) => server.close(() => r()));
     const cli = spawnCli(t, ['3000', '--relay', `https://127.0.0.1:${port}`], { env });
     t.equal(await cli.exited, 1);
-    t.match(cli.stderr.join('\n'), /cannot reach the relay at 127\.0\.0\.1:\d+: connection refused/);
+    t.match(
+      cli.stderr.join('\n'),
+      /cannot reach the relay at 127\.0\.0\.1:\d+: connection refused/,
+    );
   });
 
   const relay = await spawnRelay(t, await tempDir(t), ['--token', 'right-token']);
 
   await t.test('TLS verification failure says how to trust the relay', async (t) => {
-    const cli = spawnCli(t, ['3000', '--relay', `https://qt.localhost:${relay.httpsPort}`, '--token', 'right-token'], {
-      env,
-    });
+    const cli = spawnCli(
+      t,
+      ['3000', '--relay', `https://qt.localhost:${relay.httpsPort}`, '--token', 'right-token'],
+      {
+        env,
+      },
+    );
     t.equal(await cli.exited, 1);
     const err = cli.stderr.join('\n');
     t.match(err, /TLS certificate is not trusted/);
@@ -120,7 +153,15 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
   await t.test('token rejected', async (t) => {
     const cli = spawnCli(
       t,
-      ['3000', '--relay', `https://qt.localhost:${relay.httpsPort}`, '--ca', relay.certPath, '--token', 'wrong'],
+      [
+        '3000',
+        '--relay',
+        `https://qt.localhost:${relay.httpsPort}`,
+        '--ca',
+        relay.certPath,
+        '--token',
+        'wrong',
+      ],
       { env },
     );
     t.equal(await cli.exited, 1);
@@ -128,9 +169,13 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
   });
 
   await t.test('token missing', async (t) => {
-    const cli = spawnCli(t, ['3000', '--relay', `https://qt.localhost:${relay.httpsPort}`, '--ca', relay.certPath], {
-      env,
-    });
+    const cli = spawnCli(
+      t,
+      ['3000', '--relay', `https://qt.localhost:${relay.httpsPort}`, '--ca', relay.certPath],
+      {
+        env,
+      },
+    );
     t.equal(await cli.exited, 1);
     t.match(cli.stderr.join('\n'), /requires an access token/);
   });
@@ -146,7 +191,10 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
           encodeFrame(
             FrameType.GOAWAY,
             0,
-            encodeCodeMessage(ErrorCode.VERSION_MISMATCH, 'this relay speaks tunnel protocol v2; upgrade quick-tunnel'),
+            encodeCodeMessage(
+              ErrorCode.VERSION_MISMATCH,
+              'this relay speaks tunnel protocol v2; upgrade quick-tunnel',
+            ),
             0,
             2,
           ),
@@ -164,7 +212,9 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
     const caFile = `${configDir}/future.crt`;
     await writeFile(caFile, cert);
     const port = (server.address() as AddressInfo).port;
-    const cli = spawnCli(t, ['3000', '--relay', `https://qt.localhost:${port}`, '--ca', caFile], { env });
+    const cli = spawnCli(t, ['3000', '--relay', `https://qt.localhost:${port}`, '--ca', caFile], {
+      env,
+    });
     t.equal(await cli.exited, 1);
     t.match(cli.stderr.join('\n'), /protocol v2/);
   });
@@ -177,7 +227,15 @@ t.test('startup errors: clear message on stderr, exit status 1', async (t) => {
     await new Promise<void>((r) => server.close(() => r()));
     const cli = spawnCli(
       t,
-      [String(port), '--relay', `https://qt.localhost:${relay.httpsPort}`, '--ca', relay.certPath, '--token', 'right-token'],
+      [
+        String(port),
+        '--relay',
+        `https://qt.localhost:${relay.httpsPort}`,
+        '--ca',
+        relay.certPath,
+        '--token',
+        'right-token',
+      ],
       { env },
     );
     const line = await cli.waitFor(/^Forwarding https:\/\//, 'stdout');

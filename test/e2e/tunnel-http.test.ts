@@ -72,14 +72,22 @@ t.test('methods, headers and bodies pass through', async (t) => {
     t.equal(echo['url'], '/echo?x=1&y=%20two', 'query string intact');
     t.equal(echo['body'], body ?? '');
     t.equal(echo['host'], tunnel.hostname, 'visitor Host preserved');
-    t.equal(echo['xff'], '127.0.0.1', 'X-Forwarded-For is the visitor address, not the spoofed one');
+    t.equal(
+      echo['xff'],
+      '127.0.0.1',
+      'X-Forwarded-For is the visitor address, not the spoofed one',
+    );
     t.equal(echo['xfproto'], 'https');
     t.equal(echo['xfhost'], tunnel.hostname);
     t.equal(echo['custom'], 'yes');
     t.equal(echo['keepAliveHeader'], null, 'Keep-Alive removed');
     t.equal(echo['fooHeader'], null, 'header named in Connection removed');
     t.equal(echo['latin1'], 'caf\u00e9', 'header value bytes intact');
-    t.same(res.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/'], 'both Set-Cookie headers arrive');
+    t.same(
+      res.headers['set-cookie'],
+      ['a=1; Path=/', 'b=2; Path=/'],
+      'both Set-Cookie headers arrive',
+    );
   }
 
   const head = await visit(env, tunnel.hostname, { method: 'HEAD', path: '/x' });
@@ -160,7 +168,11 @@ t.test('SSE events arrive one by one before the stream ends', async (t) => {
     next = undefined;
     send?.();
   }
-  t.same(received.join('').split('\n\n').filter(Boolean), ['data: event 1', 'data: event 2', 'data: event 3']);
+  t.same(received.join('').split('\n\n').filter(Boolean), [
+    'data: event 1',
+    'data: event 2',
+    'data: event 3',
+  ]);
   t.ok(received.length >= 3, 'each event arrived as its own chunk');
 });
 
@@ -238,10 +250,12 @@ t.test('200 concurrent requests on one tunnel', async (t) => {
 
 t.test('visitor-facing errors: unknown host, unknown tunnel, origin down', async (t) => {
   const env = await startTestRelay(t);
-  const unknownHost = await visit(env, 'example.com');
+  const unknownHost = await visit(env, 'example.com', { scheme: 'http' });
   t.equal(unknownHost.status, 404);
   t.match(unknownHost.body.toString(), /Unknown host/);
-  const noTunnel = await visit(env, 'nosuchtunnel.qt.localhost', { headers: { accept: 'text/html' } });
+  const noTunnel = await visit(env, 'nosuchtunnel.qt.localhost', {
+    headers: { accept: 'text/html' },
+  });
   t.equal(noTunnel.status, 404);
   t.match(noTunnel.headers['content-type'], /text\/html/);
   t.match(noTunnel.body.toString(), /No such tunnel/);

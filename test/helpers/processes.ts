@@ -38,7 +38,11 @@ export function spawnCli(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines = { stdout: [] as string[], stderr: [] as string[] };
-  const watchers: { re: RegExp; stream: 'stdout' | 'stderr' | undefined; resolve: (l: string) => void }[] = [];
+  const watchers: {
+    re: RegExp;
+    stream: 'stdout' | 'stderr' | undefined;
+    resolve: (l: string) => void;
+  }[] = [];
   const onLine = (stream: 'stdout' | 'stderr') => (line: string) => {
     lines[stream].push(line);
     for (let i = watchers.length - 1; i >= 0; i--) {
@@ -51,7 +55,9 @@ export function spawnCli(
   };
   createInterface({ input: child.stdout! }).on('line', onLine('stdout'));
   createInterface({ input: child.stderr! }).on('line', onLine('stderr'));
-  const exited = once(child, 'exit').then(([code, signal]) => (code ?? String(signal)) as number | string);
+  const exited = once(child, 'exit').then(
+    ([code, signal]) => (code ?? String(signal)) as number | string,
+  );
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -64,7 +70,10 @@ export function spawnCli(
     stderr: lines.stderr,
     exited,
     waitFor(re, stream, timeoutMs = 20_000) {
-      const seen = [...(stream !== 'stderr' ? lines.stdout : []), ...(stream !== 'stdout' ? lines.stderr : [])];
+      const seen = [
+        ...(stream !== 'stderr' ? lines.stdout : []),
+        ...(stream !== 'stdout' ? lines.stderr : []),
+      ];
       const hit = seen.find((l) => re.test(l));
       if (hit !== undefined) return Promise.resolve(hit);
       return new Promise((resolve, reject) => {
@@ -112,7 +121,11 @@ export interface RelayProcess extends CliProcess {
 }
 
 /** Starts `quick-tunnel relay` on 127.0.0.1 with free ports; resolves once it listens. */
-export async function spawnRelay(t: Test, dataDir: string, extraArgs: string[] = []): Promise<RelayProcess> {
+export async function spawnRelay(
+  t: Test,
+  dataDir: string,
+  extraArgs: string[] = [],
+): Promise<RelayProcess> {
   const proc = spawnCli(t, [
     'relay',
     '--domain',
@@ -129,5 +142,10 @@ export async function spawnRelay(t: Test, dataDir: string, extraArgs: string[] =
   ]);
   const line = await proc.waitFor(/"relay listening"/, 'stdout');
   const info = JSON.parse(line) as { httpsPort: number; httpPort: number; certificate: string };
-  return { ...proc, httpsPort: info.httpsPort, httpPort: info.httpPort ?? 0, certPath: info.certificate };
+  return {
+    ...proc,
+    httpsPort: info.httpsPort,
+    httpPort: info.httpPort ?? 0,
+    certPath: info.certificate,
+  };
 }

@@ -40,7 +40,10 @@ export interface TestRelay {
   url: URL;
 }
 
-export async function startTestRelay(t: Test, overrides: Partial<RelayConfig> = {}): Promise<TestRelay> {
+export async function startTestRelay(
+  t: Test,
+  overrides: Partial<RelayConfig> = {},
+): Promise<TestRelay> {
   const dataDir = overrides.dataDir ?? (await tempDir(t, 'qt-relay-'));
   const relay = await startRelay({
     domain: TEST_DOMAIN,
@@ -95,10 +98,12 @@ export async function connectTunnel(
       else if (e.type === 'warning') events.push({ event: 'warning', message: e.message });
     },
   });
-  const request = { clientVersion: 'test', ...(options.token !== undefined ? { token: options.token } : {}) };
+  const request = {
+    clientVersion: 'test',
+    ...(options.token !== undefined ? { token: options.token } : {}),
+  };
   const supervisor = new TunnelSupervisor({
-    connect: (req) =>
-      dialRelay({ relay: env.url, request: req, ca: env.ca }),
+    connect: (req) => dialRelay({ relay: env.url, request: req, ca: env.ca }),
     request,
     connections: options.connections ?? 1,
     onStream: (s) => origin.handle(s),
@@ -137,18 +142,28 @@ export interface VisitOptions {
 }
 
 /** Sends one request to `hostname` through the relay (Host and SNI set, TLS verified). */
-export function visit(env: TestRelay, hostname: string, options: VisitOptions = {}): Promise<VisitResponse> {
+export function visit(
+  env: TestRelay,
+  hostname: string,
+  options: VisitOptions = {},
+): Promise<VisitResponse> {
   const scheme = options.scheme ?? 'https';
   const lib = scheme === 'https' ? https : http;
   const port = scheme === 'https' ? env.httpsPort : env.httpPort;
   return new Promise((resolve, reject) => {
-    const headers = options.headers ?? {};
+    let headers = options.headers ?? {};
+    // Node's client sends a DELETE/OPTIONS body unframed unless told its length.
+    if (options.body !== undefined && !Array.isArray(headers)) {
+      headers = { 'content-length': Buffer.byteLength(options.body), ...headers };
+    }
     const req = lib.request({
       host: '127.0.0.1',
       port,
       method: options.method ?? 'GET',
       path: options.path ?? '/',
-      headers: Array.isArray(headers) ? [...headers, 'Host', hostname] : { host: hostname, ...headers },
+      headers: Array.isArray(headers)
+        ? [...headers, 'Host', hostname]
+        : { host: hostname, ...headers },
       servername: hostname,
       ca: env.ca,
       agent: options.agent ?? false,
@@ -159,15 +174,25 @@ export function visit(env: TestRelay, hostname: string, options: VisitOptions = 
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
       res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }),
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          body: Buffer.concat(chunks),
+        }),
       );
     });
-    req.end(options.body);
+    // A string body would make Node write the head in UTF-8 along with it; a Buffer
+    // keeps header bytes latin1 (byte-faithful), as a real client sends them.
+    req.end(typeof options.body === 'string' ? Buffer.from(options.body) : options.body);
   });
 }
 
 /** Starts an HTTP origin on 127.0.0.1:0 and returns its port. */
-export async function startOrigin(t: Test, handler: http.RequestListener): Promise<{ server: http.Server; port: number }> {
+export async function startOrigin(
+  t: Test,
+  handler: http.RequestListener,
+): Promise<{ server: http.Server; port: number }> {
   const server = http.createServer(handler);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

@@ -19,10 +19,17 @@ t.test('routeHost: apex, tunnel label, IP literal, anything else unknown', async
   t.same(routeHost('qt.localhost', d), { kind: 'apex' });
   t.same(routeHost('127.0.0.1', d), { kind: 'apex' });
   t.same(routeHost('[::1]', d), { kind: 'apex' });
-  t.same(routeHost('abc.qt.localhost', d), { kind: 'tunnel', label: 'abc', hostname: 'abc.qt.localhost' });
+  t.same(routeHost('abc.qt.localhost', d), {
+    kind: 'tunnel',
+    label: 'abc',
+    hostname: 'abc.qt.localhost',
+  });
   t.same(routeHost('x.abc.qt.localhost', d), { kind: 'unknown', host: 'x.abc.qt.localhost' });
   t.same(routeHost('abcqt.localhost', d), { kind: 'unknown', host: 'abcqt.localhost' });
-  t.same(routeHost('abc.qt.localhost.evil.com', d), { kind: 'unknown', host: 'abc.qt.localhost.evil.com' });
+  t.same(routeHost('abc.qt.localhost.evil.com', d), {
+    kind: 'unknown',
+    host: 'abc.qt.localhost.evil.com',
+  });
   t.same(routeHost(undefined, d), { kind: 'unknown', host: '' });
 });
 
