@@ -310,6 +310,13 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     if (this.goingAway || this.receivedGoAway) {
       throw new ConnectionError('session is going away', { code: 'QT_ERR_GOING_AWAY' });
     }
+    if (this.nextStreamId > 0xffffffff) {
+      // Ids are u32 and never reused: past the last one, a new connection is needed
+      // (the frame header would silently wrap the id to one already used).
+      throw new ConnectionError('stream ids exhausted on this session; reconnect', {
+        code: 'QT_ERR_GOING_AWAY',
+      });
+    }
     if (this.localOpenCount >= this.peerMaxStreams) {
       throw new StreamResetError(
         ErrorCode.REFUSED_STREAM,
@@ -375,16 +382,20 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     this.drainQueue.push(stream);
   }
 
-  private onSent = (err?: Error): void => {
-    if (err !== undefined || this.drainQueue.length === 0 || this.congested) return;
+  private onSent = (err?: Error | null): void => {
+    // ws (through the socket's write callback) passes `null` on success, not undefined.
+    if ((err !== undefined && err !== null) || this.drainQueue.length === 0 || this.congested)
+      return;
     // Resume blocked streams in FIFO order, so a busy stream can't starve the others.
     const queue = this.drainQueue.splice(0);
     for (let i = 0; i < queue.length; i++) {
       const stream = queue[i]!;
       stream.queuedForDrain = false;
       if (!stream.flush()) {
-        // Congested again: keep the rest queued, in order, behind it.
-        for (let j = i + 1; j < queue.length; j++) this.waitForDrain(queue[j]!);
+        // Congested again: keep the rest queued, in order, behind it. They still have
+        // `queuedForDrain` set, so push them directly (waitForDrain would skip them and
+        // they would never be resumed).
+        for (let j = i + 1; j < queue.length; j++) this.drainQueue.push(queue[j]!);
         return;
       }
     }
@@ -619,26 +630,21 @@ export class MuxSession extends EventEmitter<SessionEvents> {
       throw new ProtocolError('OPEN metadata is not a JSON object');
     }
     this.lastPeerStreamId = id;
-    if (this.goingAway || this.peerOpenCount >= this.opts.maxStreams) {
-      // Refused: the peer turns this into a 503. Send RESET without creating state.
-      this.sendControl(
-        FrameType.RESET,
-        id,
-        encodeCodeMessage(
-          ErrorCode.REFUSED_STREAM,
-          this.goingAway
-            ? 'session is going away'
-            : `limit of ${this.opts.maxStreams} concurrent streams reached`,
-        ),
-      );
+    const refusal = this.goingAway
+      ? 'session is going away'
+      : this.peerOpenCount >= this.opts.maxStreams
+        ? `limit of ${this.opts.maxStreams} concurrent streams reached`
+        : this.listenerCount('stream') === 0
+          ? 'no stream handler'
+          : undefined;
+    if (refusal !== undefined) {
+      // Refused: the peer turns this into a 503. Send RESET without creating state
+      // (a stream nobody listens to would throw its reset error as uncaught).
+      this.sendControl(FrameType.RESET, id, encodeCodeMessage(ErrorCode.REFUSED_STREAM, refusal));
       return;
     }
     const stream = this.createStream(id, meta as Record<string, unknown>);
     this.peerOpenCount++;
-    if (this.listenerCount('stream') === 0) {
-      stream.reset(ErrorCode.REFUSED_STREAM, 'no stream handler');
-      return;
-    }
     this.emit('stream', stream);
   }
 

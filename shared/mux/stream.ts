@@ -90,9 +90,9 @@ export class MuxStream extends Duplex {
 
   /** Bytes written by our producer that wait for window or for the socket. */
   get queuedBytes(): number {
-    return (
-      this.writableLength + (this.pending ? this.pending.chunk.length - this.pending.offset : 0)
-    );
+    // writableLength already counts the chunk in `pending` until its callback runs;
+    // only the part of it sent so far has left.
+    return this.writableLength - (this.pending ? this.pending.offset : 0);
   }
 
   // ---- called by the session -------------------------------------------------
@@ -176,6 +176,19 @@ export class MuxStream extends Duplex {
 
   override _read(): void {
     this.maybeGrantCredit();
+  }
+
+  /**
+   * Readable calls `_read` before it takes the chunk being read out of its buffer, so
+   * at that point `readableLength` still counts bytes the consumer is taking. A consumer
+   * that drains the whole buffer in one `read()` (`for await`, 'readable' + `read()`)
+   * would then never grant credit and both sides would wait forever. Checking after
+   * every `read()` sees what was really consumed.
+   */
+  override read(size?: number): any {
+    const chunk: unknown = super.read(size);
+    this.maybeGrantCredit();
+    return chunk;
   }
 
   override _write(

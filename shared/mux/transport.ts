@@ -4,6 +4,7 @@
  * WebSocket; `memoryTransportPair` connects two sessions in one process (tests).
  */
 import type WebSocket from 'ws';
+import { MuxSession, type MuxOptions } from './session.js';
 
 export interface FrameTransport {
   /** Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). */
@@ -21,6 +22,45 @@ export interface FrameTransport {
 }
 
 const noop = (): void => {};
+
+/**
+ * Mask generator that leaves the 4-byte masking key all zero. ws sees a zero key and
+ * skips the XOR pass over the payload (and the copy it needs to leave our buffer
+ * intact), which is most of the client's per-byte cost when sending.
+ *
+ * Why this is safe for us: RFC 6455 masks client frames so that a hostile script in a
+ * *browser* cannot make the byte stream look like HTTP to a transparent proxy on the
+ * path (cache poisoning, RFC 6455 §10.3). Our client is not a browser and runs no
+ * untrusted script, and over TLS no intermediary can read the bytes at all. The MASK
+ * bit is still set, so relays (and any RFC-compliant server) accept the frames. We
+ * only use it over wss://; over plain ws:// we keep random keys, since payload bytes
+ * (origin responses) may be chosen by someone else and a proxy would see them.
+ */
+function zeroMask(mask: Buffer): void {
+  mask.fill(0);
+}
+
+/**
+ * ws client options for the tunnel client's connection to the relay: no compression
+ * (frames are mostly already-compressed HTTP bodies, and deflate costs CPU and memory
+ * per connection), `maxPayload` capped at the largest frame the session accepts, and
+ * over TLS a zero masking key (see `zeroMask`). Callers add `ca`, `servername`, etc.
+ */
+export function tunnelClientWsOptions(
+  options: MuxOptions = {},
+  tls = true,
+): WebSocket.ClientOptions {
+  return {
+    perMessageDeflate: false,
+    maxPayload: MuxSession.maxMessageBytes(options),
+    ...(tls ? { generateMask: zeroMask } : {}),
+  };
+}
+
+/** ws server options for the relay's side: no compression, `maxPayload` capped. */
+export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.ServerOptions {
+  return { perMessageDeflate: false, maxPayload: MuxSession.maxMessageBytes(options) };
+}
 
 /** Adapts a connected `ws` WebSocket (binaryType nodebuffer). */
 export function wsTransport(ws: WebSocket): FrameTransport {
