@@ -3,6 +3,7 @@
  * drops with jittered exponential backoff (forever once the tunnel has been online),
  * resumes the same hostname with the relay's resume token, and drains on stop.
  */
+import { randomUUID } from 'node:crypto';
 import { QuickTunnelError } from '../../shared/errors.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { MuxSession } from '../../shared/mux/session.js';
@@ -83,6 +84,8 @@ export class TunnelSupervisor {
   private resumeToken: string | undefined;
   private slots: Promise<void>[] = [];
   private stopped = false;
+  /** Identifies this process's connections to the relay (see TunnelRequest.clientId). */
+  private readonly clientId = randomUUID();
   /** Resolves when the supervisor gives up for good (permanent error after online). */
   readonly done: Promise<Error | undefined>;
   private resolveDone!: (err: Error | undefined) => void;
@@ -123,7 +126,11 @@ export class TunnelSupervisor {
     for (let attempt = 0; attempt < attempts && !this.stopped; attempt++) {
       this.opts.emit({ event: 'connecting', relay: this.opts.relay, attempt: attempt + 1 });
       try {
-        const conn = await this.opts.connect(this.opts.request);
+        const conn = await this.opts.connect({
+          ...this.opts.request,
+          clientId: this.clientId,
+          connection: 0,
+        });
         this.adopt(conn);
         this.opts.emit({
           event: 'ready',
@@ -136,9 +143,9 @@ export class TunnelSupervisor {
           local: this.opts.local,
           connections: this.opts.connections ?? 2,
         });
-        this.slots.push(this.runSlot(conn));
+        this.slots.push(this.runSlot(0, conn));
         for (let i = 1; i < (this.opts.connections ?? 2); i++)
-          this.slots.push(this.runSlot(undefined));
+          this.slots.push(this.runSlot(i, undefined));
         return conn.assignment;
       } catch (err) {
         lastErr = err;
@@ -169,7 +176,7 @@ export class TunnelSupervisor {
   }
 
   /** One HA slot: hold a session; when it drops, reconnect with backoff. */
-  private async runSlot(initial: TunnelConnection | undefined): Promise<void> {
+  private async runSlot(index: number, initial: TunnelConnection | undefined): Promise<void> {
     const random = this.opts.random ?? Math.random;
     const sleep = this.opts.sleep ?? defaultSleep;
     const now = this.opts.now ?? Date.now;
@@ -178,7 +185,11 @@ export class TunnelSupervisor {
     while (!this.stopped) {
       if (conn === undefined) {
         try {
-          const request: TunnelRequest = { ...this.opts.request };
+          const request: TunnelRequest = {
+            ...this.opts.request,
+            clientId: this.clientId,
+            connection: index,
+          };
           if (this.resumeToken !== undefined) request.resume = this.resumeToken;
           const previous = this.assignment?.hostname;
           conn = await this.opts.connect(request);

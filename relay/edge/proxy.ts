@@ -183,7 +183,7 @@ export function forwardRequest(
       bytesOut += chunk.length;
     });
     stream.pipe(res);
-    stream.once('end', () => done(meta.status));
+    res.once('finish', () => done(meta.status));
   });
 
   stream.on('error', (err) => {

@@ -42,12 +42,110 @@ export interface RegistryEvents {
   onUnregistered?: (tunnel: Tunnel, session: MuxSession) => void;
 }
 
+export interface RegistryOptions extends RegistryEvents {
+  /**
+   * How long visitor requests for a tunnel without a live connection are held, waiting
+   * for its client to (re)connect, before they get a 503. Applies to tunnels that just
+   * lost their last connection, and to any label in the first `holdMs` after the relay
+   * started (its clients are reconnecting after a restart). Default 10 s; 0 = off.
+   */
+  holdMs?: number;
+  /** Requests held at once, relay-wide; beyond it they are answered at once. Default 10,000. */
+  maxHeldRequests?: number;
+  /**
+   * Hold requests for unknown labels during the first `holdMs` after start: set when
+   * the relay restarted on an existing data dir, so its tunnels are reconnecting.
+   */
+  restarted?: boolean;
+  now?: () => number;
+}
+
+type Waiter = (session: MuxSession | undefined) => void;
+
 export class TunnelRegistry {
   private readonly byLabel = new Map<string, Tunnel>();
   private readonly hooks: RegistryEvents;
+  readonly holdMs: number;
+  private readonly maxHeld: number;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  /** Labels whose last connection dropped recently → when their hold window ends. */
+  private readonly recentlyOffline = new Map<string, number>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+  private heldCount = 0;
 
-  constructor(hooks: RegistryEvents = {}) {
-    this.hooks = hooks;
+  constructor(options: RegistryOptions = {}) {
+    this.hooks = options;
+    this.holdMs = options.holdMs ?? 10_000;
+    this.maxHeld = options.maxHeldRequests ?? 10_000;
+    this.now = options.now ?? Date.now;
+    this.startedAt = options.restarted === true ? this.now() : -Infinity;
+  }
+
+  /** Requests currently waiting for a tunnel to come back. */
+  get held(): number {
+    return this.heldCount;
+  }
+
+  /**
+   * How long a request for `label` may wait for a connection: the rest of the label's
+   * hold window (it just went offline) or of the relay's post-start window; 0 = don't.
+   */
+  holdBudgetMs(label: string): number {
+    if (this.holdMs <= 0) return 0;
+    const now = this.now();
+    let until = this.startedAt + this.holdMs;
+    const offline = this.recentlyOffline.get(label);
+    if (offline !== undefined) {
+      if (offline <= now) this.recentlyOffline.delete(label);
+      else until = Math.max(until, offline);
+    }
+    return Math.max(0, until - now);
+  }
+
+  /** True if `label` lost its last connection within the hold window. */
+  wasRecentlyOnline(label: string): boolean {
+    const offline = this.recentlyOffline.get(label);
+    return offline !== undefined && offline > this.now();
+  }
+
+  /**
+   * Resolves with a live session for `label` as soon as one registers, or undefined
+   * after `timeoutMs` (or at once when too many requests are already held).
+   */
+  waitForSession(label: string, timeoutMs: number): Promise<MuxSession | undefined> {
+    const live = this.byLabel.get(label)?.pickSession();
+    if (live !== undefined) return Promise.resolve(live);
+    if (timeoutMs <= 0 || this.heldCount >= this.maxHeld) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      let set = this.waiters.get(label);
+      if (set === undefined) {
+        set = new Set();
+        this.waiters.set(label, set);
+      }
+      const waiters = set;
+      this.heldCount++;
+      const waiter: Waiter = (session) => {
+        clearTimeout(timer);
+        waiters.delete(waiter);
+        if (waiters.size === 0 && this.waiters.get(label) === waiters) this.waiters.delete(label);
+        this.heldCount--;
+        resolve(session);
+      };
+      const timer = setTimeout(() => waiter(undefined), timeoutMs);
+      timer.unref();
+      waiters.add(waiter);
+    });
+  }
+
+  private wakeWaiters(label: string, tunnel: Tunnel): void {
+    const set = this.waiters.get(label);
+    if (set === undefined) return;
+    for (const waiter of [...set]) {
+      const session = tunnel.pickSession();
+      if (session === undefined) return;
+      waiter(session);
+    }
   }
 
   get size(): number {
@@ -78,8 +176,10 @@ export class TunnelRegistry {
     }
     const t = tunnel;
     t.sessions.push(session);
+    this.recentlyOffline.delete(label);
     this.hooks.onRegistered?.(t, session);
     session.once('close', () => this.detach(t, session));
+    this.wakeWaiters(label, t);
     return t;
   }
 
@@ -89,7 +189,23 @@ export class TunnelRegistry {
     tunnel.sessions.splice(i, 1);
     if (tunnel.sessions.length === 0 && this.byLabel.get(tunnel.label) === tunnel) {
       this.byLabel.delete(tunnel.label);
+      if (this.holdMs > 0) {
+        this.recentlyOffline.set(tunnel.label, this.now() + this.holdMs);
+        // Bound the map: drop expired entries now and then.
+        if (this.recentlyOffline.size > 1024) this.pruneOffline();
+      }
     }
     this.hooks.onUnregistered?.(tunnel, session);
+  }
+
+  private pruneOffline(): void {
+    const now = this.now();
+    for (const [label, until] of this.recentlyOffline)
+      if (until <= now) this.recentlyOffline.delete(label);
+  }
+
+  /** Answers every held request with `undefined` (relay shutting down). */
+  releaseAll(): void {
+    for (const set of [...this.waiters.values()]) for (const waiter of [...set]) waiter(undefined);
   }
 }

@@ -71,9 +71,9 @@ export interface MuxOptions {
   maxMetadataBytes?: number;
   /** Socket bytes queued before streams pause sending. Default 1 MiB. */
   sendHighWaterBytes?: number;
-  /** PING period. Default 5 s. 0 disables keepalive. */
+  /** PING period (and how often silence is checked). Default 4 s. 0 disables keepalive. */
   keepAliveIntervalMs?: number;
-  /** Silence after which the peer is declared dead. Default 12 s. */
+  /** Silence after which the peer is declared dead: detection within 10-14 s. Default 10 s. */
   keepAliveTimeoutMs?: number;
   /** How long the client waits for the server's HELLO. Default 10 s. */
   handshakeTimeoutMs?: number;
@@ -89,8 +89,8 @@ const DEFAULTS = {
   maxFrameBytes: 64 * 1024,
   maxMetadataBytes: 64 * 1024,
   sendHighWaterBytes: 1024 * 1024,
-  keepAliveIntervalMs: 5_000,
-  keepAliveTimeoutMs: 12_000,
+  keepAliveIntervalMs: 4_000,
+  keepAliveTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
 };
 

@@ -125,6 +125,7 @@ export async function spawnRelay(
   t: Test,
   dataDir: string,
   extraArgs: string[] = [],
+  options: { port?: number } = {},
 ): Promise<RelayProcess> {
   const proc = spawnCli(t, [
     'relay',
@@ -133,7 +134,7 @@ export async function spawnRelay(
     '--host',
     '127.0.0.1',
     '--port',
-    '0',
+    String(options.port ?? 0),
     '--http-port',
     '0',
     '--data-dir',
