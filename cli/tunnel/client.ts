@@ -33,6 +33,12 @@ export interface DialOptions {
 export interface TunnelConnection {
   session: MuxSession;
   assignment: TunnelAssignment;
+  /**
+   * Resolves once the connection underneath is fully closed (the WebSocket close
+   * handshake is done, so every byte queued before it reached the relay). Absent for
+   * in-memory transports.
+   */
+  closed?: Promise<void>;
 }
 
 const TLS_TRUST_CODES = new Set([
@@ -79,6 +85,10 @@ function clientOptions(opts: DialOptions): WebSocket.ClientOptions {
     // ws then skips) saves an XOR over every byte sent to the relay.
     generateMask: (mask: Buffer) => mask.fill(0),
     lookup: localhostAwareLookup,
+    // ws calls setNoDelay on the socket it gets, which for TLS does not reach the TCP
+    // socket underneath: ask for it at connect time instead (else Nagle + delayed ACKs
+    // add 40 ms stalls to small frames).
+    noDelay: true,
   } as WebSocket.ClientOptions;
   if (opts.ca !== undefined) o.ca = opts.ca;
   if (opts.insecure === true) o.rejectUnauthorized = false;
@@ -157,7 +167,9 @@ export function describeDialError(err: Error, where: string): QuickTunnelError {
 export async function dialRelay(opts: DialOptions): Promise<TunnelConnection> {
   const ws = await openSocket(opts);
   ws.on('error', () => {}); // reported through the transport's close
-  return handshake(wsTransport(ws), opts.request, opts.mux);
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  const conn = await handshake(wsTransport(ws), opts.request, opts.mux);
+  return { ...conn, closed };
 }
 
 /** Runs the HELLO exchange over any transport (the embedded relay uses memory). */
