@@ -3,6 +3,7 @@
  * once into a frozen object. This is the only module that reads process.env.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.js';
@@ -19,6 +20,11 @@ export interface Environment {
   token: string | undefined;
   configDir: string;
   noColor: boolean;
+  /**
+   * Running under CI (`CI` / `CONTINUOUS_INTEGRATION` set, not 0/false): Ink draws
+   * nothing live there, so the CLI prints lines instead of the TUI.
+   */
+  ci: boolean;
   httpsProxy: string | undefined;
   httpProxy: string | undefined;
   noProxy: string | undefined;
@@ -32,10 +38,22 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     token: env['QUICK_TUNNEL_TOKEN'] || undefined,
     configDir: env['QUICK_TUNNEL_CONFIG_DIR'] || path.join(configHome, 'quick-tunnel'),
     noColor: env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '',
+    ci: ['CI', 'CONTINUOUS_INTEGRATION'].some(
+      (k) => env[k] !== undefined && env[k] !== '0' && env[k] !== 'false',
+    ),
     httpsProxy: env['HTTPS_PROXY'] || env['https_proxy'] || undefined,
     httpProxy: env['HTTP_PROXY'] || env['http_proxy'] || undefined,
     noProxy: env['NO_PROXY'] || env['no_proxy'] || undefined,
   });
+}
+
+/**
+ * Selects React's production build for the TUI unless NODE_ENV says otherwise: without
+ * NODE_ENV React loads its development build, several times slower (per-render dev
+ * checks, async stack tracking) and heavier on memory. Call before importing Ink.
+ */
+export function preferProductionReact(env: NodeJS.ProcessEnv = process.env): void {
+  env['NODE_ENV'] ??= 'production';
 }
 
 export function configFilePath(configDir: string): string {
@@ -80,4 +98,63 @@ export function parseRelayUrl(input: string): URL {
     throw new ConfigError(`'${input}' is not a relay URL: use https://relay.example.com[:port]`);
   }
   return url;
+}
+
+/** Writes the config file atomically, readable by its owner only (it may hold a token). */
+export async function writeConfigFile(configDir: string, config: FileConfig): Promise<string> {
+  const file = configFilePath(configDir);
+  await writePrivateFile(file, `${JSON.stringify(config, null, 2)}\n`);
+  return file;
+}
+
+/**
+ * Writes `data` to `file` with mode 0600 (directories 0700), atomically: a temp file
+ * renamed over the target, so a crash never leaves half a file.
+ */
+export async function writePrivateFile(file: string, data: string): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, data, { mode: 0o600 });
+    await chmod(tmp, 0o600); // an existing temp file keeps its mode otherwise
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Where a command talks to: flags < environment < config file, resolved once. */
+export interface RelaySettings {
+  relay: URL | undefined;
+  token: string | undefined;
+  caFile: string | undefined;
+  configDir: string;
+}
+
+/** Resolves the relay, token and CA file for a command (flags win, then env, then the file). */
+export function resolveRelaySettings(
+  flags: { relay?: string | undefined; token?: string | undefined; ca?: string | undefined },
+  env: Environment = readEnvironment(),
+): RelaySettings {
+  const file = readConfigFile(env.configDir);
+  const relay = flags.relay ?? env.relay ?? file.relay;
+  return Object.freeze({
+    relay: relay === undefined ? undefined : parseRelayUrl(relay),
+    token: flags.token ?? env.token ?? file.token,
+    caFile: flags.ca ?? file.ca,
+    configDir: env.configDir,
+  });
+}
+
+/** Reads a --ca file (PEM), with an error that names the file. */
+export async function readCaFile(caFile: string | undefined): Promise<string | undefined> {
+  if (caFile === undefined) return undefined;
+  try {
+    return await readFile(caFile, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the --ca file ${caFile}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }

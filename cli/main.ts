@@ -55,6 +55,122 @@ function exposeOptions<T>(y: Argv<T>) {
     });
 }
 
+/** Flags every command that talks to a relay's API accepts. */
+function relayApiOptions<T>(y: Argv<T>) {
+  return y
+    .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+    .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
+    .option('ca', {
+      type: 'string',
+      describe: "extra CA / the relay's self-signed certificate to trust",
+    })
+    .option('relay-insecure', {
+      type: 'boolean',
+      default: false,
+      describe: "DANGEROUS: do not verify the relay's TLS certificate",
+    });
+}
+
+/** `tunnel create|run|list|delete`. */
+function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
+  const flags = (args: {
+    relay?: string | undefined;
+    token?: string | undefined;
+    ca?: string | undefined;
+    'relay-insecure'?: boolean | undefined;
+  }) => ({
+    relay: args.relay,
+    token: args.token,
+    ca: args.ca,
+    relayInsecure: args['relay-insecure'] === true,
+  });
+  return y
+    .command(
+      'create <name>',
+      'reserve NAME.<relay domain> and store its credential on this machine',
+      (y) =>
+        relayApiOptions(y)
+          .positional('name', { type: 'string', demandOption: true })
+          .option('url', { type: 'string', describe: 'local target `tunnel run` uses by default' })
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON line' }),
+      async (args) => {
+        const { runTunnelCreate } = await import('./commands/tunnel.js');
+        setExit(
+          await runTunnelCreate({
+            ...flags(args),
+            name: String(args.name),
+            url: args.url,
+            json: args.json,
+          }),
+        );
+      },
+    )
+    .command(
+      'run <name>',
+      'serve the named tunnel NAME (run it several times for replicas)',
+      (y) =>
+        exposeOptions(y)
+          .hide('name')
+          .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+          .positional('name', { type: 'string', demandOption: true })
+          .option('url', {
+            type: 'string',
+            describe: 'local target: PORT | HOST:PORT | http(s)://HOST:PORT (remembered)',
+          }),
+      async (args) => {
+        const { runTunnelRun } = await import('./commands/tunnel.js');
+        setExit(
+          await runTunnelRun({
+            name: String(args.name),
+            url: args.url,
+            relay: args.relay,
+            token: args.token,
+            ca: args.ca,
+            log: args.log,
+            hostHeader: args['host-header'],
+            originInsecure: args['origin-insecure'],
+            relayInsecure: args['relay-insecure'],
+            connections: args.connections,
+            color: args.color,
+          }),
+        );
+      },
+    )
+    .command(
+      'list',
+      'your named tunnels on the relay (credentials stored here) and their status',
+      (y) =>
+        relayApiOptions(y).option('json', {
+          type: 'boolean',
+          default: false,
+          describe: 'one JSON object',
+        }),
+      async (args) => {
+        const { runTunnelList } = await import('./commands/tunnel.js');
+        setExit(await runTunnelList({ ...flags(args), json: args.json }));
+      },
+    )
+    .command(
+      'delete <name>',
+      'delete the named tunnel NAME on the relay and its local credential',
+      (y) =>
+        relayApiOptions(y)
+          .positional('name', { type: 'string', demandOption: true })
+          .option('force', {
+            type: 'boolean',
+            default: false,
+            describe: 'delete even while connected (disconnects it)',
+          }),
+      async (args) => {
+        const { runTunnelDelete } = await import('./commands/tunnel.js');
+        setExit(
+          await runTunnelDelete({ ...flags(args), name: String(args.name), force: args.force }),
+        );
+      },
+    )
+    .demandCommand(1, 'say which: tunnel create | run | list | delete');
+}
+
 async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const cli = yargs(argv)
@@ -114,6 +230,11 @@ async function main(argv: string[]): Promise<number> {
             array: true,
             describe: 'a token clients must present (repeatable)',
           })
+          .option('admin-token', {
+            type: 'string',
+            array: true,
+            describe: 'token for the admin endpoints: GET /api/tunnels, /metrics (repeatable)',
+          })
           .option('public-port', {
             type: 'number',
             describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)',
@@ -143,11 +264,31 @@ async function main(argv: string[]): Promise<number> {
           key: args.key,
           dataDir: args['data-dir'],
           tokens: collect(args.token),
+          adminTokens: collect(args['admin-token']),
           publicPort: args['public-port'],
           responseTimeout: args['response-timeout'],
           drainTimeout: args['drain-timeout'],
           logLevel: args['log-level'],
         });
+      },
+    )
+    .command('tunnel', 'named tunnels: a hostname that survives restarts', (y) =>
+      tunnelCommands(y, (code) => (exitCode = code)),
+    )
+    .command(
+      'login',
+      'save the default relay (and its token) to the config file',
+      (y) =>
+        y
+          .option('relay', { type: 'string', demandOption: true, describe: 'relay URL' })
+          .option('token', { type: 'string', describe: 'relay access token' })
+          .option('ca', {
+            type: 'string',
+            describe: "extra CA / the relay's self-signed certificate to trust",
+          }),
+      async (args) => {
+        const { runLogin } = await import('./commands/login.js');
+        exitCode = await runLogin({ relay: args.relay, token: args.token, ca: args.ca });
       },
     )
     .strict()

@@ -19,9 +19,12 @@ import { VERSION } from '../shared/version.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { normalizeHost, routeHost } from './edge/host.js';
-import { pages, sendError, sendRawError } from './edge/pages.js';
+import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
 import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
+import { RelayStats } from './stats.js';
+import { NamedTunnels } from './tunnels/named.js';
 import { TunnelRegistry } from './tunnels/registry.js';
+import { JsonFileTunnelStore, MemoryTunnelStore, type TunnelStore } from './tunnels/store.js';
 
 export interface RelayConfig {
   /** Public domain: tunnels are `<label>.<domain>`. */
@@ -47,8 +50,17 @@ export interface RelayConfig {
   keepAliveTimeoutMs?: number;
   /** Max time to receive a visitor's request headers (slowloris guard). Default 15 s. */
   headersTimeoutMs?: number;
+  /**
+   * Hold visitor requests for a tunnel that is reconnecting this long before a 503.
+   * Default 10 s; 0 = answer at once.
+   */
+  holdMs?: number;
   mux?: MuxOptions;
   logger?: Logger;
+  /** Tokens for the admin endpoints (`GET /api/tunnels`, `/metrics`); none = those are off. */
+  adminTokens?: readonly string[];
+  /** Named-tunnel store; default: `tunnels.json` in the data dir (memory without one). */
+  store?: TunnelStore;
 }
 
 export interface Relay {
@@ -57,6 +69,9 @@ export interface Relay {
   readonly httpPort: number | undefined;
   readonly certificate: RelayCertificate | undefined;
   readonly registry: TunnelRegistry;
+  /** Named tunnels: the durable reservations and their live status. */
+  readonly named: NamedTunnels;
+  readonly stats: RelayStats;
   readonly log: Logger;
   /** Serves a tunnel client over an in-process transport (embedded mode). */
   attach(transport: FrameTransport): MuxSession;
@@ -90,13 +105,24 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       keyFile: config.keyFile,
     });
   }
-  const resumeKey =
-    config.dataDir === null ? randomBytes(32) : await loadOrCreateKey(config.dataDir);
+  const { key: resumeKey, existed: restarted } =
+    config.dataDir === null
+      ? { key: randomBytes(32), existed: false }
+      : await loadOrCreateKey(config.dataDir);
 
   const registry = new TunnelRegistry({
+    holdMs: config.holdMs ?? 10_000,
+    restarted,
     onUnregistered: (tunnel) =>
       log.info(
-        { event: 'unregistered', tunnelId: tunnel.id, hostname: `${tunnel.label}.${domain}` },
+        {
+          event: 'unregistered',
+          tunnelId: tunnel.id,
+          name: tunnel.kind === 'named' ? tunnel.label : undefined,
+          hostname: `${tunnel.label}.${domain}`,
+          kind: tunnel.kind,
+          connections: tunnel.sessions.length,
+        },
         'tunnel unregistered',
       ),
   });
@@ -112,7 +138,18 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     return urls;
   };
 
+  const store =
+    config.store ??
+    (config.dataDir === null
+      ? new MemoryTunnelStore()
+      : await JsonFileTunnelStore.open(config.dataDir));
+  const stats = new RelayStats();
+  const named = new NamedTunnels({ store, registry, domain, urlsFor, log });
+  const adminTokens = config.adminTokens ?? [];
+
   const endpoint = new TunnelEndpoint({
+    named,
+    stats,
     registry,
     tokens: config.tokens,
     resumeKey,
@@ -127,6 +164,10 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   const adminApp = (): Promise<FastifyInstance> => {
     admin ??= import('./admin/app.js').then((m) =>
       m.buildAdminApp({
+        named,
+        stats,
+        tokens: config.tokens,
+        adminTokens,
         domain,
         registry,
         relayVersion: VERSION,
@@ -138,8 +179,58 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   };
 
   let shuttingDown = false;
+  // Visitor exchanges in progress (until the visitor's response is fully written):
+  // a graceful shutdown waits for these, not only for the mux streams.
+  let inflight = 0;
+  let inflightIdle: (() => void)[] = [];
+  const forwarding = (): void => {
+    inflight++;
+  };
+  const whenNoInflight = (): Promise<void> =>
+    inflight === 0 ? Promise.resolve() : new Promise((resolve) => inflightIdle.push(resolve));
   const onDone = (scheme: string, hostname: string) => (r: ForwardResult) => {
+    inflight--;
+    if (inflight === 0) for (const resolve of inflightIdle.splice(0)) resolve();
+    stats.request(r);
     if (log.isLevelEnabled('debug')) log.debug({ scheme, hostname, ...r }, 'request');
+  };
+
+  /**
+   * Finds a live session for `label`. A tunnel that is reconnecting (it just lost its
+   * last connection, or the relay just restarted) is waited for up to the hold window,
+   * so a quick reconnect is invisible to visitors; then 503 (or 404 if it never existed).
+   */
+  const withSession = (
+    label: string,
+    hostname: string,
+    then: (session: MuxSession | undefined, page: ErrorPage | undefined) => void,
+  ): void => {
+    const tunnel = registry.lookup(label);
+    const session = tunnel?.pickSession();
+    if (session !== undefined) {
+      tunnel!.requests++;
+      then(session, undefined);
+      return;
+    }
+    const budget = registry.holdBudgetMs(label);
+    const known = tunnel !== undefined || registry.wasRecentlyOnline(label);
+    if (budget <= 0) {
+      then(undefined, known ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname));
+      return;
+    }
+    registry.waitForSession(label, budget).then((held) => {
+      if (held !== undefined && !shuttingDown) {
+        const t = registry.lookup(label);
+        if (t !== undefined) t.requests++;
+        then(held, undefined);
+        return;
+      }
+      const stillKnown = registry.lookup(label) !== undefined || registry.wasRecentlyOnline(label) || known;
+      then(
+        undefined,
+        shuttingDown ? pages.shuttingDown() : stillKnown ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname),
+      );
+    }, () => then(undefined, pages.tunnelOffline(hostname)));
   };
 
   const makeHandler =
@@ -165,22 +256,21 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendError(res, req.headers, pages.shuttingDown());
         return;
       }
-      const tunnel = registry.lookup(route.label);
-      if (tunnel === undefined) {
-        sendError(res, req.headers, pages.noSuchTunnel(route.hostname));
-        return;
-      }
-      const session = tunnel.pickSession();
-      if (session === undefined) {
-        sendError(res, req.headers, pages.tunnelOffline(route.hostname));
-        return;
-      }
-      tunnel.requests++;
-      forwardRequest(req, res, session, {
-        hostname: route.hostname,
-        scheme,
-        responseTimeoutMs,
-        onDone: onDone(scheme, route.hostname),
+      withSession(route.label, route.hostname, (session, page) => {
+        if (session === undefined) {
+          sendError(res, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+          return;
+        }
+        forwarding();
+        forwardRequest(req, res, session, {
+          hostname: route.hostname,
+          scheme,
+          responseTimeoutMs,
+          onDone: onDone(scheme, route.hostname),
+          // A connection that is going away refuses requests it has not read: they go
+          // to another connection or replica of the same tunnel.
+          retrySession: () => registry.lookup(route.label)?.pickSession(),
+        });
       });
     };
 
@@ -202,26 +292,22 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendRawError(socket, req.headers, pages.unknownHost(route.host, domain));
         return;
       }
-      const tunnel = registry.lookup(route.label);
-      const session = tunnel?.pickSession();
-      if (tunnel === undefined || session === undefined || shuttingDown) {
-        sendRawError(
-          socket,
-          req.headers,
-          shuttingDown
-            ? pages.shuttingDown()
-            : tunnel === undefined
-              ? pages.noSuchTunnel(route.hostname)
-              : pages.tunnelOffline(route.hostname),
-        );
+      if (shuttingDown) {
+        sendRawError(socket, req.headers, pages.shuttingDown());
         return;
       }
-      tunnel.requests++;
-      forwardUpgrade(req, socket, head, session, {
-        hostname: route.hostname,
-        scheme,
-        responseTimeoutMs,
-        onDone: onDone(scheme, route.hostname),
+      withSession(route.label, route.hostname, (session, page) => {
+        if (session === undefined) {
+          sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+          return;
+        }
+        forwarding();
+        forwardUpgrade(req, socket, head, session, {
+          hostname: route.hostname,
+          scheme,
+          responseTimeoutMs,
+          onDone: onDone(scheme, route.hostname),
+        });
       });
     };
 
@@ -294,6 +380,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       certificate: certificate?.certPath,
       fingerprint256: certificate?.fingerprint256,
       open: config.tokens.length === 0,
+      namedTunnels: (await store.list()).length,
       version: VERSION,
     },
     'relay listening',
@@ -306,6 +393,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     httpPort: ports.http,
     certificate,
     registry,
+    named,
+    stats,
     log,
     tunnelUrl,
     urlsFor,
@@ -314,13 +403,17 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       closing ??= (async () => {
         shuttingDown = true;
         for (const s of servers) s.close();
-        const drained = endpoint.drain();
+        for (const s of servers) s.closeIdleConnections();
+        registry.releaseAll();
+        const drained = Promise.all([endpoint.drain(), whenNoInflight()]);
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        inflightIdle = [];
         clearTimeout(timer);
         endpoint.close();
         for (const s of servers) s.closeAllConnections();
         if (admin !== undefined) await (await admin).close();
+        await store.close();
         log.info({ event: 'stopped' }, 'relay stopped');
       })();
       return closing;
@@ -328,11 +421,11 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   };
 }
 
-async function loadOrCreateKey(dataDir: string): Promise<Buffer> {
+async function loadOrCreateKey(dataDir: string): Promise<{ key: Buffer; existed: boolean }> {
   const file = path.join(dataDir, 'resume.key');
   try {
     const key = await readFile(file);
-    if (key.length >= 32) return key;
+    if (key.length >= 32) return { key, existed: true };
   } catch {
     // first start: create it below
   }
@@ -341,5 +434,5 @@ async function loadOrCreateKey(dataDir: string): Promise<Buffer> {
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, key, { mode: 0o600 });
   await rename(tmp, file);
-  return key;
+  return { key, existed: false };
 }

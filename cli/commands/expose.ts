@@ -8,14 +8,22 @@ import { ConfigError } from '../../shared/errors.js';
 import { memoryTransportPair } from '../../shared/mux/transport.js';
 import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { VERSION } from '../../shared/version.js';
-import { parseRelayUrl, readConfigFile, readEnvironment } from '../config.js';
+import {
+  parseRelayUrl,
+  preferProductionReact,
+  readConfigFile,
+  readEnvironment,
+} from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
 import { OriginProxy } from '../origin/proxy.js';
 import { LOCALHOST_ADDRESSES, parseTarget, type OriginTarget } from '../origin/target.js';
 import type { OriginEvent } from '../origin/events.js';
 import { dialRelay, handshake, type TunnelConnection } from '../tunnel/client.js';
+import { namedTunnelCredential } from '../tunnel/credentials.js';
+import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { TunnelSupervisor } from '../tunnel/supervisor.js';
 import { lineView } from '../ui/lines.js';
+import type { TuiHandle } from '../ui/tui/index.js';
 
 export interface ExposeOptions {
   target: string;
@@ -99,11 +107,11 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
   if (!Number.isInteger(opts.connections) || opts.connections < 1 || opts.connections > 16) {
     throw new ConfigError('--connections must be between 1 and 16');
   }
-  if (opts.name !== undefined) {
-    throw new ConfigError(
-      'named tunnels (--name) are not available yet; run without --name for a random hostname',
-    );
-  }
+  // A named tunnel connects with the credential `tunnel create` stored (on a real relay).
+  const named =
+    opts.name === undefined
+      ? undefined
+      : await namedTunnelCredential(env.configDir, relayInput, opts.name);
   const hostHeader =
     opts.hostHeader === undefined || opts.hostHeader === 'preserve'
       ? ('preserve' as const)
@@ -111,15 +119,27 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
         ? ('rewrite' as const)
         : { value: opts.hostHeader };
 
-  // Views: the TUI arrives with its own issue; until then every output is lines.
-  const view = lineView(opts.log ?? 'text');
-  const emit: EventSink = (e) => view(e);
+  // Views: the Ink TUI on an interactive terminal, lines with --log or otherwise.
+  const useTui =
+    opts.log === undefined &&
+    process.stdout.isTTY === true &&
+    process.stdin.isTTY === true &&
+    !env.ci;
+  const lines = useTui ? undefined : lineView(opts.log ?? 'text');
+  let tui: TuiHandle | undefined;
+  const emit: EventSink = (e) => (tui !== undefined ? tui.tunnelEvent(e) : lines?.(e));
 
   const origin = new OriginProxy({
     target,
     hostHeader,
     insecure: opts.originInsecure,
+    // The TUI inspects and replays requests: it needs their heads and body previews.
+    capture: useTui,
     onEvent: (e) => {
+      if (tui !== undefined) {
+        tui.originEvent(e);
+        return;
+      }
       const mapped = originEventToTunnelEvent(e);
       if (mapped !== undefined) emit(mapped);
     },
@@ -127,6 +147,10 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
 
   const request: TunnelRequest = { clientVersion: VERSION };
   if (token !== undefined) request.token = token;
+  if (named !== undefined) {
+    request.name = named.name;
+    request.credential = named.credential;
+  }
 
   let connect: (request: TunnelRequest) => Promise<TunnelConnection>;
   let relayLabel: string;
@@ -156,8 +180,13 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
   } else {
     const relayUrl = parseRelayUrl(relayInput);
     relayLabel = relayUrl.host;
+    const proxy = proxyFor(relayUrl, env);
+    const agent =
+      proxy === undefined ? undefined : proxyAgent(proxy, relayUrl.protocol === 'https:');
+    if (proxy !== undefined)
+      process.stderr.write(`using the proxy ${proxy.host} to reach the relay\n`);
     connect = (req) =>
-      dialRelay({ relay: relayUrl, request: req, ca, insecure: opts.relayInsecure });
+      dialRelay({ relay: relayUrl, request: req, ca, insecure: opts.relayInsecure, agent });
     if (opts.relayInsecure) {
       process.stderr.write(
         "warning: --relay-insecure: the relay's certificate is NOT verified; anyone on the network path can read and change this tunnel's traffic.\n",
@@ -180,13 +209,41 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     await supervisor.stop(5_000);
     origin.close();
     await stopEmbedded?.();
+    await tui?.close();
   };
+
+  // q / Ctrl-C in the TUI: before the tunnel is online, stop connecting; after, the
+  // same path as SIGINT (set below).
+  let quitEarly = false;
+  let quit = (): void => {
+    quitEarly = true;
+    supervisor.stop(0).catch(() => {});
+  };
+  if (useTui) {
+    // Loaded only here: Ink takes ~400 ms to import.
+    preferProductionReact();
+    const { startTui } = await import('../ui/tui/index.js');
+    tui = startTui({
+      color: opts.color && !env.noColor,
+      relay: relayLabel,
+      target: target.label,
+      source: { liveConnections: () => supervisor.liveConnections, rttMs: () => supervisor.rttMs },
+      origin,
+      caFile,
+      onQuit: () => quit(),
+    });
+  }
 
   try {
     await supervisor.start();
   } catch (err) {
     await cleanup();
+    if (quitEarly) return 0;
     throw err;
+  }
+  if (quitEarly) {
+    await cleanup();
+    return 0;
   }
 
   if (!(await originListening(target))) {
@@ -211,10 +268,14 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     };
     process.on('SIGINT', () => stop(0));
     process.on('SIGTERM', () => stop(0));
+    quit = () => stop(0);
     supervisor.done.then(
       (err) => {
         if (err !== undefined && !stopping) {
-          process.stderr.write(`error: ${err.message}\n`);
+          // With the TUI, after it gave the terminal back (so the message stays visible).
+          const report = (): void => void process.stderr.write(`error: ${err.message}\n`);
+          if (tui === undefined) report();
+          else void tui.close().then(report);
           stop(1);
         }
       },

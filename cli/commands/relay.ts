@@ -17,6 +17,8 @@ export interface RelayCommandOptions {
   key: string | undefined;
   dataDir: string | undefined;
   tokens: string[];
+  /** Tokens for the admin endpoints (GET /api/tunnels, /metrics); none = those are off. */
+  adminTokens?: string[];
   publicPort: number | undefined;
   responseTimeout: number;
   logLevel: string;
@@ -48,7 +50,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   const log = pino({
     level: opts.logLevel,
     base: { service: 'quick-tunnel-relay' },
-    redact: ['token', 'credential', 'req.headers.authorization', '*.token'],
+    redact: ['token', 'credential', 'req.headers.authorization', '*.token', '*.credential'],
   });
   const dataDir = opts.dataDir ?? defaultRelayDataDir();
   let relay: Relay;
@@ -62,6 +64,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       keyFile: opts.key,
       dataDir,
       tokens: opts.tokens,
+      adminTokens: opts.adminTokens ?? [],
       responseTimeoutMs: opts.responseTimeout * 1000,
       publicHttpsPort: opts.publicPort,
       logger: log,
@@ -103,6 +106,11 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   }
   say(
     `  clients connect with: quick-tunnel 3000 --relay https://${domain}:${relay.httpsPort ?? ''}`,
+  );
+  say(
+    (opts.adminTokens ?? []).length > 0
+      ? '  admin endpoints: GET /api/tunnels and /metrics with Authorization: Bearer <admin token>'
+      : '  admin endpoints (/metrics, the list of all tunnels) are off: enable them with --admin-token',
   );
 
   return new Promise<number>((resolve) => {

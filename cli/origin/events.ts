@@ -2,6 +2,7 @@
  * Events the origin proxy reports, for the views (TUI, text and JSON lines) and the
  * tunnel supervisor. One union, one place: the views switch on `type`.
  */
+import type { ExchangeCapture } from './capture.js';
 
 /** A visitor request (or WebSocket) arrived and is being sent to the origin. */
 export interface RequestStartEvent {
@@ -12,6 +13,11 @@ export interface RequestStartEvent {
   /** Request target as the visitor sent it: path and query. */
   path: string;
   upgrade: boolean;
+  /**
+   * With the proxy's `capture` option: the heads and body previews of this exchange,
+   * filled in live while it runs (the same object comes again in its `request` event).
+   */
+  capture?: ExchangeCapture;
 }
 
 /** A request is over: answered, failed, or abandoned by the visitor. */
@@ -35,6 +41,8 @@ export interface RequestEvent {
   upgrade: boolean;
   /** Why the exchange did not complete normally (absent when it did). */
   error?: string;
+  /** With the proxy's `capture` option: what was captured (see RequestStartEvent). */
+  capture?: ExchangeCapture;
 }
 
 /**

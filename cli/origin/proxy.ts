@@ -34,6 +34,7 @@ import {
   type RequestHead,
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
+import { CAPTURE_BODY_LIMIT_BYTES, ExchangeCapture, WebSocketFrameCounter } from './capture.js';
 import type { OriginEvent } from './events.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
 
@@ -76,6 +77,13 @@ export interface OriginProxyOptions {
    */
   idleSocketTimeoutMs?: number;
   onEvent?: (event: OriginEvent) => void;
+  /**
+   * Keep each exchange's heads and the first `bodyLimitBytes` (default 64 KiB) of each
+   * body for inspection: events then carry an `ExchangeCapture` (see capture.ts). The
+   * copy is taken as bytes pass; the stream is never held back. Default off (the line
+   * views need none of it).
+   */
+  capture?: boolean | { bodyLimitBytes?: number };
   /** Clock and timers (tests). Default: real, unref'd timers. */
   timers?: ProxyTimers;
 }
@@ -105,6 +113,8 @@ export class OriginProxy {
   /** @internal one-off connections for retries */ readonly freshAgent: http.Agent;
   /** @internal sockets handed over by an upgrade, outside the agent */
   readonly upgradedSockets = new Set<Duplex>();
+  /** @internal body bytes captured per body; undefined = no capture */
+  readonly captureBodyBytes: number | undefined;
 
   private readonly onEvent: (event: OriginEvent) => void;
   private readonly exchanges = new Set<Exchange>();
@@ -122,6 +132,12 @@ export class OriginProxy {
       options.responseHeadTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.responseHeadTimeoutMs;
     this.timers = options.timers ?? realTimers;
     this.onEvent = options.onEvent ?? (() => {});
+    this.captureBodyBytes =
+      options.capture === undefined || options.capture === false
+        ? undefined
+        : options.capture === true
+          ? CAPTURE_BODY_LIMIT_BYTES
+          : (options.capture.bodyLimitBytes ?? CAPTURE_BODY_LIMIT_BYTES);
 
     const connect: https.AgentOptions = {};
     if (this.target.localhost) {
@@ -279,6 +295,7 @@ class Exchange {
   private readonly id: number;
   private readonly startedAt: number;
   private readonly label: string;
+  private readonly capture: ExchangeCapture | undefined;
   private headers: HeaderPairs = [];
   private pump: BodyPump | undefined;
   private req: http.ClientRequest | undefined;
@@ -303,16 +320,30 @@ class Exchange {
     this.id = id;
     this.startedAt = proxy.timers.now();
     this.label = proxy.target.label;
+    if (proxy.captureBodyBytes !== undefined) {
+      this.capture = new ExchangeCapture(
+        {
+          method: head.method,
+          url: head.url,
+          httpVersion: head.httpVersion,
+          headers: head.headers.map(([k, v]) => [k, v]),
+          remoteAddress: head.remoteAddress,
+          scheme: head.scheme,
+        },
+        proxy.captureBodyBytes,
+      );
+    }
   }
 
   start(): void {
-    const { head, stream } = this;
+    const { head, stream, capture } = this;
     this.proxy.emit({
       type: 'request-start',
       id: this.id,
       method: head.method,
       path: head.url,
       upgrade: head.upgrade,
+      ...(capture !== undefined ? { capture } : {}),
     });
     stream.on('error', (err) => {
       this.streamError = err;
@@ -335,15 +366,22 @@ class Exchange {
       return;
     }
     this.headers = this.buildHeaders();
+    // What the origin gets (Transfer-Encoding may still be added below).
+    if (capture !== undefined) capture.request.headers = this.headers;
     if (head.upgrade) {
       // The stream carries raw bytes only after the 101; a GET upgrade has no body.
       this.requestDone = true;
       this.dispatch(false);
       return;
     }
-    const pump = new BodyPump(stream, REPLAY_LIMIT_BYTES, () => {
-      this.lastProgressAt = this.proxy.timers.now();
-    });
+    const pump = new BodyPump(
+      stream,
+      REPLAY_LIMIT_BYTES,
+      () => {
+        this.lastProgressAt = this.proxy.timers.now();
+      },
+      capture?.requestBody,
+    );
     this.pump = pump;
     stream.once('end', () => {
       this.requestDone = true;
@@ -536,6 +574,12 @@ class Exchange {
     const reply: ResponseHead = { status: this.status, headers: endToEndHeaders(res.rawHeaders) };
     if (res.statusMessage) reply.statusMessage = res.statusMessage;
     stream.reply({ ...reply });
+    const { capture } = this;
+    if (capture !== undefined) {
+      capture.response = { ...reply, headers: [...reply.headers] };
+      // Another 'data' listener only watches: pipeline's flow and backpressure stay.
+      res.on('data', (chunk: Buffer) => capture.responseBody.add(chunk));
+    }
     // Registered before pipeline's own listener, so the relay gets our message.
     res.on('error', (err) => this.failMidResponse(err));
     pipeline(res, stream, (err) => {
@@ -585,6 +629,15 @@ class Exchange {
     };
     if (res.statusMessage) reply.statusMessage = res.statusMessage;
     stream.reply({ ...reply });
+    const { capture } = this;
+    let toVisitor: WebSocketFrameCounter | undefined;
+    if (capture !== undefined) {
+      capture.response = { ...reply, headers: [...reply.headers] };
+      const toOrigin = new WebSocketFrameCounter();
+      toVisitor = new WebSocketFrameCounter();
+      capture.upgraded = { toOrigin, toVisitor };
+      if (bytes.length > 0) toVisitor.push(bytes);
+    }
     socket.on('error', (err) => this.failTunnel(err));
     if (bytes.length > 0) stream.write(bytes);
     pipeline(socket, stream, (err) => {
@@ -593,6 +646,13 @@ class Exchange {
     pipeline(stream, socket, (err) => {
       if (err) this.failTunnel(err);
     });
+    if (capture?.upgraded !== undefined && toVisitor !== undefined) {
+      // Watchers only, added after the pipes: they never change the flow.
+      const { toOrigin } = capture.upgraded;
+      const counter = toVisitor;
+      socket.on('data', (chunk: Buffer) => counter.push(chunk));
+      stream.on('data', (chunk: Buffer) => toOrigin.push(chunk));
+    }
   }
 
   private sniffHostRejection(res: http.IncomingMessage): void {
@@ -704,6 +764,10 @@ class Exchange {
       upgrade: this.head.upgrade,
     };
     if (this.error !== undefined) event.error = this.error;
+    if (this.capture !== undefined) {
+      this.capture.finishedAt = Date.now();
+      event.capture = this.capture;
+    }
     this.proxy.emit(event);
   }
 
@@ -810,11 +874,19 @@ class BodyPump {
   private ended = false;
   private stopped = false;
   private onFirst: ((hasBody: boolean) => void) | undefined;
+  /** Sees every chunk once as it is read (inspection capture). */
+  private readonly preview: { add(chunk: Buffer): void } | undefined;
 
-  constructor(source: Readable, replayLimit: number, onProgress: () => void) {
+  constructor(
+    source: Readable,
+    replayLimit: number,
+    onProgress: () => void,
+    preview?: { add(chunk: Buffer): void },
+  ) {
     this.source = source;
     this.replayLimit = replayLimit;
     this.onProgress = onProgress;
+    this.preview = preview;
   }
 
   /** With `onFirst`, reads ahead until the first chunk or the end and reports which. */
@@ -917,6 +989,7 @@ class BodyPump {
   }
 
   private record(chunk: Buffer): void {
+    this.preview?.add(chunk);
     if (this.replay === undefined) return;
     this.replayBytes += chunk.length;
     if (this.replayBytes > this.replayLimit) this.stopReplay();

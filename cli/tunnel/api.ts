@@ -133,7 +133,9 @@ export function callRelayApi<T>(
         reject(new RelayApiError(status, code, message));
       });
     });
-    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('timeout', () =>
+      req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })),
+    );
     req.on('error', (err) => reject(describeDialError(err, relay.host)));
     req.end(body);
   });

@@ -66,7 +66,9 @@ export async function readCredential(file: string): Promise<CredentialFile | und
   }
   for (const key of ['relay', 'id', 'name', 'hostname', 'createdAt', 'credential']) {
     if (typeof v?.[key] !== 'string') {
-      throw new ConfigError(`the credential file ${file} has no '${key}': it is not a tunnel credential`);
+      throw new ConfigError(
+        `the credential file ${file} has no '${key}': it is not a tunnel credential`,
+      );
     }
   }
   return v as unknown as CredentialFile;

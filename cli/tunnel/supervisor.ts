@@ -80,6 +80,8 @@ export class TunnelSupervisor {
   private readonly policy: BackoffPolicy;
   private readonly stopController = new AbortController();
   private readonly sessions = new Set<MuxSession>();
+  /** When each session's connection is fully closed (see TunnelConnection.closed). */
+  private readonly transportClosed = new WeakMap<MuxSession, Promise<void>>();
   private assignment: TunnelAssignment | undefined;
   private resumeToken: string | undefined;
   private slots: Promise<void>[] = [];
@@ -171,6 +173,7 @@ export class TunnelSupervisor {
     session.on('stream', (stream) => this.opts.onStream(stream));
     session.on('rtt', (ms) => this.opts.emit({ event: 'rtt', ms }));
     session.once('close', () => this.sessions.delete(session));
+    if (conn.closed !== undefined) this.transportClosed.set(session, conn.closed);
     if (conn.assignment.resumeToken !== undefined) this.resumeToken = conn.assignment.resumeToken;
     this.assignment = conn.assignment;
   }
@@ -266,14 +269,42 @@ export class TunnelSupervisor {
     const sessions = [...this.sessions];
     for (const s of sessions) s.goAway(ErrorCode.NO_ERROR, 'client stopping');
     let timer: NodeJS.Timeout | undefined;
+    // After the GOAWAY, one PING round trip: the PONG comes back after the relay has
+    // seen the GOAWAY, so every request it routed here before that has arrived (and
+    // was refused, for the relay to retry on another connection or replica). Closing
+    // any earlier would lose those requests. Then wait for the in-flight streams.
     await Promise.race([
-      Promise.all(sessions.map((s) => s.whenIdle())),
+      Promise.all(sessions.map(goAwaySeen)).then(() =>
+        Promise.all(sessions.map((s) => s.whenIdle())),
+      ),
       new Promise((r) => (timer = setTimeout(r, graceMs))),
     ]);
     clearTimeout(timer);
     for (const s of sessions) s.close();
+    // Let each WebSocket finish its close handshake before the process may exit:
+    // exiting earlier can reset the TCP connection and lose the last response bytes.
+    await Promise.race([
+      Promise.all(sessions.map((s) => this.transportClosed.get(s))),
+      new Promise((r) => (timer = setTimeout(r, 1_000))),
+    ]);
+    clearTimeout(timer);
     await Promise.all(this.slots);
     this.opts.emit({ event: 'closed' });
     this.resolveDone(undefined);
   }
+}
+
+/** Resolves once the peer answered a PING sent after our GOAWAY (or the session closed). */
+function goAwaySeen(session: MuxSession): Promise<void> {
+  return new Promise((resolve) => {
+    if (session.closed) return resolve();
+    const done = (): void => {
+      session.off('rtt', done);
+      session.off('close', done);
+      resolve();
+    };
+    session.on('rtt', done);
+    session.on('close', done);
+    session.ping();
+  });
 }

@@ -1,9 +1,15 @@
 /**
- * The relay's own HTTP app on the apex host: landing page and health check. Loaded
- * lazily on the first apex request so a tunnel's time-to-URL does not pay for it.
+ * The relay's own HTTP app on the apex host: landing page, health check, the control
+ * API for named tunnels and Prometheus metrics. Loaded lazily on the first apex
+ * request so a tunnel's time-to-URL does not pay for it.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { RelayStats } from '../stats.js';
+import type { NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
+import { sendApiError } from './auth.js';
+import { metricsRoutes } from './metrics.js';
+import { tunnelRoutes } from './tunnels.js';
 
 export interface AdminDeps {
   domain: string;
@@ -11,10 +17,34 @@ export interface AdminDeps {
   relayVersion: string;
   open: boolean;
   startedAt: number;
+  named: NamedTunnels;
+  stats: RelayStats;
+  /** Relay access tokens (create needs one when the list is not empty). */
+  tokens: readonly string[];
+  /** Admin tokens; empty = the admin endpoints answer 403. */
+  adminTokens: readonly string[];
 }
 
+/** API request bodies are tiny ({ name }); refuse anything large early. */
+const BODY_LIMIT_BYTES = 16 * 1024;
+
 export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, trustProxy: false });
+  const app = Fastify({ logger: false, trustProxy: false, bodyLimit: BODY_LIMIT_BYTES });
+
+  // Every error, ours or fastify's (validation, body too large, bad JSON), has one
+  // JSON shape: { statusCode, code, error, message }.
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500;
+    sendApiError(
+      reply,
+      status,
+      status === 500 ? 'QT_ERR_INTERNAL' : (err.code ?? 'QT_ERR_BAD_REQUEST'),
+      status === 500 ? 'internal error' : err.message,
+    );
+  });
+  app.setNotFoundHandler((req, reply) => {
+    sendApiError(reply, 404, 'QT_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+  });
 
   app.get('/healthz', async () => ({
     ok: true,
@@ -33,6 +63,9 @@ code{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}</style></head><bo
 <p>Connect with <code>npx quick-tunnel 3000 --relay https://${escape(deps.domain)}${deps.open ? '' : ' --token TOKEN'}</code></p>
 <p>${deps.registry.size} tunnel(s) online.</p></body></html>`;
   });
+
+  await app.register(tunnelRoutes, { deps });
+  await app.register(metricsRoutes, { deps });
 
   await app.ready();
   return app;

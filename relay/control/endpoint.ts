@@ -2,17 +2,23 @@
  * The tunnel endpoint: a client's WebSocket (or an in-process transport) becomes a
  * server-side MuxSession, and its HELLO decides which hostname it serves.
  */
-import { createHmac, randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
+import { ConnectionError } from '../../shared/errors.js';
 import { HelloRejection, MuxSession, type MuxOptions } from '../../shared/mux/session.js';
 import { wsTransport, type FrameTransport } from '../../shared/mux/transport.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { TunnelAssignment, TunnelRequest } from '../../shared/protocol/tunnel.js';
+import type { RelayStats } from '../stats.js';
+import { tokenAccepted } from '../tunnels/auth.js';
 import { randomLabel } from '../tunnels/labels.js';
+import { NamedTunnelError, type NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
+
+export { tokenAccepted };
 
 export interface EndpointOptions {
   registry: TunnelRegistry;
@@ -25,19 +31,10 @@ export interface EndpointOptions {
   domain: string;
   mux: MuxOptions;
   log: Logger;
-}
-
-/** Constant-time membership test of a presented token. */
-export function tokenAccepted(presented: string | undefined, tokens: readonly string[]): boolean {
-  if (tokens.length === 0) return true;
-  if (presented === undefined) return false;
-  const p = createHash('sha256').update(presented).digest();
-  let ok = false;
-  for (const t of tokens) {
-    // Hash both sides so lengths match and timing reveals nothing about the token.
-    if (timingSafeEqual(p, createHash('sha256').update(t).digest())) ok = true;
-  }
-  return ok;
+  /** Named tunnels (store + credentials); a name in a HELLO is checked against it. */
+  named: NamedTunnels;
+  /** Traffic counters for /metrics. */
+  stats?: RelayStats | undefined;
 }
 
 export class TunnelEndpoint {
@@ -76,6 +73,7 @@ export class TunnelEndpoint {
     session
       .accept((app) => this.onHello(app, session, log))
       .catch((err: unknown) => {
+        if (err instanceof HelloRejection) this.opts.stats?.connection('rejected');
         log.info(
           { err: err instanceof Error ? err.message : String(err) },
           'tunnel handshake failed',
@@ -84,7 +82,7 @@ export class TunnelEndpoint {
     return session;
   }
 
-  private onHello(app: unknown, session: MuxSession, log: Logger): TunnelAssignment {
+  private async onHello(app: unknown, session: MuxSession, log: Logger): Promise<TunnelAssignment> {
     const request = parseTunnelRequest(app);
     if (!tokenAccepted(request.token, this.opts.tokens)) {
       throw new HelloRejection(
@@ -95,16 +93,13 @@ export class TunnelEndpoint {
         'QT_ERR_AUTH',
       );
     }
-    if (request.name !== undefined) {
-      throw new HelloRejection(
-        ErrorCode.REJECTED,
-        'named tunnels are not available on this relay yet',
-      );
-    }
-    const label = this.claimLabel(request.resume);
+    if (request.name !== undefined) return this.admitNamed(request, request.name, session, log);
+    const label = await this.claimLabel(request.resume);
+    if (session.closed) throw new Error('the client left during the handshake');
     const hostname = `${label}.${this.opts.domain}`;
     const tunnelId = randomUUID();
     const tunnel = this.opts.registry.attach(label, tunnelId, 'ephemeral', session);
+    this.counted(session);
     log.info(
       { event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' },
       'tunnel registered',
@@ -121,18 +116,87 @@ export class TunnelEndpoint {
   }
 
   /**
+   * A named tunnel: the credential must match the stored hash. Every connection that
+   * presents it joins the same tunnel (HA connections and replicas alike), so requests
+   * spread over all of them.
+   */
+  private async admitNamed(
+    request: TunnelRequest,
+    name: string,
+    session: MuxSession,
+    log: Logger,
+  ): Promise<TunnelAssignment> {
+    let record;
+    try {
+      record = await this.opts.named.authenticate(name, request.credential);
+    } catch (err) {
+      if (err instanceof NamedTunnelError) {
+        throw new HelloRejection(
+          err.status === 401 ? ErrorCode.AUTH_FAILED : ErrorCode.REJECTED,
+          err.message,
+          err.code,
+        );
+      }
+      throw err;
+    }
+    const live = this.opts.registry.lookup(record.name);
+    if (live !== undefined && (live.kind !== 'named' || live.id !== record.id)) {
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        `the hostname ${record.name}.${this.opts.domain} is still held by an earlier tunnel; try again in a moment`,
+      );
+    }
+    if (session.closed) throw new Error('the client left during the handshake');
+    const hostname = `${record.name}.${this.opts.domain}`;
+    const tunnel = this.opts.registry.attach(record.name, record.id, 'named', session);
+    this.counted(session);
+    this.opts.named.noteClient(session, request.clientId);
+    this.opts.named.seen(record.name);
+    session.once('close', () => this.opts.named.seen(record.name));
+    log.info(
+      {
+        event: 'registered',
+        tunnelId: record.id,
+        name: record.name,
+        hostname,
+        kind: 'named',
+        connections: tunnel.sessions.length,
+      },
+      'tunnel registered',
+    );
+    return {
+      tunnelId: record.id,
+      label: record.name,
+      hostname,
+      urls: this.opts.urlsFor(hostname),
+      kind: 'named',
+      relayVersion: this.opts.relayVersion,
+    };
+  }
+
+  /** Counts a registration now and its unregistration when the session closes. */
+  private counted(session: MuxSession): void {
+    const stats = this.opts.stats;
+    if (stats === undefined) return;
+    stats.connection('registered');
+    session.once('close', () => stats.connection('unregistered'));
+  }
+
+  /**
    * A valid resume token gets its label back (also joining a live tunnel with that
    * label: that is the same client's second connection). Otherwise a fresh random
-   * label, never one that is live.
+   * label, never one that is live or reserved by a named tunnel.
    */
-  private claimLabel(resume: string | undefined): string {
+  private async claimLabel(resume: string | undefined): Promise<string> {
     if (resume !== undefined) {
       const label = this.verifyResume(resume);
-      if (label !== undefined) return label;
+      if (label !== undefined && !(await this.opts.named.isReserved(label))) return label;
     }
     for (;;) {
       const label = randomLabel();
-      if (!this.opts.registry.has(label)) return label;
+      if (!this.opts.registry.has(label) && !(await this.opts.named.isReserved(label))) {
+        return label;
+      }
     }
   }
 
@@ -174,6 +238,12 @@ function parseTunnelRequest(app: unknown): TunnelRequest {
     return typeof x === 'string' && x.length <= 4096 ? x : undefined;
   };
   const request: TunnelRequest = { clientVersion: str('clientVersion') ?? 'unknown' };
+  const clientId = str('clientId');
+  if (clientId !== undefined) request.clientId = clientId;
+  const connection = v['connection'];
+  if (typeof connection === 'number' && Number.isInteger(connection) && connection >= 0 && connection < 64) {
+    request.connection = connection;
+  }
   const token = str('token');
   if (token !== undefined) request.token = token;
   const name = str('name');

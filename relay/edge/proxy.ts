@@ -25,6 +25,11 @@ export interface ForwardContext {
   responseTimeoutMs: number;
   /** Called once per finished request, for logs and metrics. */
   onDone?: (info: ForwardResult) => void;
+  /**
+   * Another live session of the same tunnel, for a request that the client refused
+   * unread (REFUSED_STREAM: its connection is going away or full). Absent = no retry.
+   */
+  retrySession?: () => MuxSession | undefined;
 }
 
 export interface ForwardResult {
@@ -110,6 +115,14 @@ export function openStreamFor(
   }
 }
 
+/** True for a stream the client refused before reading it (safe to send elsewhere). */
+function refused(err: unknown): boolean {
+  return err instanceof StreamResetError && err.resetCode === ErrorCode.REFUSED_STREAM;
+}
+
+/** Sessions tried for one request before answering 503 (refusals only). */
+const MAX_ATTEMPTS = 4;
+
 /** Forwards a plain HTTP request/response pair over `session`. */
 export function forwardRequest(
   req: IncomingMessage,
@@ -118,13 +131,8 @@ export function forwardRequest(
   ctx: ForwardContext,
 ): void {
   const head = buildRequestHead(req, ctx.scheme, false);
-  const opened = openStreamFor(session, head, ctx.hostname);
-  if ('page' in opened) {
-    sendError(res, req.headers, opened.page);
-    ctx.onDone?.({ status: opened.page.status, bytesIn: 0, bytesOut: 0, error: opened.page.title });
-    return;
-  }
-  const stream = opened.stream;
+  let stream: MuxStream | undefined;
+  let attempts = 0;
   let replied = false;
   let finished = false;
   let bytesIn = 0;
@@ -132,7 +140,7 @@ export function forwardRequest(
 
   const timer = setTimeout(() => {
     if (replied) return;
-    stream.reset(ErrorCode.TIMEOUT, 'relay response timeout');
+    stream?.reset(ErrorCode.TIMEOUT, 'relay response timeout');
     fail(
       pages.originTimeout(
         ctx.hostname,
@@ -163,47 +171,73 @@ export function forwardRequest(
     done(page.status, page.detail);
   };
 
-  // Visitor → CLI: the request body, with backpressure (pipe pauses req when the
-  // stream's window is exhausted).
   req.on('data', (chunk: Buffer) => {
     bytesIn += chunk.length;
   });
-  req.pipe(stream);
 
-  stream.once('reply', (meta: unknown) => {
-    if (!isResponseHead(meta) || meta.status < 200) {
-      stream.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-      fail(pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head'));
+  const start = (target: MuxSession): void => {
+    attempts++;
+    const opened = openStreamFor(target, head, ctx.hostname);
+    if ('page' in opened) {
+      fail(opened.page);
       return;
     }
-    replied = true;
-    clearTimeout(timer);
-    writeResponseHead(res, meta);
-    stream.on('data', (chunk: Buffer) => {
-      bytesOut += chunk.length;
-    });
-    stream.pipe(res);
-    res.once('finish', () => done(meta.status));
-  });
+    const s = opened.stream;
+    stream = s;
+    // Visitor → CLI: the request body, with backpressure (pipe pauses req when the
+    // stream's window is exhausted).
+    if (req.readableEnded) s.end();
+    else req.pipe(s);
 
-  stream.on('error', (err) => {
-    if (finished) return;
-    fail(
-      replied
-        ? pages.originFailed(ctx.hostname, err.message)
-        : pageForStreamError(ctx.hostname, err),
-    );
-  });
+    s.once('reply', (meta: unknown) => {
+      if (s !== stream || finished) return;
+      if (!isResponseHead(meta) || meta.status < 200) {
+        s.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
+        fail(pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head'));
+        return;
+      }
+      replied = true;
+      clearTimeout(timer);
+      writeResponseHead(res, meta);
+      s.on('data', (chunk: Buffer) => {
+        bytesOut += chunk.length;
+      });
+      s.pipe(res);
+      res.once('finish', () => done(meta.status));
+    });
+
+    s.on('error', (err) => {
+      if (s !== stream || finished) return;
+      // Refused unread (that connection is going away: a replica stopping, a client
+      // reconnecting): nothing reached the local app, so another connection of the
+      // same tunnel can take it, as long as none of the body was consumed.
+      if (!replied && refused(err) && bytesIn === 0 && attempts < MAX_ATTEMPTS) {
+        const next = ctx.retrySession?.();
+        if (next !== undefined && next !== target) {
+          req.unpipe(s);
+          start(next);
+          return;
+        }
+      }
+      fail(
+        replied
+          ? pages.originFailed(ctx.hostname, err.message)
+          : pageForStreamError(ctx.hostname, err),
+      );
+    });
+  };
 
   // Visitor went away before the response completed: cancel the stream so the CLI
   // stops the origin request.
   res.once('close', () => {
     if (!res.writableFinished) {
-      stream.destroy();
+      stream?.destroy();
       done(res.headersSent ? res.statusCode : 499, 'visitor closed the connection');
     }
   });
-  req.once('error', () => stream.destroy());
+  req.once('error', () => stream?.destroy());
+
+  start(session);
 }
 
 function writeResponseHead(res: ServerResponse, head: ResponseHead): void {

@@ -23,6 +23,14 @@ export interface TunnelRequest {
   credential?: string;
   /** Resume token from an earlier assignment: ask for the same hostname back. */
   resume?: string;
+  /**
+   * Random id of one CLI process, and which of its HA connections this is. A new
+   * connection with the same (clientId, connection) replaces the old one at once:
+   * the old socket may be half-open (stalled network) and must not keep getting
+   * requests until its heartbeat times out.
+   */
+  clientId?: string;
+  connection?: number;
 }
 
 /** The relay's HELLO app answer: the tunnel is registered and routable. */

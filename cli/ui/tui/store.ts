@@ -1,0 +1,551 @@
+/**
+ * The TUI's model: consumes the tunnel's events (TunnelEvent) and the origin proxy's
+ * (OriginEvent, with their captures) and keeps what the screen shows: the tunnel's
+ * state, totals, and a bounded history of requests. Plain TypeScript, no React: the
+ * components read it, and redraw at a bounded rate when `version` moves.
+ *
+ * Memory stays flat over a long session: at most `maxRows` rows (oldest dropped), each
+ * body preview capped by the proxy (64 KiB), and the previews of all rows together
+ * capped at `maxBodyBytes` (the oldest rows lose their previews first).
+ */
+import type { ExchangeCapture } from '../../origin/capture.js';
+import type { OriginEvent } from '../../origin/events.js';
+import type { ReplayResult } from '../../origin/replay.js';
+import type { TunnelEvent } from '../../events.js';
+
+export type TunnelStatus = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'closing';
+
+/** One row of the request list: a request, a WebSocket session, or a replay. */
+export interface RequestRow {
+  /** Unique and increasing in the store (rows are kept in key order). */
+  readonly key: number;
+  /** The origin proxy's request number (`#12`); undefined for a replay. */
+  readonly id: number | undefined;
+  /** For a replay: the `id` (or key) of the request it replays. */
+  readonly replayOf: number | undefined;
+  readonly method: string;
+  readonly path: string;
+  readonly upgrade: boolean;
+  /** Epoch ms. */
+  readonly startedAt: number;
+  open: boolean;
+  status: number | undefined;
+  durationMs: number | undefined;
+  bytesIn: number;
+  bytesOut: number;
+  error: string | undefined;
+  capture: ExchangeCapture | undefined;
+  /** Body bytes of `capture` counted against the store's budget. */
+  retainedBytes: number;
+}
+
+export interface Notice {
+  kind: 'warning' | 'hint' | 'info';
+  message: string;
+  at: number;
+}
+
+export interface TunnelInfo {
+  /** Set by `ready`; until then the tunnel is connecting. */
+  url: string | undefined;
+  urls: string[];
+  hostname: string | undefined;
+  kind: 'ephemeral' | 'named' | undefined;
+  relay: string | undefined;
+  target: string | undefined;
+  local: boolean;
+  connectionsWanted: number;
+  /** From events, when no live source is given. */
+  connectionsLive: number;
+  rttMs: number | undefined;
+  onlineSince: number | undefined;
+  connectAttempt: number;
+  reconnect: { attempt: number; at: number; error: string } | undefined;
+  closed: boolean;
+  closing: boolean;
+}
+
+export interface TotalsSnapshot {
+  /** Requests finished since the start (not reset by clear). */
+  total: number;
+  /** Requests and WebSockets in progress. */
+  open: number;
+  /** Arrivals per second over the last 1 and 5 minutes. */
+  rate1m: number;
+  rate5m: number;
+  /** Duration percentiles of the last finished HTTP requests (WebSockets excluded). */
+  p50Ms: number | undefined;
+  p90Ms: number | undefined;
+}
+
+/** Live figures the supervisor knows better than the event stream. */
+export interface TunnelSource {
+  liveConnections(): number;
+  rttMs(): number | undefined;
+}
+
+export interface TuiStoreOptions {
+  /** Rows kept (oldest dropped). Default 1000. */
+  maxRows?: number;
+  /** Body preview bytes kept over all rows. Default 32 MiB. */
+  maxBodyBytes?: number;
+  now?: () => number;
+  source?: TunnelSource;
+}
+
+const RATE_WINDOW_S = 300;
+
+/** A fixed-capacity queue: push at the end, the oldest falls out. */
+class Ring<T> {
+  private items: (T | undefined)[];
+  private start = 0;
+  length = 0;
+
+  constructor(readonly capacity: number) {
+    this.items = new Array<T | undefined>(capacity);
+  }
+
+  /** Appends; returns the item that fell out, if any. */
+  push(item: T): T | undefined {
+    if (this.length < this.capacity) {
+      this.items[(this.start + this.length) % this.capacity] = item;
+      this.length++;
+      return undefined;
+    }
+    const out = this.items[this.start];
+    this.items[this.start] = item;
+    this.start = (this.start + 1) % this.capacity;
+    return out;
+  }
+
+  at(i: number): T | undefined {
+    if (i < 0 || i >= this.length) return undefined;
+    return this.items[(this.start + i) % this.capacity];
+  }
+
+  clear(): void {
+    this.items = new Array<T | undefined>(this.capacity);
+    this.start = 0;
+    this.length = 0;
+  }
+}
+
+export class TuiStore {
+  /** Moves on every change; the view redraws (throttled) when it does. */
+  version = 0;
+  readonly tunnel: TunnelInfo = {
+    url: undefined,
+    urls: [],
+    hostname: undefined,
+    kind: undefined,
+    relay: undefined,
+    target: undefined,
+    local: false,
+    connectionsWanted: 0,
+    connectionsLive: 0,
+    rttMs: undefined,
+    onlineSince: undefined,
+    connectAttempt: 0,
+    reconnect: undefined,
+    closed: false,
+    closing: false,
+  };
+  /** The latest warnings and hints, newest last (at most 5). */
+  readonly notices: Notice[] = [];
+  readonly maxRows: number;
+  readonly maxBodyBytes: number;
+  readonly now: () => number;
+  private readonly source: TunnelSource | undefined;
+  private readonly rows: Ring<RequestRow>;
+  private readonly openById = new Map<number, RequestRow>();
+  private readonly listeners = new Set<() => void>();
+  private nextKey = 1;
+  private finished = 0;
+  /** Highest proxy id whose start was seen (ids grow; an end at or below it without an open row is stale). */
+  private maxStartedId = 0;
+  private retainedBytes = 0;
+  /** Key of the oldest row whose preview may still be released for the budget. */
+  private releaseFromKey = 0;
+  /** Arrivals per second over the last RATE_WINDOW_S seconds. */
+  private readonly arrivals = new Uint32Array(RATE_WINDOW_S);
+  private arrivalsSecond = 0;
+  private readonly durations: Float64Array;
+  private durationsCount = 0;
+  private durationsNext = 0;
+  private percentileCache: { version: number; p50: number | undefined; p90: number | undefined } = {
+    version: -1,
+    p50: undefined,
+    p90: undefined,
+  };
+  readonly createdAt: number;
+
+  constructor(options: TuiStoreOptions = {}) {
+    this.maxRows = options.maxRows ?? 1000;
+    this.maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
+    this.now = options.now ?? Date.now;
+    this.source = options.source;
+    this.rows = new Ring(this.maxRows);
+    this.durations = new Float64Array(this.maxRows);
+    this.createdAt = this.now();
+    this.arrivalsSecond = Math.floor(this.createdAt / 1000);
+  }
+
+  // ---- reading ------------------------------------------------------------------------
+
+  get rowCount(): number {
+    return this.rows.length;
+  }
+
+  /** Row `i` in time order (0 = oldest kept). */
+  rowAt(i: number): RequestRow | undefined {
+    return this.rows.at(i);
+  }
+
+  /** Index of the row with `key`, or -1 (rows are in key order: binary search). */
+  indexOfKey(key: number): number {
+    let lo = 0;
+    let hi = this.rows.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const k = this.rows.at(mid)!.key;
+      if (k === key) return mid;
+      if (k < key) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  rowByKey(key: number): RequestRow | undefined {
+    const i = this.indexOfKey(key);
+    return i < 0 ? undefined : this.rows.at(i);
+  }
+
+  /** Body preview bytes held by the rows (for the memory budget). */
+  get bodyBytesRetained(): number {
+    return this.retainedBytes;
+  }
+
+  status(): TunnelStatus {
+    const t = this.tunnel;
+    if (t.closed) return 'offline';
+    if (t.closing) return 'closing';
+    if (t.url === undefined) return 'connecting';
+    return this.liveConnections() > 0 ? 'online' : 'reconnecting';
+  }
+
+  liveConnections(): number {
+    return this.source?.liveConnections() ?? this.tunnel.connectionsLive;
+  }
+
+  rttMs(): number | undefined {
+    return this.source?.rttMs() ?? this.tunnel.rttMs;
+  }
+
+  totals(): TotalsSnapshot {
+    this.rollArrivals();
+    let last1 = 0;
+    let last5 = 0;
+    const sec = this.arrivalsSecond;
+    for (let i = 0; i < RATE_WINDOW_S; i++) {
+      const n = this.arrivals[(sec - i) % RATE_WINDOW_S]!;
+      last5 += n;
+      if (i < 60) last1 += n;
+    }
+    // Over the time the tunnel has been up when that is shorter than the window.
+    const upS = Math.max(1, (this.now() - this.createdAt) / 1000);
+    if (this.percentileCache.version !== this.version) this.computePercentiles();
+    return {
+      total: this.finished,
+      open: this.openById.size,
+      rate1m: last1 / Math.min(60, upS),
+      rate5m: last5 / Math.min(RATE_WINDOW_S, upS),
+      p50Ms: this.percentileCache.p50,
+      p90Ms: this.percentileCache.p90,
+    };
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---- events -------------------------------------------------------------------------
+
+  onTunnelEvent(e: TunnelEvent): void {
+    const t = this.tunnel;
+    switch (e.event) {
+      case 'connecting':
+        t.connectAttempt = e.attempt;
+        t.relay = e.relay;
+        break;
+      case 'ready':
+        t.url = e.url;
+        t.urls = e.urls.length > 0 ? [...e.urls] : [e.url];
+        t.hostname = e.hostname;
+        t.kind = e.kind;
+        t.relay = e.relay;
+        t.target = e.target;
+        t.local = e.local;
+        t.connectionsWanted = e.connections;
+        t.connectionsLive = 1;
+        t.onlineSince = this.now();
+        t.reconnect = undefined;
+        break;
+      case 'connection-lost':
+        t.connectionsLive = e.connectionsLeft;
+        break;
+      case 'reconnecting':
+        t.reconnect = { attempt: e.attempt, at: this.now() + e.delayMs, error: e.error };
+        break;
+      case 'reconnected':
+        t.connectionsLive = Math.min(t.connectionsWanted || 1, t.connectionsLive + 1);
+        t.reconnect = undefined;
+        if (!e.sameHostname) {
+          t.url = e.url;
+          t.urls = [e.url];
+          this.addNotice(
+            'warning',
+            `reconnected with a NEW address: ${e.url} (the old one expired)`,
+          );
+        }
+        break;
+      case 'rtt':
+        t.rttMs = e.ms;
+        break;
+      case 'warning':
+        this.addNotice('warning', e.message);
+        break;
+      case 'hint':
+        this.addNotice('hint', e.message);
+        break;
+      case 'closed':
+        t.closed = true;
+        t.connectionsLive = 0;
+        break;
+      case 'request-start':
+        this.startRow(e.id, e.method, e.path, false, undefined);
+        break;
+      case 'request':
+        this.finishRow(e.id, e, undefined);
+        break;
+    }
+    this.changed();
+  }
+
+  onOriginEvent(e: OriginEvent): void {
+    switch (e.type) {
+      case 'request-start':
+        this.startRow(e.id, e.method, e.path, e.upgrade, e.capture);
+        break;
+      case 'request':
+        this.finishRow(e.id, e, e.capture);
+        break;
+      case 'warning':
+        this.addNotice('warning', e.message);
+        break;
+      case 'hint':
+        this.addNotice('hint', e.message);
+        break;
+    }
+    this.changed();
+  }
+
+  // ---- actions ------------------------------------------------------------------------
+
+  /** Drops the finished rows (open requests and WebSockets stay); totals are kept. */
+  clear(): void {
+    const open: RequestRow[] = [];
+    for (let i = 0; i < this.rows.length; i++) {
+      const row = this.rows.at(i)!;
+      if (row.open) open.push(row);
+      else this.dropped(row);
+    }
+    this.rows.clear();
+    for (const row of open) this.rows.push(row);
+    this.changed();
+  }
+
+  /** The user asked to quit: the header says so while the tunnel drains. */
+  markClosing(): void {
+    this.tunnel.closing = true;
+    this.changed();
+  }
+
+  addNotice(kind: Notice['kind'], message: string): void {
+    this.notices.push({ kind, message, at: this.now() });
+    if (this.notices.length > 5) this.notices.shift();
+    this.changed();
+  }
+
+  /** Adds the row of a replay of `original` (open until `finishReplay`); returns its key. */
+  startReplay(original: RequestRow): number {
+    const row = this.newRow(undefined, original.id ?? original.key, original.method, original.path);
+    return row.key;
+  }
+
+  finishReplay(key: number, result: ReplayResult): void {
+    const row = this.rowByKey(key);
+    if (row === undefined) return; // cleared or dropped meanwhile
+    row.open = false;
+    row.status = result.status;
+    row.durationMs = result.durationMs;
+    row.bytesIn = result.bytesIn;
+    row.bytesOut = result.bytesOut;
+    row.error = result.error;
+    row.capture = result.capture;
+    this.account(row);
+    this.changed();
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private newRow(
+    id: number | undefined,
+    replayOf: number | undefined,
+    method: string,
+    path: string,
+    upgrade = false,
+    capture: ExchangeCapture | undefined = undefined,
+  ): RequestRow {
+    const row: RequestRow = {
+      key: this.nextKey++,
+      id,
+      replayOf,
+      method,
+      path,
+      upgrade,
+      startedAt: this.now(),
+      open: true,
+      status: undefined,
+      durationMs: undefined,
+      bytesIn: 0,
+      bytesOut: 0,
+      error: undefined,
+      capture,
+      retainedBytes: 0,
+    };
+    const out = this.rows.push(row);
+    if (out !== undefined) this.dropped(out);
+    return row;
+  }
+
+  private startRow(
+    id: number,
+    method: string,
+    path: string,
+    upgrade: boolean,
+    capture: ExchangeCapture | undefined,
+  ): void {
+    if (this.openById.has(id) || id <= this.maxStartedId) return; // seen already
+    this.maxStartedId = id;
+    this.countArrival();
+    const row = this.newRow(id, undefined, method, path, upgrade, capture);
+    this.openById.set(id, row);
+  }
+
+  private finishRow(
+    id: number,
+    e: {
+      method: string;
+      path: string;
+      status: number;
+      durationMs: number;
+      bytesIn: number;
+      bytesOut: number;
+      upgrade: boolean;
+      error?: string;
+    },
+    capture: ExchangeCapture | undefined,
+  ): void {
+    let row = this.openById.get(id);
+    if (row === undefined) {
+      // Already finished, or dropped (cleared, too old): nothing to show.
+      if (id <= this.maxStartedId) return;
+      // The start was not seen: add the row now.
+      this.maxStartedId = id;
+      this.countArrival();
+      row = this.newRow(id, undefined, e.method, e.path, e.upgrade, capture);
+    } else if (!row.open) {
+      return;
+    }
+    this.openById.delete(id);
+    this.finished++;
+    row.open = false;
+    row.status = e.status;
+    row.durationMs = e.durationMs;
+    row.bytesIn = e.bytesIn;
+    row.bytesOut = e.bytesOut;
+    row.error = e.error;
+    if (capture !== undefined) row.capture = capture;
+    if (!e.upgrade) {
+      this.durations[this.durationsNext] = e.durationMs;
+      this.durationsNext = (this.durationsNext + 1) % this.durations.length;
+      this.durationsCount = Math.min(this.durations.length, this.durationsCount + 1);
+    }
+    this.account(row);
+  }
+
+  /** Counts a finished row's previews against the budget; releases the oldest if over. */
+  private account(row: RequestRow): void {
+    if (row.capture === undefined) return;
+    row.retainedBytes = row.capture.retainedBytes;
+    this.retainedBytes += row.retainedBytes;
+    if (this.retainedBytes <= this.maxBodyBytes) return;
+    let i = Math.max(0, this.indexAtOrAfter(this.releaseFromKey));
+    for (; i < this.rows.length && this.retainedBytes > this.maxBodyBytes; i++) {
+      const old = this.rows.at(i)!;
+      if (old.open || old.retainedBytes === 0) continue;
+      old.capture?.releaseBodies();
+      this.retainedBytes -= old.retainedBytes;
+      old.retainedBytes = 0;
+      this.releaseFromKey = old.key + 1;
+    }
+  }
+
+  private indexAtOrAfter(key: number): number {
+    let lo = 0;
+    let hi = this.rows.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.rows.at(mid)!.key < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private dropped(row: RequestRow): void {
+    this.retainedBytes -= row.retainedBytes;
+    row.retainedBytes = 0;
+    if (row.id !== undefined && row.open) this.openById.delete(row.id);
+  }
+
+  private rollArrivals(): void {
+    const sec = Math.floor(this.now() / 1000);
+    if (sec <= this.arrivalsSecond) return;
+    const steps = Math.min(RATE_WINDOW_S, sec - this.arrivalsSecond);
+    for (let i = 1; i <= steps; i++) this.arrivals[(this.arrivalsSecond + i) % RATE_WINDOW_S] = 0;
+    this.arrivalsSecond = sec;
+  }
+
+  private countArrival(): void {
+    this.rollArrivals();
+    const slot = this.arrivalsSecond % RATE_WINDOW_S;
+    this.arrivals[slot] = this.arrivals[slot]! + 1;
+  }
+
+  private computePercentiles(): void {
+    const n = this.durationsCount;
+    if (n === 0) {
+      this.percentileCache = { version: this.version, p50: undefined, p90: undefined };
+      return;
+    }
+    const sorted = this.durations.slice(0, n).sort();
+    const pick = (p: number): number => sorted[Math.min(n - 1, Math.ceil(p * n) - 1)]!;
+    this.percentileCache = { version: this.version, p50: pick(0.5), p90: pick(0.9) };
+  }
+
+  private changed(): void {
+    this.version++;
+    for (const listener of this.listeners) listener();
+  }
+}

@@ -1,0 +1,259 @@
+/**
+ * The durable store of named-tunnel reservations: id, name, credential hash, created
+ * and last-seen times. Kept apart from the live connections (the registry), so a
+ * reconnect or a relay restart never re-creates anything.
+ *
+ * `TunnelStore` is the small interface the relay uses; `JsonFileTunnelStore` keeps
+ * the records in memory and in one JSON file under the relay's data dir, rewritten
+ * atomically (temp file + fsync + rename + directory fsync) so a crash mid-write
+ * leaves the old or the new state, never a broken file. Another backend (SQLite,
+ * Redis…) only has to implement the interface.
+ */
+import { open, readdir, readFile, rename, rm, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { QuickTunnelError } from '../../shared/errors.js';
+
+export interface TunnelRecord {
+  /** Stable id (UUID), kept across restarts; logs and the API name tunnels by it. */
+  readonly id: string;
+  /** The DNS label: the tunnel serves `<name>.<domain>`. */
+  readonly name: string;
+  /** `sha256:<hex>` of the credential; the credential itself is never stored. */
+  readonly credentialHash: string;
+  /** ISO 8601. */
+  readonly createdAt: string;
+  /** ISO 8601: last time a connection of this tunnel registered or left; null = never. */
+  readonly lastSeenAt: string | null;
+}
+
+export interface TunnelStore {
+  get(name: string): Promise<TunnelRecord | undefined>;
+  /** Adds a record; rejects with QT_ERR_NAME_TAKEN if the name exists. Resolves once durable. */
+  create(record: TunnelRecord): Promise<void>;
+  /** Removes a record; false if there was none. Resolves once durable. */
+  delete(name: string): Promise<boolean>;
+  list(): Promise<TunnelRecord[]>;
+  /** Sets lastSeenAt (no-op for an unknown name). */
+  touch(name: string, at: Date): Promise<void>;
+  /** Waits for pending writes. */
+  close(): Promise<void>;
+}
+
+export class NameTakenError extends QuickTunnelError {
+  constructor(name: string) {
+    super('QT_ERR_NAME_TAKEN', `the name '${name}' is already taken on this relay`);
+  }
+}
+
+export class StoreError extends QuickTunnelError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('QT_ERR_STORE', message, options);
+  }
+}
+
+/** Records in memory only: for a relay without a data dir (the embedded local relay). */
+export class MemoryTunnelStore implements TunnelStore {
+  protected readonly records = new Map<string, TunnelRecord>();
+
+  constructor(records: Iterable<TunnelRecord> = []) {
+    for (const r of records) this.records.set(r.name, r);
+  }
+
+  async get(name: string): Promise<TunnelRecord | undefined> {
+    return this.records.get(name);
+  }
+
+  async create(record: TunnelRecord): Promise<void> {
+    if (this.records.has(record.name)) throw new NameTakenError(record.name);
+    this.records.set(record.name, record);
+    try {
+      await this.persist();
+    } catch (err) {
+      if (this.records.get(record.name) === record) this.records.delete(record.name);
+      throw err;
+    }
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const record = this.records.get(name);
+    if (record === undefined) return false;
+    this.records.delete(name);
+    try {
+      await this.persist();
+    } catch (err) {
+      if (!this.records.has(name)) this.records.set(name, record);
+      throw err;
+    }
+    return true;
+  }
+
+  async list(): Promise<TunnelRecord[]> {
+    return [...this.records.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async touch(name: string, at: Date): Promise<void> {
+    const record = this.records.get(name);
+    if (record === undefined) return;
+    this.records.set(name, { ...record, lastSeenAt: at.toISOString() });
+    await this.persist();
+  }
+
+  async close(): Promise<void> {}
+
+  /** Makes the current records durable; nothing to do in memory. */
+  protected async persist(): Promise<void> {}
+}
+
+/** Name of the store file in the data dir. */
+export const STORE_FILE = 'tunnels.json';
+const STORE_VERSION = 1;
+
+interface StoreFile {
+  version: number;
+  tunnels: TunnelRecord[];
+}
+
+/**
+ * Records in `<dataDir>/tunnels.json`. Writes are serialised and coalesced: mutations
+ * made while a write is running are saved together by the next one, and every caller
+ * resolves once a write that includes its change is on disk.
+ */
+export class JsonFileTunnelStore extends MemoryTunnelStore {
+  readonly file: string;
+  private readonly dir: string;
+  private chain: Promise<void> = Promise.resolve();
+  private queued: Promise<void> | undefined;
+  private tmpCounter = 0;
+
+  private constructor(dir: string, records: TunnelRecord[]) {
+    super(records);
+    this.dir = dir;
+    this.file = path.join(dir, STORE_FILE);
+  }
+
+  /**
+   * Loads the store from `dataDir` (a missing file is an empty store). Temp files left
+   * by a write that crashed are removed: the rename never happened, so the store file
+   * still holds the previous complete state.
+   */
+  static async open(dataDir: string): Promise<JsonFileTunnelStore> {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const file = path.join(dataDir, STORE_FILE);
+    let records: TunnelRecord[] = [];
+    let text: string | undefined;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new StoreError(`cannot read the tunnel store ${file}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    if (text !== undefined) records = parseStoreFile(text, file);
+    for (const entry of await readdir(dataDir)) {
+      if (entry.startsWith(`${STORE_FILE}.`) && entry.endsWith('.tmp')) {
+        await rm(path.join(dataDir, entry), { force: true });
+      }
+    }
+    return new JsonFileTunnelStore(dataDir, records);
+  }
+
+  override async close(): Promise<void> {
+    await this.chain;
+  }
+
+  protected override persist(): Promise<void> {
+    // One write queued at most: it snapshots the records when it starts, so it also
+    // carries every change made while the previous write was running.
+    this.queued ??= this.chain.then(() => {
+      this.queued = undefined;
+      return this.writeNow();
+    });
+    const queued = this.queued;
+    this.chain = queued.catch(() => {});
+    return queued;
+  }
+
+  private async writeNow(): Promise<void> {
+    const body: StoreFile = { version: STORE_VERSION, tunnels: [...this.records.values()] };
+    const data = `${JSON.stringify(body, null, 2)}\n`;
+    const tmp = `${this.file}.${process.pid}.${++this.tmpCounter}.tmp`;
+    try {
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(data, 'utf8');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, this.file);
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw new StoreError(
+        `cannot write the tunnel store ${this.file}: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    // Make the rename itself durable. Some platforms can't open a directory for
+    // fsync (Windows): the file data is synced already, so that is best effort.
+    try {
+      const dh = await open(this.dir, 'r');
+      try {
+        await dh.sync();
+      } finally {
+        await dh.close();
+      }
+    } catch {
+      // best effort, see above
+    }
+  }
+}
+
+function parseStoreFile(text: string, file: string): TunnelRecord[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new StoreError(
+      `the tunnel store ${file} is not valid JSON (${(err as Error).message}); restore it from a backup or move it away to start empty`,
+      { cause: err },
+    );
+  }
+  const v = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as Record<
+    string,
+    unknown
+  >;
+  if (typeof v['version'] === 'number' && v['version'] > STORE_VERSION) {
+    throw new StoreError(
+      `the tunnel store ${file} was written by a newer relay (format ${v['version']}); upgrade quick-tunnel`,
+    );
+  }
+  if (v['version'] !== STORE_VERSION || !Array.isArray(v['tunnels'])) {
+    throw new StoreError(`the tunnel store ${file} is not a quick-tunnel store file`);
+  }
+  const records: TunnelRecord[] = [];
+  for (const item of v['tunnels'] as unknown[]) {
+    const r = (typeof item === 'object' && item !== null ? item : {}) as Record<string, unknown>;
+    const str = (k: string): boolean => typeof r[k] === 'string' && r[k] !== '';
+    if (
+      !str('id') ||
+      !str('name') ||
+      !str('credentialHash') ||
+      !str('createdAt') ||
+      !(r['lastSeenAt'] === null || typeof r['lastSeenAt'] === 'string')
+    ) {
+      throw new StoreError(`the tunnel store ${file} holds an invalid record`);
+    }
+    records.push({
+      id: r['id'] as string,
+      name: r['name'] as string,
+      credentialHash: r['credentialHash'] as string,
+      createdAt: r['createdAt'] as string,
+      lastSeenAt: r['lastSeenAt'] as string | null,
+    });
+  }
+  return records;
+}
