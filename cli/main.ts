@@ -48,6 +48,16 @@ function exposeOptions<T>(y: Argv<T>) {
       describe: 'WebSocket connections to keep to the relay (HA)',
       default: 2,
     })
+    .option('basic-auth', {
+      type: 'string',
+      describe:
+        'visitors must log in with USER:PASS (checked by the relay; the relay only gets a hash)',
+    })
+    .option('allow-ip', {
+      type: 'string',
+      array: true,
+      describe: 'only these visitor addresses/CIDRs may visit (repeatable; IPv4 and IPv6)',
+    })
     .option('color', {
       type: 'boolean',
       default: true,
@@ -132,6 +142,8 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
             relayInsecure: args['relay-insecure'],
             connections: args.connections,
             color: args.color,
+            basicAuth: args['basic-auth'],
+            allowIp: collect(args['allow-ip']),
           }),
         );
       },
@@ -195,6 +207,8 @@ async function main(argv: string[]): Promise<number> {
           relayInsecure: args['relay-insecure'],
           connections: args.connections,
           color: args.color,
+          basicAuth: args['basic-auth'],
+          allowIp: collect(args['allow-ip']),
         });
       },
     )
@@ -235,6 +249,25 @@ async function main(argv: string[]): Promise<number> {
             array: true,
             describe: 'token for the admin endpoints: GET /api/tunnels, /metrics (repeatable)',
           })
+          .option('tokens-file', {
+            type: 'string',
+            describe: 'file with client tokens, one per line (# comments); adds to --token',
+          })
+          .option('rate-limit', {
+            type: 'number',
+            default: 0,
+            describe: 'requests per second per tunnel (429 beyond; 0 = no limit)',
+          })
+          .option('max-connections-per-ip', {
+            type: 'number',
+            default: 100,
+            describe: 'tunnel connections one client IP may hold (0 = no limit)',
+          })
+          .option('max-new-tunnels-per-minute', {
+            type: 'number',
+            default: 30,
+            describe: 'new tunnel hostnames per client (token, else IP) per minute (0 = no limit)',
+          })
           .option('public-port', {
             type: 'number',
             describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)',
@@ -265,6 +298,10 @@ async function main(argv: string[]): Promise<number> {
           dataDir: args['data-dir'],
           tokens: collect(args.token),
           adminTokens: collect(args['admin-token']),
+          tokensFile: args['tokens-file'],
+          rateLimit: args['rate-limit'],
+          maxConnectionsPerIp: args['max-connections-per-ip'],
+          maxNewTunnelsPerMinute: args['max-new-tunnels-per-minute'],
           publicPort: args['public-port'],
           responseTimeout: args['response-timeout'],
           drainTimeout: args['drain-timeout'],

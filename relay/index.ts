@@ -18,7 +18,10 @@ import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
 import { VERSION } from '../shared/version.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
-import { normalizeHost, routeHost } from './edge/host.js';
+import { checkAccess } from './edge/access.js';
+import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/guard.js';
+import { routeHost } from './edge/host.js';
+import { RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
 import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
 import { RelayStats } from './stats.js';
@@ -55,6 +58,16 @@ export interface RelayConfig {
    * Default 10 s; 0 = answer at once.
    */
   holdMs?: number;
+  /** Longest request target (414 beyond). Default 8 KiB. */
+  maxUrlBytes?: number;
+  /** Most request header lines (431 beyond). Default 100. */
+  maxHeaders?: number;
+  /** Requests per second per tunnel (429 + Retry-After beyond); 0/undefined = no limit. */
+  rateLimitPerTunnel?: number;
+  /** Tunnel WebSocket connections per client IP. Default 100; 0 = no limit. */
+  maxConnectionsPerIp?: number;
+  /** New tunnel hostnames per client (token, else IP) per minute. Default 30; 0 = no limit. */
+  creationsPerMinute?: number;
   mux?: MuxOptions;
   logger?: Logger;
   /** Tokens for the admin endpoints (`GET /api/tunnels`, `/metrics`); none = those are off. */
@@ -158,6 +171,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     domain,
     mux: config.mux ?? {},
     log,
+    maxConnectionsPerIp: config.maxConnectionsPerIp ?? 100,
+    creationsPerMinute: config.creationsPerMinute ?? 30,
   });
 
   let admin: Promise<FastifyInstance> | undefined;
@@ -177,6 +192,18 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     );
     return admin;
   };
+
+  const guardLimits: GuardLimits = {
+    maxUrlBytes: config.maxUrlBytes ?? DEFAULT_GUARD_LIMITS.maxUrlBytes,
+    maxHeaders: config.maxHeaders ?? DEFAULT_GUARD_LIMITS.maxHeaders,
+  };
+  const rateLimiter =
+    config.rateLimitPerTunnel !== undefined && config.rateLimitPerTunnel > 0
+      ? new RateLimiter({
+          ratePerSecond: config.rateLimitPerTunnel,
+          burst: config.rateLimitPerTunnel * 2,
+        })
+      : undefined;
 
   let shuttingDown = false;
   // Visitor exchanges in progress (until the visitor's response is fully written):
@@ -201,42 +228,88 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
    * so a quick reconnect is invisible to visitors; then 503 (or 404 if it never existed).
    */
   const withSession = (
+    req: http.IncomingMessage,
     label: string,
     hostname: string,
-    then: (session: MuxSession | undefined, page: ErrorPage | undefined) => void,
+    then: (session: MuxSession | undefined, page: ErrorPage | undefined, strip: boolean) => void,
   ): void => {
     const tunnel = registry.lookup(label);
     const session = tunnel?.pickSession();
     if (session !== undefined) {
-      tunnel!.requests++;
-      then(session, undefined);
+      admitted(req, label, hostname, session, then);
       return;
     }
     const budget = registry.holdBudgetMs(label);
     const known = tunnel !== undefined || registry.wasRecentlyOnline(label);
     if (budget <= 0) {
-      then(undefined, known ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname));
+      then(undefined, known ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname), false);
       return;
     }
-    registry.waitForSession(label, budget).then((held) => {
-      if (held !== undefined && !shuttingDown) {
-        const t = registry.lookup(label);
-        if (t !== undefined) t.requests++;
-        then(held, undefined);
+    registry.waitForSession(label, budget).then(
+      (held) => {
+        if (held !== undefined && !shuttingDown) {
+          admitted(req, label, hostname, held, then);
+          return;
+        }
+        const stillKnown =
+          registry.lookup(label) !== undefined || registry.wasRecentlyOnline(label) || known;
+        then(
+          undefined,
+          shuttingDown
+            ? pages.shuttingDown()
+            : stillKnown
+              ? pages.tunnelOffline(hostname)
+              : pages.noSuchTunnel(hostname),
+          false,
+        );
+      },
+      () => then(undefined, pages.tunnelOffline(hostname), false),
+    );
+  };
+
+  /**
+   * The tunnel's own rules, checked at the relay before anything reaches the laptop:
+   * its access policy (basic auth, IP allowlist) and the relay's per-tunnel rate limit.
+   * They read the same tunnel the request is routed to.
+   */
+  const admitted = (
+    req: http.IncomingMessage,
+    label: string,
+    hostname: string,
+    session: MuxSession,
+    then: (session: MuxSession | undefined, page: ErrorPage | undefined, strip: boolean) => void,
+  ): void => {
+    const tunnel = registry.lookup(label);
+    const access = tunnel?.access;
+    if (access !== undefined) {
+      const refused = checkAccess(req, access, hostname);
+      if (refused !== undefined) {
+        then(undefined, refused, false);
         return;
       }
-      const stillKnown = registry.lookup(label) !== undefined || registry.wasRecentlyOnline(label) || known;
-      then(
-        undefined,
-        shuttingDown ? pages.shuttingDown() : stillKnown ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname),
-      );
-    }, () => then(undefined, pages.tunnelOffline(hostname)));
+    }
+    if (rateLimiter !== undefined) {
+      const waitS = rateLimiter.take(label);
+      if (waitS > 0) {
+        then(undefined, pages.rateLimited(hostname, waitS), false);
+        return;
+      }
+    }
+    if (tunnel !== undefined) tunnel.requests++;
+    then(session, undefined, access?.basicAuth !== undefined);
   };
 
   const makeHandler =
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      const route = routeHost(normalizeHost(req.headers.host), domain);
+      // One parsed Host value decides routing and every check after it.
+      const guarded = guardRequest(req, guardLimits);
+      if ('page' in guarded) {
+        res.shouldKeepAlive = false;
+        sendError(res, req.headers, guarded.page);
+        return;
+      }
+      const route = routeHost(guarded.host, domain);
       if (route.kind === 'apex') {
         adminApp().then(
           (app) => app.routing(req, res),
@@ -256,13 +329,14 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendError(res, req.headers, pages.shuttingDown());
         return;
       }
-      withSession(route.label, route.hostname, (session, page) => {
+      withSession(req, route.label, route.hostname, (session, page, strip) => {
         if (session === undefined) {
           sendError(res, req.headers, page ?? pages.noSuchTunnel(route.hostname));
           return;
         }
         forwarding();
         forwardRequest(req, res, session, {
+          stripAuthorization: strip,
           hostname: route.hostname,
           scheme,
           responseTimeoutMs,
@@ -278,7 +352,12 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', () => socket.destroy());
-      const route = routeHost(normalizeHost(req.headers.host), domain);
+      const guarded = guardRequest(req, guardLimits);
+      if ('page' in guarded) {
+        sendRawError(socket, req.headers, guarded.page);
+        return;
+      }
+      const route = routeHost(guarded.host, domain);
       if (route.kind === 'apex') {
         const pathname = (req.url ?? '').split('?')[0];
         if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
@@ -296,13 +375,14 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendRawError(socket, req.headers, pages.shuttingDown());
         return;
       }
-      withSession(route.label, route.hostname, (session, page) => {
+      withSession(req, route.label, route.hostname, (session, page, strip) => {
         if (session === undefined) {
           sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
           return;
         }
         forwarding();
         forwardUpgrade(req, socket, head, session, {
+          stripAuthorization: strip,
           hostname: route.hostname,
           scheme,
           responseTimeoutMs,
@@ -317,11 +397,16 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     requestTimeout: 0, // bodies may stream for as long as they need
     maxHeaderSize: 16 * 1024,
     noDelay: true,
+    // headersTimeout is only enforced when Node checks connections: check every second,
+    // so a slowloris connection is closed at ~15 s rather than up to 45 s.
+    connectionsCheckingInterval: 1_000,
   };
 
   const servers: (http.Server | https.Server)[] = [];
   const listen = async (server: http.Server | https.Server, port: number): Promise<number> => {
-    server.maxHeadersCount = 100;
+    // One more than the guard allows, so a request over the limit is seen (Node drops
+    // headers past maxHeadersCount silently) and refused with 431.
+    server.maxHeadersCount = guardLimits.maxHeaders + 1;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, config.host, () => {
@@ -336,7 +421,14 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   try {
     if (config.httpsPort !== null && certificate !== undefined) {
       const server = https.createServer(
-        { ...serverOptions, cert: certificate.cert, key: certificate.key, minVersion: 'TLSv1.2' },
+        {
+          ...serverOptions,
+          cert: certificate.cert,
+          key: certificate.key,
+          minVersion: 'TLSv1.2',
+          // A client that connects and never finishes the TLS handshake is dropped.
+          handshakeTimeout: 10_000,
+        },
         makeHandler('https'),
       );
       server.on('upgrade', makeUpgradeHandler('https'));

@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { ConfigError } from '../../shared/errors.js';
 import { memoryTransportPair } from '../../shared/mux/transport.js';
-import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
+import type { AccessPolicy, TunnelRequest } from '../../shared/protocol/tunnel.js';
+import { basicAuthDigest, parseCidr } from '../../shared/access.js';
 import { VERSION } from '../../shared/version.js';
 import {
   parseRelayUrl,
@@ -37,6 +38,37 @@ export interface ExposeOptions {
   relayInsecure: boolean;
   connections: number;
   color: boolean;
+  /** `USER:PASS` visitors must present (enforced by the relay). */
+  basicAuth?: string | undefined;
+  /** Visitor addresses/CIDRs allowed (enforced by the relay). */
+  allowIp?: string[] | undefined;
+}
+
+/** Validates --basic-auth / --allow-ip locally and builds what the relay enforces. */
+export function accessPolicy(
+  opts: Pick<ExposeOptions, 'basicAuth' | 'allowIp'>,
+): AccessPolicy | undefined {
+  const policy: AccessPolicy = {};
+  if (opts.basicAuth !== undefined) {
+    const colon = opts.basicAuth.indexOf(':');
+    if (colon <= 0 || colon === opts.basicAuth.length - 1) {
+      throw new ConfigError("--basic-auth takes USER:PASS, e.g. --basic-auth 'demo:s3cret'");
+    }
+    policy.basicAuthSha256 = basicAuthDigest(opts.basicAuth);
+  }
+  if (opts.allowIp !== undefined && opts.allowIp.length > 0) {
+    for (const cidr of opts.allowIp) {
+      try {
+        parseCidr(cidr);
+      } catch (err) {
+        throw new ConfigError(
+          `--allow-ip: ${(err as Error).message} (use e.g. 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32)`,
+        );
+      }
+    }
+    policy.allowIps = [...opts.allowIp];
+  }
+  return Object.keys(policy).length === 0 ? undefined : policy;
 }
 
 /** Maps the origin proxy's events onto the CLI's event stream. */
@@ -147,6 +179,8 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
 
   const request: TunnelRequest = { clientVersion: VERSION };
   if (token !== undefined) request.token = token;
+  const access = accessPolicy(opts);
+  if (access !== undefined) request.access = access;
   if (named !== undefined) {
     request.name = named.name;
     request.credential = named.credential;

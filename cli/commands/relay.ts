@@ -2,6 +2,7 @@
  * `quick-tunnel relay`: runs a relay in the foreground. Structured logs (JSON lines)
  * go to stdout; a human summary of how to connect goes to stderr.
  */
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -19,10 +20,32 @@ export interface RelayCommandOptions {
   tokens: string[];
   /** Tokens for the admin endpoints (GET /api/tunnels, /metrics); none = those are off. */
   adminTokens?: string[];
+  /** File with more client tokens, one per line. */
+  tokensFile?: string | undefined;
+  /** Requests per second per tunnel; 0 = no limit. */
+  rateLimit?: number;
+  maxConnectionsPerIp?: number;
+  maxNewTunnelsPerMinute?: number;
   publicPort: number | undefined;
   responseTimeout: number;
   logLevel: string;
   drainTimeout: number;
+}
+
+/** Reads client tokens from a file: one per line, blank lines and # comments ignored. */
+export async function readTokensFile(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read --tokens-file ${file}: ${(err as Error).message}`);
+  }
+  const tokens = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  if (tokens.length === 0) throw new ConfigError(`--tokens-file ${file} holds no token`);
+  return tokens;
 }
 
 export function defaultRelayDataDir(): string {
@@ -53,6 +76,15 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     redact: ['token', 'credential', 'req.headers.authorization', '*.token', '*.credential'],
   });
   const dataDir = opts.dataDir ?? defaultRelayDataDir();
+  const tokens = [...opts.tokens];
+  if (opts.tokensFile !== undefined) tokens.push(...(await readTokensFile(opts.tokensFile)));
+  for (const [flag, n] of [
+    ['--rate-limit', opts.rateLimit ?? 0],
+    ['--max-connections-per-ip', opts.maxConnectionsPerIp ?? 0],
+    ['--max-new-tunnels-per-minute', opts.maxNewTunnelsPerMinute ?? 0],
+  ] as const) {
+    if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${flag} must be 0 or more, got ${n}`);
+  }
   let relay: Relay;
   try {
     relay = await startRelay({
@@ -63,8 +95,11 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       certFile: opts.cert,
       keyFile: opts.key,
       dataDir,
-      tokens: opts.tokens,
+      tokens,
       adminTokens: opts.adminTokens ?? [],
+      rateLimitPerTunnel: opts.rateLimit ?? 0,
+      maxConnectionsPerIp: opts.maxConnectionsPerIp ?? 100,
+      creationsPerMinute: opts.maxNewTunnelsPerMinute ?? 30,
       responseTimeoutMs: opts.responseTimeout * 1000,
       publicHttpsPort: opts.publicPort,
       logger: log,
@@ -99,7 +134,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     say(`  SHA-256 fingerprint:     ${relay.certificate.fingerprint256}`);
     say(`  clients trust it with:   --ca ${relay.certificate.certPath}`);
   }
-  if (opts.tokens.length === 0) {
+  if (tokens.length === 0) {
     say(
       '  WARNING: this relay is OPEN: anyone who can reach it can create tunnels. Use --token to require one.',
     );

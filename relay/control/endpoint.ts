@@ -2,7 +2,7 @@
  * The tunnel endpoint: a client's WebSocket (or an in-process transport) becomes a
  * server-side MuxSession, and its HELLO decides which hostname it serves.
  */
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -11,7 +11,13 @@ import { ConnectionError } from '../../shared/errors.js';
 import { HelloRejection, MuxSession, type MuxOptions } from '../../shared/mux/session.js';
 import { wsTransport, type FrameTransport } from '../../shared/mux/transport.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
-import type { TunnelAssignment, TunnelRequest } from '../../shared/protocol/tunnel.js';
+import type {
+  AccessPolicy,
+  TunnelAssignment,
+  TunnelRequest,
+} from '../../shared/protocol/tunnel.js';
+import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
+import { ConcurrencyCounter, RateLimiter } from '../edge/limits.js';
 import type { RelayStats } from '../stats.js';
 import { tokenAccepted } from '../tunnels/auth.js';
 import { randomLabel } from '../tunnels/labels.js';
@@ -35,15 +41,27 @@ export interface EndpointOptions {
   named: NamedTunnels;
   /** Traffic counters for /metrics. */
   stats?: RelayStats | undefined;
+  /** Tunnel WebSocket connections one client IP may hold at once. Default 100; 0 = no limit. */
+  maxConnectionsPerIp?: number;
+  /** New tunnels (fresh hostnames) one client may get per minute: per token, else per IP. Default 30. */
+  creationsPerMinute?: number;
 }
 
 export class TunnelEndpoint {
   private readonly opts: EndpointOptions;
   private readonly wss: WebSocketServer;
   readonly sessions = new Set<MuxSession>();
+  private readonly perIp: ConcurrencyCounter;
+  private readonly creations: RateLimiter | undefined;
 
   constructor(opts: EndpointOptions) {
     this.opts = opts;
+    this.perIp = new ConcurrencyCounter(opts.maxConnectionsPerIp ?? 100);
+    const perMinute = opts.creationsPerMinute ?? 30;
+    this.creations =
+      perMinute > 0
+        ? new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute })
+        : undefined;
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
@@ -55,10 +73,44 @@ export class TunnelEndpoint {
 
   /** Handles an HTTP upgrade on the apex host's tunnel path. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const ip = req.socket.remoteAddress ?? '';
+    const release = this.perIp.acquire(ip);
+    if (release === undefined) {
+      socket.end(
+        'HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n' +
+          `too many tunnel connections from ${ip} (limit ${this.perIp.limit})\n`,
+      );
+      this.opts.log.warn(
+        { remoteAddress: ip, limit: this.perIp.limit },
+        'tunnel connection limit per IP reached',
+      );
+      return;
+    }
+    socket.once('close', release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => {}); // errors surface as 'close' through the transport
-      this.attach(wsTransport(ws), req.socket.remoteAddress ?? '');
+      this.attach(wsTransport(ws), ip);
     });
+  }
+
+  /**
+   * Counts one new tunnel (a fresh hostname) against the client's per-minute budget:
+   * per relay token when the relay has tokens, else per IP.
+   */
+  private chargeCreation(request: TunnelRequest, remoteAddress: string): void {
+    if (this.creations === undefined) return;
+    const key =
+      request.token !== undefined && this.opts.tokens.length > 0
+        ? `token:${createHash('sha256').update(request.token).digest('hex').slice(0, 16)}`
+        : `ip:${remoteAddress}`;
+    const waitS = this.creations.take(key);
+    if (waitS > 0) {
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        `too many new tunnels from this client; try again in ${waitS} s`,
+        'QT_ERR_RATE_LIMITED',
+      );
+    }
   }
 
   /** Serves a client over any frame transport (the embedded relay uses memory). */
@@ -71,7 +123,7 @@ export class TunnelEndpoint {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     session
-      .accept((app) => this.onHello(app, session, log))
+      .accept((app) => this.onHello(app, session, log, remoteAddress))
       .catch((err: unknown) => {
         if (err instanceof HelloRejection) this.opts.stats?.connection('rejected');
         log.info(
@@ -82,7 +134,12 @@ export class TunnelEndpoint {
     return session;
   }
 
-  private async onHello(app: unknown, session: MuxSession, log: Logger): Promise<TunnelAssignment> {
+  private async onHello(
+    app: unknown,
+    session: MuxSession,
+    log: Logger,
+    remoteAddress: string,
+  ): Promise<TunnelAssignment> {
     const request = parseTunnelRequest(app);
     if (!tokenAccepted(request.token, this.opts.tokens)) {
       throw new HelloRejection(
@@ -93,12 +150,28 @@ export class TunnelEndpoint {
         'QT_ERR_AUTH',
       );
     }
-    if (request.name !== undefined) return this.admitNamed(request, request.name, session, log);
-    const label = await this.claimLabel(request.resume);
+    let access: CompiledAccess | undefined;
+    try {
+      const compiled = compileAccess(request.access);
+      access = isOpenAccess(compiled) ? undefined : compiled;
+    } catch (err) {
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        `invalid access rules: ${(err as Error).message}`,
+      );
+    }
+    if (request.name !== undefined) {
+      return this.admitNamed(request, request.name, session, log, access);
+    }
+    const label = await this.claimLabel(request.resume, () =>
+      this.chargeCreation(request, remoteAddress),
+    );
     if (session.closed) throw new Error('the client left during the handshake');
     const hostname = `${label}.${this.opts.domain}`;
     const tunnelId = randomUUID();
+    this.replacePrevious(label, request);
     const tunnel = this.opts.registry.attach(label, tunnelId, 'ephemeral', session);
+    tunnel.access = access;
     this.counted(session);
     log.info(
       { event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' },
@@ -125,6 +198,7 @@ export class TunnelEndpoint {
     name: string,
     session: MuxSession,
     log: Logger,
+    access: CompiledAccess | undefined,
   ): Promise<TunnelAssignment> {
     let record;
     try {
@@ -148,7 +222,9 @@ export class TunnelEndpoint {
     }
     if (session.closed) throw new Error('the client left during the handshake');
     const hostname = `${record.name}.${this.opts.domain}`;
+    this.replacePrevious(record.name, request);
     const tunnel = this.opts.registry.attach(record.name, record.id, 'named', session);
+    tunnel.access = access;
     this.counted(session);
     this.opts.named.noteClient(session, request.clientId);
     this.opts.named.seen(record.name);
@@ -187,11 +263,12 @@ export class TunnelEndpoint {
    * label: that is the same client's second connection). Otherwise a fresh random
    * label, never one that is live or reserved by a named tunnel.
    */
-  private async claimLabel(resume: string | undefined): Promise<string> {
+  private async claimLabel(resume: string | undefined, chargeNew: () => void): Promise<string> {
     if (resume !== undefined) {
       const label = this.verifyResume(resume);
       if (label !== undefined && !(await this.opts.named.isReserved(label))) return label;
     }
+    chargeNew();
     for (;;) {
       const label = randomLabel();
       if (!this.opts.registry.has(label) && !(await this.opts.named.isReserved(label))) {
@@ -219,6 +296,23 @@ export class TunnelEndpoint {
     return label;
   }
 
+  /**
+   * Closes the sessions this client's new connection replaces (same clientId and
+   * connection index): after a stall the old socket is often still half-open and must
+   * not keep getting requests until its heartbeat times out.
+   */
+  private replacePrevious(label: string, request: TunnelRequest): void {
+    if (request.clientId === undefined) return;
+    const tunnel = this.opts.registry.lookup(label);
+    if (tunnel === undefined) return;
+    for (const old of [...tunnel.sessions]) {
+      const app = old.peerApp as TunnelRequest | undefined;
+      if (app?.clientId === request.clientId && app.connection === request.connection) {
+        old.close(new ConnectionError('replaced by a new connection from the same client'));
+      }
+    }
+  }
+
   /** Sends GOAWAY on every session (no new streams) and resolves once all are idle. */
   async drain(): Promise<void> {
     for (const s of this.sessions) s.goAway(ErrorCode.SHUTDOWN, 'relay is shutting down');
@@ -241,7 +335,12 @@ function parseTunnelRequest(app: unknown): TunnelRequest {
   const clientId = str('clientId');
   if (clientId !== undefined) request.clientId = clientId;
   const connection = v['connection'];
-  if (typeof connection === 'number' && Number.isInteger(connection) && connection >= 0 && connection < 64) {
+  if (
+    typeof connection === 'number' &&
+    Number.isInteger(connection) &&
+    connection >= 0 &&
+    connection < 64
+  ) {
     request.connection = connection;
   }
   const token = str('token');
@@ -252,5 +351,7 @@ function parseTunnelRequest(app: unknown): TunnelRequest {
   if (credential !== undefined) request.credential = credential;
   const resume = str('resume');
   if (resume !== undefined) request.resume = resume;
+  const access = v['access'];
+  if (typeof access === 'object' && access !== null) request.access = access as AccessPolicy;
   return request;
 }

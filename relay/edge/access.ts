@@ -7,46 +7,32 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
-import type { ErrorPage } from './pages.js';
+import { parseCidr } from '../../shared/access.js';
 
-/** What a tunnel's HELLO may ask the relay to enforce. */
-export interface AccessPolicy {
-  /** hex SHA-256 of `user:password`. */
-  basicAuthSha256?: string;
-  /** CIDRs (or single addresses) allowed to visit; empty/absent = everyone. */
-  allowIps?: string[];
-}
+export { basicAuthDigest, parseCidr } from '../../shared/access.js';
+import type { ErrorPage } from './pages.js';
 
 export interface CompiledAccess {
   basicAuth: Buffer | undefined;
   allow: net.BlockList | undefined;
 }
 
-/** Hash the CLI sends for `--basic-auth user:pass`. */
-export function basicAuthDigest(userPass: string): string {
-  return createHash('sha256').update(userPass, 'utf8').digest('hex');
-}
-
-/** Parses `1.2.3.0/24`, `2001:db8::/32` or a bare address. Throws on bad input. */
-export function parseCidr(text: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } {
-  const [address = '', prefixText] = text.trim().split('/');
-  const version = net.isIP(address);
-  if (version === 0) throw new Error(`'${text}' is not an IP address or CIDR`);
-  const max = version === 4 ? 32 : 128;
-  const prefix = prefixText === undefined ? max : Number(prefixText);
-  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max || (prefixText ?? '').trim() !== (prefixText ?? '')) {
-    throw new Error(`'${text}' has an invalid prefix length (0-${max})`);
-  }
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
+/** True when the policy asks for nothing. */
+export function isOpenAccess(access: CompiledAccess): boolean {
+  return access.basicAuth === undefined && access.allow === undefined;
 }
 
 /** Validates and compiles a policy from the wire; throws with a message on bad input. */
 export function compileAccess(policy: unknown): CompiledAccess {
-  const p = (typeof policy === 'object' && policy !== null ? policy : {}) as Record<string, unknown>;
+  const p = (typeof policy === 'object' && policy !== null ? policy : {}) as Record<
+    string,
+    unknown
+  >;
   let basicAuth: Buffer | undefined;
   const digest = p['basicAuthSha256'];
   if (digest !== undefined) {
-    if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) throw new Error('invalid basic auth digest');
+    if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest))
+      throw new Error('invalid basic auth digest');
     basicAuth = Buffer.from(digest, 'hex');
   }
   let allow: net.BlockList | undefined;
@@ -73,7 +59,11 @@ export function visitorAddress(req: IncomingMessage): string {
 }
 
 /** The page to answer with when `req` may not visit, else undefined. */
-export function checkAccess(req: IncomingMessage, access: CompiledAccess, hostname: string): ErrorPage | undefined {
+export function checkAccess(
+  req: IncomingMessage,
+  access: CompiledAccess,
+  hostname: string,
+): ErrorPage | undefined {
   if (access.allow !== undefined) {
     const ip = visitorAddress(req);
     const family = net.isIPv4(ip) ? 'ipv4' : 'ipv6';

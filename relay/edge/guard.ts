@@ -20,8 +20,18 @@ export interface GuardLimits {
 
 export const DEFAULT_GUARD_LIMITS: GuardLimits = { maxUrlBytes: 8 * 1024, maxHeaders: 100 };
 
-function refuse(status: number, title: string, detail: string, headers?: Record<string, string>): ErrorPage {
-  const page: ErrorPage = { status, title, detail, hint: 'This request was refused by the relay before reaching any tunnel.' };
+function refuse(
+  status: number,
+  title: string,
+  detail: string,
+  headers?: Record<string, string>,
+): ErrorPage {
+  const page: ErrorPage = {
+    status,
+    title,
+    detail,
+    hint: 'This request was refused by the relay before reaching any tunnel.',
+  };
   if (headers !== undefined) page.headers = headers;
   return page;
 }
@@ -33,14 +43,29 @@ export type GuardResult = { host: string | undefined } | { page: ErrorPage };
  * answer with. `maxHeaders` must be below the server's maxHeadersCount so that a
  * request with too many headers is seen (Node drops headers beyond that count).
  */
-export function guardRequest(req: IncomingMessage, limits: GuardLimits = DEFAULT_GUARD_LIMITS): GuardResult {
+export function guardRequest(
+  req: IncomingMessage,
+  limits: GuardLimits = DEFAULT_GUARD_LIMITS,
+): GuardResult {
   const raw = req.rawHeaders;
   if (raw.length / 2 > limits.maxHeaders) {
-    return { page: refuse(431, 'Request Header Fields Too Large', `more than ${limits.maxHeaders} header lines`) };
+    return {
+      page: refuse(
+        431,
+        'Request Header Fields Too Large',
+        `more than ${limits.maxHeaders} header lines`,
+      ),
+    };
   }
   const url = req.url ?? '';
   if (Buffer.byteLength(url) > limits.maxUrlBytes) {
-    return { page: refuse(414, 'URI Too Long', `the request target is longer than ${limits.maxUrlBytes} bytes`) };
+    return {
+      page: refuse(
+        414,
+        'URI Too Long',
+        `the request target is longer than ${limits.maxUrlBytes} bytes`,
+      ),
+    };
   }
   let hostCount = 0;
   let hostValue: string | undefined;
@@ -57,7 +82,8 @@ export function guardRequest(req: IncomingMessage, limits: GuardLimits = DEFAULT
     return { page: refuse(400, 'Bad Request', 'HTTP/1.1 requests need a Host header') };
   }
   const host = normalizeHost(hostValue);
-  if (host === undefined) return { page: refuse(400, 'Bad Request', 'the Host header is malformed') };
+  if (host === undefined)
+    return { page: refuse(400, 'Bad Request', 'the Host header is malformed') };
   // Absolute-form target (GET http://other/ HTTP/1.1): its authority must agree with
   // Host, or a downstream server could route on a different name than we did.
   if (!url.startsWith('/') && url !== '*') {
@@ -69,7 +95,13 @@ export function guardRequest(req: IncomingMessage, limits: GuardLimits = DEFAULT
       return { page: refuse(400, 'Bad Request', 'the request target is malformed') };
     }
     if (authority !== host) {
-      return { page: refuse(400, 'Bad Request', 'the request target names another host than the Host header') };
+      return {
+        page: refuse(
+          400,
+          'Bad Request',
+          'the request target names another host than the Host header',
+        ),
+      };
     }
   }
   // TLS: the name the visitor's TLS handshake asked for must be the one it sends as
@@ -77,7 +109,11 @@ export function guardRequest(req: IncomingMessage, limits: GuardLimits = DEFAULT
   const servername = (req.socket as TLSSocket).servername;
   if (typeof servername === 'string' && servername !== '' && normalizeHost(servername) !== host) {
     return {
-      page: refuse(421, 'Misdirected Request', 'the TLS server name (SNI) and the Host header name different hosts'),
+      page: refuse(
+        421,
+        'Misdirected Request',
+        'the TLS server name (SNI) and the Host header name different hosts',
+      ),
     };
   }
   return { host };

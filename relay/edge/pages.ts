@@ -139,6 +139,15 @@ export const pages = {
       hint: 'If this is your tunnel: check that your local server responds; slow endpoints may need a longer timeout.',
     };
   },
+  rateLimited(hostname: string, retryAfterSeconds: number): ErrorPage {
+    return {
+      status: 429,
+      title: 'Too many requests',
+      detail: `${hostname} is receiving more requests than this relay allows per tunnel.`,
+      hint: `Try again in ${retryAfterSeconds} s.`,
+      headers: { 'retry-after': String(retryAfterSeconds) },
+    };
+  },
   shuttingDown(): ErrorPage {
     return {
       status: 503,

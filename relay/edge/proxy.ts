@@ -16,6 +16,7 @@ import {
 } from '../../shared/protocol/tunnel.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { originForm } from './guard.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './pages.js';
 
 export interface ForwardContext {
@@ -30,6 +31,8 @@ export interface ForwardContext {
    * unread (REFUSED_STREAM: its connection is going away or full). Absent = no retry.
    */
   retrySession?: () => MuxSession | undefined;
+  /** The relay checked the visitor's Authorization itself: don't pass it on. */
+  stripAuthorization?: boolean;
 }
 
 export interface ForwardResult {
@@ -44,6 +47,7 @@ export function buildRequestHead(
   req: IncomingMessage,
   scheme: 'http' | 'https',
   upgrade: boolean,
+  stripAuthorization = false,
 ): RequestHead {
   const headers: HeaderPairs = [];
   // The relay is the edge: visitor-supplied X-Forwarded-* can't be trusted, so replace them.
@@ -55,6 +59,8 @@ export function buildRequestHead(
       lower === 'x-forwarded-host'
     )
       continue;
+    // The tunnel's own password (--basic-auth) never reaches the app, its logs or the TUI.
+    if (stripAuthorization && lower === 'authorization') continue;
     headers.push(pair);
   }
   const remoteAddress = req.socket.remoteAddress ?? '';
@@ -66,7 +72,8 @@ export function buildRequestHead(
   if (req.headers.host !== undefined) headers.push(['X-Forwarded-Host', req.headers.host]);
   return {
     method: req.method ?? 'GET',
-    url: req.url ?? '/',
+    // Absolute-form targets (checked against Host by the guard) go on as origin-form.
+    url: originForm(req.url ?? '/'),
     httpVersion: req.httpVersion,
     headers,
     upgrade,
@@ -130,7 +137,7 @@ export function forwardRequest(
   session: MuxSession,
   ctx: ForwardContext,
 ): void {
-  const head = buildRequestHead(req, ctx.scheme, false);
+  const head = buildRequestHead(req, ctx.scheme, false, ctx.stripAuthorization === true);
   let stream: MuxStream | undefined;
   let attempts = 0;
   let replied = false;
@@ -258,7 +265,7 @@ export function forwardUpgrade(
   session: MuxSession,
   ctx: ForwardContext,
 ): void {
-  const head = buildRequestHead(req, ctx.scheme, true);
+  const head = buildRequestHead(req, ctx.scheme, true, ctx.stripAuthorization === true);
   const opened = openStreamFor(session, head, ctx.hostname);
   if ('page' in opened) {
     sendRawError(socket, req.headers, opened.page);

@@ -4,6 +4,7 @@
  * new requests go round-robin over the ones not going away.
  */
 import type { MuxSession } from '../../shared/mux/session.js';
+import type { CompiledAccess } from '../edge/access.js';
 
 export type TunnelKind = 'ephemeral' | 'named';
 
@@ -16,6 +17,8 @@ export class Tunnel {
   private next = 0;
   /** Requests forwarded, for logs and metrics. */
   requests = 0;
+  /** Visitor access control, from the latest connection's HELLO (undefined = open). */
+  access: CompiledAccess | undefined;
 
   constructor(id: string, label: string, kind: TunnelKind) {
     this.id = id;

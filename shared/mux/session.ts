@@ -83,6 +83,9 @@ export interface MuxOptions {
   log?: MuxLogger;
 }
 
+/** Hard cap on bytes queued to a peer that does not read (control frames included). */
+const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
+
 const DEFAULTS = {
   windowBytes: 256 * 1024,
   maxStreams: 1000,
@@ -437,6 +440,22 @@ export class MuxSession extends EventEmitter<SessionEvents> {
 
   private sendControl(type: FrameType, streamId: number, payload?: Buffer): void {
     if (this.closed) return;
+    // DATA waits when the socket is congested, but control frames (answers to the
+    // peer's PINGs, OPENs, ...) are always queued. A peer that floods us and never
+    // reads would grow that queue without bound: past a hard cap, drop it.
+    if (this.transport.bufferedAmount > MAX_QUEUED_BYTES) {
+      this.log?.warn(
+        { queued: this.transport.bufferedAmount, role: this.role },
+        'mux peer is not reading, closing session',
+      );
+      this.shutdown(
+        new ProtocolError(`peer is not reading (over ${MAX_QUEUED_BYTES} bytes queued)`, {
+          code: 'QT_ERR_PEER_STALLED',
+        }),
+        true,
+      );
+      return;
+    }
     this.transport.send(encodeFrame(type, streamId, payload, 0, this.version), this.onSent);
   }
 

@@ -31,6 +31,16 @@ export interface TunnelRequest {
    */
   clientId?: string;
   connection?: number;
+  /** Visitor access control the relay enforces for this tunnel (see relay/edge/access). */
+  access?: AccessPolicy;
+}
+
+/** What a tunnel asks the relay to enforce on its visitors. */
+export interface AccessPolicy {
+  /** hex SHA-256 of `user:password` (`--basic-auth`): the relay never sees the password. */
+  basicAuthSha256?: string;
+  /** CIDRs or addresses allowed to visit (`--allow-ip`); absent = everyone. */
+  allowIps?: string[];
 }
 
 /** The relay's HELLO app answer: the tunnel is registered and routable. */

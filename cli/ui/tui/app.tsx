@@ -14,7 +14,7 @@ import type { ExchangeCapture } from '../../origin/capture.js';
 import { replayRefusal, type ReplayResult } from '../../origin/replay.js';
 import { toCurl } from './curl.js';
 import { detailLines, detailLineText, type DetailLine } from './details.js';
-import { hardWrap } from './format.js';
+import { hardWrap, printable } from './format.js';
 import { headerHeight, headerLines, statusLine } from './header.js';
 import { useStoreVersion, useTerminalSize, useTick } from './hooks.js';
 import { compose, Lines, makePaint, PaintContext, usePaint, type Paint } from './paint.js';
@@ -119,7 +119,8 @@ function curlLines(
   }
   lines.push({ text: '' });
   for (const line of command.split('\n')) {
-    for (const piece of hardWrap(line, width)) lines.push({ text: piece });
+    // Shown made printable; the copy keeps the exact command.
+    for (const piece of hardWrap(printable(line), width)) lines.push({ text: piece });
   }
   return { lines, command };
 }
@@ -139,7 +140,7 @@ function qrPanelLines(
   const code = qrLines(url);
   const qrWidth = code[0]?.length ?? 0;
   const lines = [
-    compose(paint, [{ text: url, bold: true }], width),
+    compose(paint, [{ text: printable(url), bold: true }], width),
     local
       ? compose(
           paint,

@@ -17,7 +17,10 @@ export function statusText(store: TuiStore): { text: string; color: Color } {
   switch (store.status()) {
     case 'connecting': {
       const attempt = t.connectAttempt > 1 ? ` (attempt ${t.connectAttempt})` : '';
-      return { text: `◌ connecting to ${t.relay ?? 'the relay'}…${attempt}`, color: 'yellow' };
+      return {
+        text: `◌ connecting to ${printable(t.relay ?? 'the relay')}…${attempt}`,
+        color: 'yellow',
+      };
     }
     case 'online':
       return { text: '● online', color: 'green' };
@@ -72,8 +75,8 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
           label(i === 0 ? 'Forwarding' : ''),
           url === undefined
             ? { text: '(waiting for the relay)', dim: true }
-            : { text: url, fg: 'cyan' },
-          target !== '' ? ` → ${target}` : '',
+            : { text: printable(url), fg: 'cyan' },
+          target !== '' ? ` → ${printable(target)}` : '',
           i === 0 && t.local ? { text: ' (local only: this machine)', dim: true } : '',
         ],
         width,
@@ -81,7 +84,7 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
     );
   });
   const relay = [
-    t.relay ?? '',
+    printable(t.relay ?? ''),
     rtt !== undefined ? `rtt ${Math.round(rtt)} ms` : undefined,
     t.kind,
     t.url !== undefined

@@ -379,7 +379,12 @@ export class TuiStore {
 
   /** Adds the row of a replay of `original` (open until `finishReplay`); returns its key. */
   startReplay(original: RequestRow): number {
-    const row = this.newRow(undefined, original.id ?? original.key, original.method, original.path);
+    const row = this.newRow(
+      undefined,
+      original.replayOf ?? original.id ?? original.key,
+      original.method,
+      original.path,
+    );
     return row.key;
   }
 
