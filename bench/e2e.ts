@@ -1,0 +1,418 @@
+/**
+ * End-to-end benchmark: visitor → relay → CLI (over the TLS WebSocket) → local origin,
+ * against the same traffic sent straight to the origin, in one run. Four processes:
+ * origin, relay, CLI, and the load generator (wrk when installed, else a Node client).
+ *
+ * Reports requests/s and p50/p99 latency of a small GET at N concurrent keep-alive
+ * connections, MB/s of a large download and upload, and peak RSS of relay and CLI.
+ * The visitor leg is plain HTTP to the relay's HTTP port (as with ssh -R); the
+ * relay ↔ CLI leg is the real TLS WebSocket.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { BenchCase } from './run.js';
+import type { ParamSpec } from './params.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The compiled CLI, as users run it (the tsx loader would add its own memory and CPU). */
+const CLI_ENTRY = 'dist/cli/main.js';
+
+/** Compiles dist/ from the current sources so the figures are for this code. */
+function build(log: (l: string) => void): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile(
+      process.execPath,
+      ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
+      { cwd: ROOT },
+      (err, stdout) => (err ? reject(new Error(`build failed: ${stdout}`)) : resolve()),
+    ),
+  );
+}
+
+const PARAMS = {
+  'duration-s': { default: '10', help: 'seconds of small-GET load per target' },
+  connections: { default: '50', help: 'concurrent keep-alive connections for the small GET' },
+  'transfer-bytes': { default: '256MiB', help: 'size of the download and of the upload' },
+  'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
+  'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
+} satisfies Record<string, ParamSpec>;
+
+interface LoadResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** The origin runs in its own process so the load generator doesn't share its loop. */
+const ORIGIN_SOURCE = `
+const http = require('node:http');
+const chunk = Buffer.alloc(256 * 1024, 0x61);
+const server = http.createServer((req, res) => {
+  if (req.url === '/small') { res.setHeader('content-type', 'text/plain'); res.end('hello, tunnel!'); return; }
+  if (req.url.startsWith('/download')) {
+    let left = Number(new URL(req.url, 'http://x').searchParams.get('bytes'));
+    res.writeHead(200, { 'content-length': String(left) });
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length); left -= n;
+        if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) return res.once('drain', pump);
+      }
+      res.end();
+    };
+    return pump();
+  }
+  if (req.url === '/upload') { let n = 0; req.on('data', (c) => n += c.length); req.on('end', () => res.end(String(n))); return; }
+  res.statusCode = 404; res.end();
+});
+server.keepAliveTimeout = 65000;
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+`;
+
+function spawnLogged(args: string[], label: string, log: (l: string) => void): ChildProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  createInterface({ input: child.stderr! }).on('line', (l) => {
+    if (/error|warning/i.test(l)) log(`${label}: ${l}`);
+  });
+  return child;
+}
+
+async function firstLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<string> {
+  const rl = createInterface({ input: child.stdout! });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}`)), timeoutMs);
+    rl.on('line', (l) => {
+      if (re.test(l)) {
+        clearTimeout(timer);
+        resolve(l);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`process exited (${code}) before ${re}`)));
+  });
+}
+
+/** Peak RSS of a process, sampled from /proc every 50 ms until stopped. */
+function rssSampler(pid: number): { stop(): number } {
+  let peak = 0;
+  const sample = async (): Promise<void> => {
+    try {
+      const status = await readFile(`/proc/${pid}/status`, 'utf8');
+      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      peak = Math.max(peak, kb / 1024);
+    } catch {
+      // process gone
+    }
+  };
+  const timer = setInterval(() => void sample(), 50);
+  void sample();
+  return {
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+function hasWrk(): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('wrk', ['--version'], (err) =>
+      resolve(err === null || (err as { code?: unknown }).code === 1),
+    ),
+  );
+}
+
+function parseWrkMs(text: string): number {
+  const m = /([\d.]+)(us|ms|s)/.exec(text);
+  if (m === null) return NaN;
+  const v = Number(m[1]);
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v;
+}
+
+async function wrk(
+  url: string,
+  host: string,
+  connections: number,
+  durationS: number,
+): Promise<LoadResult> {
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(
+      'wrk',
+      [
+        '-t1',
+        `-c${connections}`,
+        `-d${durationS}s`,
+        '--latency',
+        '--timeout',
+        '10s',
+        '-H',
+        `Host: ${host}`,
+        url,
+      ],
+      { maxBuffer: 1 << 20 },
+      (err, stdout) => (err ? reject(err) : resolve(stdout)),
+    );
+  });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
+  const p50 = parseWrkMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = parseWrkMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const errLine = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors = non2xx + (errLine ? errLine.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { rps, p50Ms: p50, p99Ms: p99, errors };
+}
+
+/** A Node load generator: N keep-alive loops for `durationS`, latencies recorded. */
+async function nodeLoad(
+  port: number,
+  host: string,
+  connections: number,
+  durationS: number,
+): Promise<LoadResult> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const latencies: number[] = [];
+  let errors = 0;
+  const deadline = performance.now() + durationS * 1000;
+  const loop = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      const status = await new Promise<number>((resolve) => {
+        const req = http.get(
+          { host: '127.0.0.1', port, path: '/small', headers: { host }, agent },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', () => resolve(0));
+      });
+      if (status !== 200) errors++;
+      latencies.push(performance.now() - t0);
+    }
+  };
+  const started = performance.now();
+  await Promise.all(Array.from({ length: connections }, loop));
+  const elapsed = (performance.now() - started) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const q = (p: number): number =>
+    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
+  return { rps: latencies.length / elapsed, p50Ms: q(0.5), p99Ms: q(0.99), errors };
+}
+
+async function transfer(
+  kind: 'download' | 'upload',
+  port: number,
+  host: string,
+  bytes: number,
+): Promise<number> {
+  const started = performance.now();
+  const got = await new Promise<number>((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: kind === 'download' ? 'GET' : 'POST',
+        path: kind === 'download' ? `/download?bytes=${bytes}` : '/upload',
+        headers: kind === 'upload' ? { host, 'content-length': String(bytes) } : { host },
+        agent: false,
+      },
+      (res) => {
+        let n = 0;
+        let text = '';
+        res.on('data', (c: Buffer) => {
+          n += c.length;
+          if (kind === 'upload') text += c.toString();
+        });
+        res.on('end', () => resolve(kind === 'download' ? n : Number(text)));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (kind === 'download') {
+      req.end();
+      return;
+    }
+    const chunk = Buffer.alloc(256 * 1024, 0x62);
+    let left = bytes;
+    const pump = (): void => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+  if (got !== bytes) throw new Error(`${kind}: expected ${bytes} bytes, got ${got}`);
+  return bytes / 1e6 / ((performance.now() - started) / 1000);
+}
+
+export const e2eBench: BenchCase = {
+  name: 'e2e',
+  description:
+    'visitor → relay → CLI (TLS WebSocket) → origin vs direct: req/s, p50/p99, MB/s, RSS',
+  params: PARAMS,
+  async run(params, log) {
+    const durationS = params.number('duration-s', PARAMS['duration-s']);
+    const connections = params.number('connections', PARAMS.connections);
+    const bytes = params.bytes('transfer-bytes', PARAMS['transfer-bytes']);
+    const tunnelConnections = params.number('tunnel-connections', PARAMS['tunnel-connections']);
+    const gen = params.oneOf('load-generator', PARAMS['load-generator'], [
+      'auto',
+      'wrk',
+      'node',
+    ] as const);
+    const useWrk = gen === 'wrk' || (gen === 'auto' && (await hasWrk()));
+    log(
+      `load generator: ${useWrk ? 'wrk (1 thread)' : 'node (install wrk for lower client overhead)'}`,
+    );
+
+    log('building dist/ (tsc)…');
+    await build(log);
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-e2e-'));
+    const children: ChildProcess[] = [];
+    try {
+      const origin = spawnLogged(['-e', ORIGIN_SOURCE], 'origin', log);
+      children.push(origin);
+      const originPort = Number(await firstLine(origin, /^\d+$/));
+
+      const httpPort = await freePort();
+      const relay = spawnLogged(
+        [
+          '--import',
+          'tsx',
+          'cli/main.ts',
+          'relay',
+          '--domain',
+          'qt.localhost',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '0',
+          '--http-port',
+          String(httpPort),
+          '--data-dir',
+          dataDir,
+          '--log-level',
+          'info',
+        ],
+        'relay',
+        log,
+      );
+      children.push(relay);
+      const listening = JSON.parse(await firstLine(relay, /"relay listening"/)) as {
+        httpsPort: number;
+        certificate: string;
+      };
+      relay.stdout!.resume();
+
+      const cli = spawnLogged(
+        [
+          '--import',
+          'tsx',
+          'cli/main.ts',
+          String(originPort),
+          '--relay',
+          `https://qt.localhost:${listening.httpsPort}`,
+          '--ca',
+          listening.certificate,
+          '--log',
+          'text',
+          '--connections',
+          String(tunnelConnections),
+        ],
+        'cli',
+        log,
+      );
+      children.push(cli);
+      const line = await firstLine(cli, /^Forwarding /);
+      const host = new URL(line.split(' ')[1]!).hostname;
+      cli.stdout!.resume(); // one line per request: drain it
+      log(`tunnel ${host}, relay pid ${relay.pid}, cli pid ${cli.pid}, origin pid ${origin.pid}`);
+
+      const relayRss = rssSampler(relay.pid!);
+      const cliRss = rssSampler(cli.pid!);
+
+      const load = (port: number, h: string): Promise<LoadResult> =>
+        useWrk
+          ? wrk(`http://127.0.0.1:${port}/small`, h, connections, durationS)
+          : nodeLoad(port, h, connections, durationS);
+      // Warm up both paths (JIT, pools), then measure.
+      await load(originPort, 'localhost');
+      await load(httpPort, host);
+      const direct = await load(originPort, 'localhost');
+      log(
+        `small GET direct:  ${direct.rps.toFixed(0)} req/s  p50 ${direct.p50Ms.toFixed(2)} ms  p99 ${direct.p99Ms.toFixed(2)} ms`,
+      );
+      const tunnel = await load(httpPort, host);
+      log(
+        `small GET tunnel:  ${tunnel.rps.toFixed(0)} req/s  p50 ${tunnel.p50Ms.toFixed(2)} ms  p99 ${tunnel.p99Ms.toFixed(2)} ms  errors ${tunnel.errors}`,
+      );
+
+      const directDown = await transfer('download', originPort, 'localhost', bytes);
+      const tunnelDown = await transfer('download', httpPort, host, bytes);
+      const directUp = await transfer('upload', originPort, 'localhost', bytes);
+      const tunnelUp = await transfer('upload', httpPort, host, bytes);
+      log(
+        `download ${(bytes / 2 ** 20).toFixed(0)} MiB: direct ${directDown.toFixed(0)} MB/s, tunnel ${tunnelDown.toFixed(0)} MB/s`,
+      );
+      log(
+        `upload   ${(bytes / 2 ** 20).toFixed(0)} MiB: direct ${directUp.toFixed(0)} MB/s, tunnel ${tunnelUp.toFixed(0)} MB/s`,
+      );
+      const relayPeak = relayRss.stop();
+      const cliPeak = cliRss.stop();
+      log(`peak RSS: relay ${relayPeak.toFixed(0)} MiB, cli ${cliPeak.toFixed(0)} MiB`);
+      log(
+        `ratio: ${(tunnel.rps / direct.rps).toFixed(2)}x direct req/s (ssh -R: 0.20x, localtunnel 0.06x)`,
+      );
+
+      return {
+        loadGenerator: useWrk ? 'wrk' : 'node',
+        connections,
+        directRps: Math.round(direct.rps),
+        tunnelRps: Math.round(tunnel.rps),
+        rpsRatio: Number((tunnel.rps / direct.rps).toFixed(3)),
+        directP50Ms: direct.p50Ms,
+        directP99Ms: direct.p99Ms,
+        tunnelP50Ms: tunnel.p50Ms,
+        tunnelP99Ms: tunnel.p99Ms,
+        tunnelErrors: tunnel.errors,
+        transferMiB: bytes / 2 ** 20,
+        directDownloadMBps: Math.round(directDown),
+        downloadMBps: Math.round(tunnelDown),
+        directUploadMBps: Math.round(directUp),
+        uploadMBps: Math.round(tunnelUp),
+        relayPeakRssMiB: Math.round(relayPeak),
+        cliPeakRssMiB: Math.round(cliPeak),
+      };
+    } finally {
+      for (const c of children) c.kill('SIGKILL');
+      await Promise.all(
+        children.map((c) =>
+          c.exitCode === null && c.signalCode === null ? once(c, 'exit') : undefined,
+        ),
+      );
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  },
+};

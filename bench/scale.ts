@@ -1,0 +1,892 @@
+/**
+ * Scale on one relay (issue 8): how the relay's cost grows with tunnels, visitor
+ * connections and time. Five cases, each a separate relay process (the compiled dist/,
+ * as users run it) with simulated clients in other processes (bench/scale-driver.ts):
+ *
+ * - idle-tunnels / idle-tunnels-tls: N idle ephemeral tunnels over ws:// or wss://:
+ *   relay RSS per tunnel, time to register them all, heartbeat CPU, and p99 of requests
+ *   to random tunnels. Target < 20 KiB per idle tunnel (plain; TLS is reported apart).
+ * - many-visitors: N concurrent keep-alive visitor connections over M tunnels.
+ * - churn: tunnels connecting and leaving at a fixed rate: RSS and fds back to baseline,
+ *   no hostname collision, no request answered by the wrong tunnel.
+ * - soak: mixed traffic through the real CLI for minutes: RSS slope of relay and CLI.
+ * - ws-fanout: visitor WebSockets on one tunnel (real CLI + origin) echoing.
+ *
+ * Counts and durations are parameters (`--tunnels 50 --churn-s 2 …`), so CI runs a
+ * tiny version (test/bench/scale-smoke.test.ts) through the same code.
+ */
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { BenchParams, ParamSpec } from './params.js';
+import type { BenchCase } from './run.js';
+import {
+  build,
+  Driver,
+  fdLimit,
+  median,
+  procSample,
+  ProcWatcher,
+  round,
+  settledSample,
+  sleep,
+  slope,
+  sourceAddresses,
+  startCliProcess,
+  startRelayProcess,
+  table,
+  type ProcSample,
+  type RelayProcess,
+  type Runtime,
+} from './scale-support.js';
+
+const KIB = 1024;
+const MIB = 1024 * 1024;
+
+const COMMON = {
+  'relay-runtime': {
+    default: 'dist',
+    help: 'dist (compiled first, as users run it) | tsx (from sources: no build, more memory)',
+  },
+  'relay-log-level': {
+    default: 'info',
+    help: "relay --log-level (info is the relay's default: a line per registration)",
+  },
+  'source-addresses': {
+    default: '8',
+    help: 'loopback source addresses (127.0.0.2, .3, …) the clients spread over',
+  },
+  'connect-concurrency': {
+    default: '256',
+    help: 'connections and handshakes in flight at once while ramping up',
+  },
+  'heap-snapshot-dir': {
+    default: '',
+    help: 'write a relay heap snapshot here at the measuring point (idle-tunnels, many-visitors)',
+  },
+} satisfies Record<string, ParamSpec>;
+
+interface Common {
+  runtime: Runtime;
+  logLevel: string;
+  sources: string[];
+  concurrency: number;
+  heapDir: string;
+}
+
+function common(p: BenchParams): Common {
+  return {
+    runtime: p.oneOf('relay-runtime', COMMON['relay-runtime'], ['dist', 'tsx'] as const),
+    logLevel: p.oneOf('relay-log-level', COMMON['relay-log-level'], [
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'silent',
+    ] as const),
+    sources: sourceAddresses(p.number('source-addresses', COMMON['source-addresses'])),
+    concurrency: p.number('connect-concurrency', COMMON['connect-concurrency']),
+    heapDir: p.string('heap-snapshot-dir', COMMON['heap-snapshot-dir']),
+  };
+}
+
+let built: Promise<void> | undefined;
+
+/** Everything one case starts, torn down in reverse whatever happens. */
+class Harness {
+  readonly log: (line: string) => void;
+  readonly c: Common;
+  private readonly cleanups: (() => Promise<void>)[] = [];
+  dataDir = '';
+
+  constructor(c: Common, log: (line: string) => void) {
+    this.c = c;
+    this.log = log;
+  }
+
+  async relay(): Promise<{ relay: RelayProcess; watch: ProcWatcher }> {
+    if (this.c.runtime === 'dist') {
+      built ??= (this.log('building dist/ (tsc)…'), build());
+      await built;
+    }
+    this.dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-scale-'));
+    this.cleanups.push(() => rm(this.dataDir, { recursive: true, force: true }));
+    const nodeArgs =
+      this.c.heapDir !== ''
+        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${this.c.heapDir}`]
+        : [];
+    const relay = await startRelayProcess({
+      runtime: this.c.runtime,
+      dataDir: this.dataDir,
+      logLevel: this.c.logLevel,
+      nodeArgs,
+      log: this.log,
+    });
+    this.cleanups.push(() => relay.stop());
+    const watch = new ProcWatcher(relay.pid);
+    this.cleanups.push(async () => watch.stop());
+    this.log(
+      `relay pid ${relay.pid} (${this.c.runtime}, log level ${this.c.logLevel}), fd limit ${await fdLimit(relay.pid)}; clients spread over ${this.c.sources[0]}…${this.c.sources[this.c.sources.length - 1]} (ephemeral ports are per source address)`,
+    );
+    return { relay, watch };
+  }
+
+  async driver(name: string): Promise<Driver> {
+    const d = await Driver.spawn(name, this.log);
+    this.cleanups.push(() => d.stop());
+    this.log(`${name} pid ${d.pid}, fd limit ${await fdLimit(d.pid)} (soft limit raised to hard)`);
+    return d;
+  }
+
+  /** The real CLI (compiled like the relay) in front of an origin in `origin`'s driver. */
+  async cli(relay: RelayProcess, origin: Driver) {
+    const { port } = await origin.call<{ port: number }>('origin', {});
+    const caFile = path.join(this.dataDir, 'relay-ca.pem');
+    await writeFile(caFile, relay.ca);
+    const cli = await startCliProcess({
+      runtime: this.c.runtime,
+      originPort: port,
+      relay,
+      caFile,
+      log: this.log,
+    });
+    this.cleanups.push(() => cli.stop());
+    this.log(`cli pid ${cli.pid} → origin :${port}, tunnel ${cli.hostname}`);
+    return cli;
+  }
+
+  /** SIGUSR2 → heap snapshot in --heap-snapshot-dir (if set); waits until it is written. */
+  async heapSnapshot(relay: RelayProcess): Promise<void> {
+    if (this.c.heapDir === '') return;
+    const before = new Set(await readdir(this.c.heapDir));
+    process.kill(relay.pid, 'SIGUSR2');
+    for (let i = 0; i < 600; i++) {
+      await sleep(500);
+      const fresh = (await readdir(this.c.heapDir)).filter(
+        (f) => !before.has(f) && f.endsWith('.heapsnapshot'),
+      );
+      if (fresh.length === 0) continue;
+      const file = path.join(this.c.heapDir, fresh[0]!);
+      const a = (await stat(file)).size;
+      await sleep(1000);
+      if ((await stat(file)).size === a && a > 0) {
+        this.log(`heap snapshot: ${file}`);
+        return;
+      }
+    }
+    this.log('heap snapshot: not written within 5 min');
+  }
+
+  async close(): Promise<void> {
+    for (const fn of this.cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        this.log(`cleanup: ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+async function withHarness<T>(
+  p: BenchParams,
+  log: (line: string) => void,
+  fn: (h: Harness) => Promise<T>,
+): Promise<T> {
+  const h = new Harness(common(p), log);
+  try {
+    return await fn(h);
+  } finally {
+    await h.close();
+  }
+}
+
+const mib = (kib: number): number => round(kib / 1024, 1);
+
+function printTable(log: (line: string) => void, rows: (string | number)[][]): void {
+  for (const line of table([['figure', 'value', 'target / note'], ...rows])) log(line);
+}
+
+interface OpenResult {
+  opened: number;
+  failed: number;
+  errors: { count: number; samples: Record<string, number> };
+  ms: number;
+  handshake: { p50Ms: number; p99Ms: number };
+  hostnames: string[];
+}
+
+interface LoadResult {
+  connections: number;
+  openAtPlateau: number;
+  rampMs: number;
+  requests: number;
+  ok: number;
+  errors: { count: number; samples: Record<string, number> };
+  mismatches: number;
+  rps: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+interface TunnelStatus {
+  live: number;
+  dropped: number;
+  dropReasons: { count: number; samples: Record<string, number> };
+}
+
+function endpoint(relay: RelayProcess, tls: boolean): string {
+  return tls
+    ? `wss://qt.localhost:${relay.httpsPort}/_qt/tunnel`
+    : `ws://qt.localhost:${relay.httpPort}/_qt/tunnel`;
+}
+
+/** A short warm-up (JIT, lazily loaded modules, the admin app) before the baseline. */
+async function warmUp(
+  relay: RelayProcess,
+  tunnels: Driver,
+  visitors: Driver,
+  tls: boolean,
+  sources: string[],
+): Promise<void> {
+  const open = await tunnels.call<OpenResult>('open-tunnels', {
+    endpoint: endpoint(relay, tls),
+    ca: relay.ca,
+    sourceAddresses: sources,
+    count: 20,
+    concurrency: 20,
+  });
+  await visitors.call<LoadResult>('http-load', {
+    port: relay.httpPort,
+    hosts: open.hostnames,
+    connections: 4,
+    requests: 50,
+    thinkMs: 0,
+    hostPerRequest: true,
+    sourceAddresses: sources,
+    connectConcurrency: 4,
+    timeoutMs: 10_000,
+    plateauHoldMs: 0,
+    deadlineMs: 30_000,
+  });
+  await relay.metric('quick_tunnel_connections'); // loads the admin app now, not mid-run
+  await tunnels.call('close-tunnels', {});
+  await sleep(1_500);
+}
+
+// ---- idle-tunnels ----------------------------------------------------------------------
+
+const IDLE_PARAMS = {
+  ...COMMON,
+  tunnels: { default: '10000', help: 'idle tunnels to register' },
+  'probe-requests': { default: '2000', help: 'requests to random tunnels once all are idle' },
+  'probe-connections': { default: '4', help: 'keep-alive connections the probes use' },
+  'idle-s': {
+    default: '12',
+    help: 'seconds the tunnels sit idle before measuring (≥ 2 keepalive periods)',
+  },
+} satisfies Record<string, ParamSpec>;
+
+const TARGET_BYTES_PER_TUNNEL = 20 * KIB;
+
+function idleCase(tls: boolean): BenchCase {
+  const name = tls ? 'idle-tunnels-tls' : 'idle-tunnels';
+  return {
+    name,
+    description: `N idle ephemeral tunnels over ${tls ? 'wss:// (TLS)' : 'ws:// (plain)'}: relay RSS/tunnel, register time, heartbeat CPU, p99 to random tunnels`,
+    params: IDLE_PARAMS,
+    run: (p, log) =>
+      withHarness(p, log, async (h) => {
+        const n = p.number('tunnels', IDLE_PARAMS.tunnels);
+        const probes = p.number('probe-requests', IDLE_PARAMS['probe-requests']);
+        const probeConns = p.number('probe-connections', IDLE_PARAMS['probe-connections']);
+        const idleS = p.number('idle-s', IDLE_PARAMS['idle-s']);
+        const { relay, watch } = await h.relay();
+        const tunnels = await h.driver('tunnels');
+        const visitors = await h.driver('visitors');
+        await warmUp(relay, tunnels, visitors, tls, h.c.sources);
+        const base = await settledSample(relay.pid);
+        const logBase = await relay.logBytes();
+        log(`baseline: relay RSS ${mib(base.rssKiB)} MiB, ${base.fds} fds`);
+
+        log(`registering ${n} tunnels over ${tls ? 'wss' : 'ws'}…`);
+        const open = await tunnels.call<OpenResult>('open-tunnels', {
+          endpoint: endpoint(relay, tls),
+          ca: relay.ca,
+          sourceAddresses: h.c.sources,
+          count: n,
+          concurrency: h.c.concurrency,
+        });
+        const registerPerS = open.opened / (open.ms / 1000);
+        log(
+          `registered ${open.opened}/${n} in ${round(open.ms / 1000, 2)} s (${Math.round(registerPerS)}/s), ${open.failed} failed`,
+        );
+        const connections = await relay.metric('quick_tunnel_connections');
+        const logAfter = await relay.logBytes();
+
+        // Idle: nothing but heartbeats. CPU over the window is the heartbeat cost.
+        await sleep(Math.min(4_000, idleS * 1000));
+        const cpu0 = await procSample(relay.pid);
+        const t0 = performance.now();
+        await sleep(Math.max(0, idleS * 1000 - 4_000));
+        const loaded = await settledSample(relay.pid);
+        const idleCpuPct = ((loaded.cpuMs - cpu0.cpuMs) / (performance.now() - t0)) * 100;
+        await h.heapSnapshot(relay);
+
+        const probe = await visitors.call<LoadResult>('http-load', {
+          port: relay.httpPort,
+          hosts: open.hostnames,
+          connections: probeConns,
+          requests: Math.ceil(probes / probeConns),
+          thinkMs: 0,
+          hostPerRequest: true,
+          sourceAddresses: h.c.sources,
+          connectConcurrency: probeConns,
+          timeoutMs: 10_000,
+          plateauHoldMs: 0,
+          deadlineMs: 300_000,
+        });
+        const status = await tunnels.call<TunnelStatus>('tunnel-status', {});
+
+        const bytesPer = ((loaded.rssKiB - base.rssKiB) * KIB) / Math.max(1, open.opened);
+        const anonPer = ((loaded.rssAnonKiB - base.rssAnonKiB) * KIB) / Math.max(1, open.opened);
+        const logPer = (logAfter - logBase) / Math.max(1, open.opened);
+        printTable(log, [
+          ['tunnels registered', `${open.opened}/${n}`, `relay counts ${connections}`],
+          ['register time', `${round(open.ms / 1000, 2)} s`, `${Math.round(registerPerS)}/s`],
+          ['handshake p99', `${open.handshake.p99Ms} ms`, `${h.c.concurrency} in flight`],
+          ['relay RSS', `${mib(base.rssKiB)} → ${mib(loaded.rssKiB)} MiB`, ''],
+          [
+            'relay bytes / tunnel',
+            `${(bytesPer / KIB).toFixed(1)} KiB`,
+            tls ? 'TLS: reported, no target' : '< 20 KiB',
+          ],
+          ['  of which anonymous', `${(anonPer / KIB).toFixed(1)} KiB`, ''],
+          ['relay fds / tunnel', round((loaded.fds - base.fds) / Math.max(1, open.opened), 2), ''],
+          ['relay CPU while idle', `${round(idleCpuPct, 1)} % of a core`, 'heartbeats only'],
+          ['log bytes / registration', Math.round(logPer), `level ${h.c.logLevel}`],
+          ['probe p50 / p99', `${probe.p50Ms} / ${probe.p99Ms} ms`, 'p99 < 50 ms'],
+          ['probe errors / mismatches', `${probe.errors.count} / ${probe.mismatches}`, '0 / 0'],
+          ['tunnels dropped', status.dropped, '0'],
+        ]);
+        if (probe.errors.count > 0) log(`probe errors: ${JSON.stringify(probe.errors.samples)}`);
+        if (open.failed > 0) log(`register errors: ${JSON.stringify(open.errors.samples)}`);
+        if (status.dropped > 0) log(`drops: ${JSON.stringify(status.dropReasons.samples)}`);
+        return {
+          case: name,
+          transport: tls ? 'tls' : 'plain',
+          tunnels: open.opened,
+          failed: open.failed,
+          registerS: round(open.ms / 1000, 2),
+          registerPerS: Math.round(registerPerS),
+          handshakeP99Ms: open.handshake.p99Ms,
+          relayBaseRssMiB: mib(base.rssKiB),
+          relayRssMiB: mib(loaded.rssKiB),
+          relayBytesPerTunnel: Math.round(bytesPer),
+          relayAnonBytesPerTunnel: Math.round(anonPer),
+          relayFdsPerTunnel: round((loaded.fds - base.fds) / Math.max(1, open.opened), 2),
+          idleCpuPct: round(idleCpuPct, 1),
+          logBytesPerRegistration: Math.round(logPer),
+          p50Ms: probe.p50Ms,
+          p99Ms: probe.p99Ms,
+          probeErrors: probe.errors.count,
+          mismatches: probe.mismatches,
+          dropped: status.dropped,
+          relayPeakRssMiB: mib(watch.peakRssKiB),
+          meetsTarget: tls
+            ? probe.p99Ms < 50
+            : bytesPer < TARGET_BYTES_PER_TUNNEL && probe.p99Ms < 50,
+        };
+      }),
+  };
+}
+
+export const idleTunnelsBench = idleCase(false);
+export const idleTunnelsTlsBench = idleCase(true);
+
+// ---- many-visitors ---------------------------------------------------------------------
+
+const VISITOR_PARAMS = {
+  ...COMMON,
+  visitors: { default: '10000', help: 'concurrent keep-alive visitor connections' },
+  'visitor-tunnels': { default: '100', help: 'tunnels the visitors spread over (wss)' },
+  'visitor-requests': { default: '10', help: 'requests per visitor connection' },
+  'visitor-think-ms': {
+    default: '1000',
+    help: 'mean pause between one visitor’s requests (uniform 0..2×)',
+  },
+} satisfies Record<string, ParamSpec>;
+
+export const manyVisitorsBench: BenchCase = {
+  name: 'many-visitors',
+  description: 'N concurrent keep-alive visitor connections over M tunnels: errors, p99, relay RSS',
+  params: VISITOR_PARAMS,
+  run: (p, log) =>
+    withHarness(p, log, async (h) => {
+      const n = p.number('visitors', VISITOR_PARAMS.visitors);
+      const m = p.number('visitor-tunnels', VISITOR_PARAMS['visitor-tunnels']);
+      const requests = p.number('visitor-requests', VISITOR_PARAMS['visitor-requests']);
+      const thinkMs = p.number('visitor-think-ms', VISITOR_PARAMS['visitor-think-ms']);
+      const { relay, watch } = await h.relay();
+      const tunnels = await h.driver('tunnels');
+      const visitors = await h.driver('visitors');
+      await warmUp(relay, tunnels, visitors, true, h.c.sources);
+      const open = await tunnels.call<OpenResult>('open-tunnels', {
+        endpoint: endpoint(relay, true),
+        ca: relay.ca,
+        sourceAddresses: h.c.sources,
+        count: m,
+        concurrency: Math.min(m, h.c.concurrency),
+      });
+      if (open.opened < m) throw new Error(`only ${open.opened}/${m} tunnels registered`);
+      await sleep(1_000);
+      const base = await settledSample(relay.pid);
+      log(`${m} tunnels; baseline relay RSS ${mib(base.rssKiB)} MiB, ${base.fds} fds`);
+      watch.resetPeaks();
+
+      let plateau: Promise<ProcSample> | undefined;
+      visitors.on('plateau', () => {
+        plateau = (async () => {
+          const s = await settledSample(relay.pid, 3, 300);
+          await h.heapSnapshot(relay);
+          return s;
+        })();
+      });
+      const load = await visitors.call<LoadResult>('http-load', {
+        port: relay.httpPort,
+        hosts: open.hostnames,
+        connections: n,
+        requests,
+        thinkMs,
+        hostPerRequest: false,
+        sourceAddresses: h.c.sources,
+        connectConcurrency: h.c.concurrency,
+        timeoutMs: 30_000,
+        plateauHoldMs: 3_000,
+        deadlineMs: 600_000,
+      });
+      const atPlateau = plateau !== undefined ? await plateau : await procSample(relay.pid);
+      const status = await tunnels.call<TunnelStatus>('tunnel-status', {});
+      const perConn = ((atPlateau.rssKiB - base.rssKiB) * KIB) / Math.max(1, load.openAtPlateau);
+      printTable(log, [
+        ['visitor connections', `${load.openAtPlateau}/${n} open at once`, `over ${m} tunnels`],
+        ['ramp-up', `${round(load.rampMs / 1000, 2)} s`, 'connect + first request'],
+        ['requests', load.requests, `${requests} per connection`],
+        ['errors / mismatches', `${load.errors.count} / ${load.mismatches}`, '0 / 0'],
+        ['p50 / p90 / p99', `${load.p50Ms} / ${load.p90Ms} / ${load.p99Ms} ms`, ''],
+        ['throughput', `${Math.round(load.rps)} req/s`, `think ${thinkMs} ms`],
+        ['relay RSS', `${mib(base.rssKiB)} → ${mib(atPlateau.rssKiB)} MiB`, 'at the plateau'],
+        ['relay bytes / connection', `${(perConn / KIB).toFixed(1)} KiB`, ''],
+        ['relay peak RSS', `${mib(watch.peakRssKiB)} MiB`, ''],
+        ['relay fds', `${base.fds} → ${atPlateau.fds}`, ''],
+        ['tunnels dropped', status.dropped, '0'],
+      ]);
+      if (load.errors.count > 0) log(`errors: ${JSON.stringify(load.errors.samples)}`);
+      return {
+        case: 'many-visitors',
+        visitors: load.openAtPlateau,
+        tunnels: m,
+        requests: load.requests,
+        errors: load.errors.count,
+        mismatches: load.mismatches,
+        rps: Math.round(load.rps),
+        p50Ms: load.p50Ms,
+        p90Ms: load.p90Ms,
+        p99Ms: load.p99Ms,
+        maxMs: load.maxMs,
+        rampS: round(load.rampMs / 1000, 2),
+        relayBaseRssMiB: mib(base.rssKiB),
+        relayRssMiB: mib(atPlateau.rssKiB),
+        relayPeakRssMiB: mib(watch.peakRssKiB),
+        relayBytesPerConnection: Math.round(perConn),
+        relayFds: atPlateau.fds,
+        dropped: status.dropped,
+      };
+    }),
+};
+
+// ---- churn -----------------------------------------------------------------------------
+
+const CHURN_PARAMS = {
+  ...COMMON,
+  'churn-rate': { default: '200', help: 'tunnels connecting (and leaving) per second' },
+  'churn-s': { default: '60', help: 'seconds of churn' },
+  'churn-lifetime-ms': { default: '1000', help: 'how long each tunnel stays' },
+  'churn-vanish-per-10': {
+    default: '1',
+    help: 'of every 10 leaving tunnels, how many vanish (heartbeat path); the rest close or drop',
+  },
+  'settle-s': { default: '40', help: 'longest wait for the relay to get back to baseline' },
+} satisfies Record<string, ParamSpec>;
+
+interface ChurnResult {
+  launched: number;
+  opened: number;
+  failed: number;
+  errors: { count: number; samples: Record<string, number> };
+  skipped: number;
+  ratePerS: number;
+  collisions: number;
+  reusedLabels: number;
+  dropped: number;
+  ends: Record<string, number>;
+  handshake: { p50Ms: number; p99Ms: number };
+  probes: {
+    ok: number;
+    mismatches: number;
+    gone: number;
+    errors: { count: number; samples: Record<string, number> };
+    p99Ms: number;
+  };
+}
+
+export const churnBench: BenchCase = {
+  name: 'churn',
+  description:
+    'tunnels connecting and leaving at a fixed rate: RSS and fds back to baseline, no collisions',
+  params: CHURN_PARAMS,
+  run: (p, log) =>
+    withHarness(p, log, async (h) => {
+      const rate = p.number('churn-rate', CHURN_PARAMS['churn-rate']);
+      const durationS = p.number('churn-s', CHURN_PARAMS['churn-s']);
+      const lifetimeMs = p.number('churn-lifetime-ms', CHURN_PARAMS['churn-lifetime-ms']);
+      const vanishPer10 = p.number('churn-vanish-per-10', CHURN_PARAMS['churn-vanish-per-10']);
+      const settleS = p.number('settle-s', CHURN_PARAMS['settle-s']);
+      const { relay, watch } = await h.relay();
+      const tunnels = await h.driver('tunnels');
+      const visitors = await h.driver('visitors');
+      await warmUp(relay, tunnels, visitors, true, h.c.sources);
+      await visitors.stop();
+      // Vanished clients keep their socket until the relay's heartbeat must have fired.
+      const vanishMs = 20_000;
+      const churnArgs = (seconds: number) => ({
+        endpoint: endpoint(relay, true),
+        ca: relay.ca,
+        sourceAddresses: h.c.sources,
+        ratePerS: rate,
+        durationS: seconds,
+        lifetimeMs,
+        vanishPer10,
+        vanishMs,
+        probePort: relay.httpPort,
+        probeConnections: 4,
+        maxInflight: 2_000,
+      });
+
+      /**
+       * Waits until the relay holds no tunnel and its fd count is at most `fds` (or, with
+       * no target, has stopped changing).
+       */
+      const settle = async (fds?: number): Promise<number> => {
+        const t0 = performance.now();
+        const limit = t0 + settleS * 1000;
+        let prev = -1;
+        let stable = 0;
+        while (performance.now() < limit) {
+          const [conns, s] = await Promise.all([
+            relay.metric('quick_tunnel_connections'),
+            procSample(relay.pid),
+          ]);
+          stable = s.fds === prev ? stable + 1 : 0;
+          prev = s.fds;
+          if (conns === 0 && (fds !== undefined ? s.fds <= fds : stable >= 4)) break;
+          await sleep(500);
+        }
+        return performance.now() - t0;
+      };
+
+      // A short round first, so the baseline includes warmed-up code and pools.
+      const warmS = Math.min(10, Math.max(1, durationS / 6));
+      log(`warm-up: ${warmS} s of churn`);
+      await tunnels.call<ChurnResult>('churn', churnArgs(warmS));
+      await settle();
+      const base = await settledSample(relay.pid);
+      log(`baseline: relay RSS ${mib(base.rssKiB)} MiB, ${base.fds} fds`);
+      watch.resetPeaks();
+
+      log(`churn: ${rate} tunnels/s for ${durationS} s, each staying ${lifetimeMs} ms`);
+      const r = await tunnels.call<ChurnResult>('churn', churnArgs(durationS));
+      const peakRss = watch.peakRssKiB;
+      const peakFds = watch.peakFds;
+      const settleMs = await settle(base.fds);
+      const after = await settledSample(relay.pid);
+      const conns = await relay.metric('quick_tunnel_connections');
+      const streams = await relay.metric('quick_tunnel_streams_open');
+      const rssDeltaPct = ((after.rssKiB - base.rssKiB) / base.rssKiB) * 100;
+      printTable(log, [
+        ['tunnels opened', `${r.opened} (${r.ratePerS}/s)`, `${rate}/s asked`],
+        ['handshake failures', r.failed, '0'],
+        ['hostname collisions', r.collisions, '0 (live tunnels sharing a name)'],
+        ['labels reused', r.reusedLabels, '0 expected (50-bit labels)'],
+        ['wrong-tunnel answers', r.probes.mismatches, `0 of ${r.probes.ok} probes`],
+        ['probe errors', r.probes.errors.count, `${r.probes.gone} hit a tunnel as it left`],
+        ['ends', JSON.stringify(r.ends), 'clean close / dropped socket / vanished'],
+        ['relay RSS', `${mib(base.rssKiB)} → peak ${mib(peakRss)} → ${mib(after.rssKiB)} MiB`, ''],
+        ['RSS after vs baseline', `${round(rssDeltaPct, 1)} %`, '± 10 %'],
+        ['relay fds', `${base.fds} → peak ${peakFds} → ${after.fds}`, 'back to baseline'],
+        ['connections / streams after', `${conns} / ${streams}`, '0 / 0'],
+        ['settled in', `${round(settleMs / 1000, 1)} s`, 'vanished clients: heartbeat ≤ 14 s'],
+      ]);
+      if (r.failed > 0) log(`handshake errors: ${JSON.stringify(r.errors.samples)}`);
+      if (r.probes.errors.count > 0)
+        log(`probe errors: ${JSON.stringify(r.probes.errors.samples)}`);
+      return {
+        case: 'churn',
+        ratePerS: r.ratePerS,
+        durationS,
+        opened: r.opened,
+        failed: r.failed,
+        skipped: r.skipped,
+        collisions: r.collisions,
+        reusedLabels: r.reusedLabels,
+        mismatches: r.probes.mismatches,
+        probes: r.probes.ok,
+        probeErrors: r.probes.errors.count,
+        handshakeP99Ms: r.handshake.p99Ms,
+        ends: r.ends,
+        relayBaseRssMiB: mib(base.rssKiB),
+        relayPeakRssMiB: mib(peakRss),
+        relayAfterRssMiB: mib(after.rssKiB),
+        rssDeltaPct: round(rssDeltaPct, 1),
+        baseFds: base.fds,
+        peakFds,
+        afterFds: after.fds,
+        connectionsAfter: conns,
+        streamsAfter: streams,
+        settleS: round(settleMs / 1000, 1),
+        backToBaseline:
+          after.fds <= base.fds && conns === 0 && streams === 0 && Math.abs(rssDeltaPct) <= 10,
+      };
+    }),
+};
+
+// ---- soak ------------------------------------------------------------------------------
+
+const SOAK_PARAMS = {
+  ...COMMON,
+  'soak-s': { default: '600', help: 'seconds of mixed traffic' },
+  'soak-sample-s': { default: '30', help: 'seconds between RSS samples' },
+  'soak-rps': { default: '100', help: 'small GETs per second' },
+  'soak-transfer-bytes': { default: '1MiB', help: 'size of each upload / download' },
+  'soak-transfers-per-s': { default: '1', help: 'uploads + downloads per second (alternating)' },
+  'soak-websockets': { default: '20', help: 'visitor WebSockets kept open (each replaced)' },
+  'soak-ws-lifetime-s': { default: '20', help: 'mean lifetime of a visitor WebSocket' },
+} satisfies Record<string, ParamSpec>;
+
+interface SoakResult {
+  durationS: number;
+  gets: { count: number; p50Ms: number; p99Ms: number };
+  transfers: number;
+  transferMiB: number;
+  websocketsOpened: number;
+  websocketMessages: { count: number; p99Ms: number };
+  errors: { count: number; samples: Record<string, number> };
+}
+
+export const soakBench: BenchCase = {
+  name: 'soak',
+  description:
+    'mixed traffic (GETs, uploads, downloads, WebSockets) through one tunnel: RSS slope of relay and CLI',
+  params: SOAK_PARAMS,
+  run: (p, log) =>
+    withHarness(p, log, async (h) => {
+      const durationS = p.number('soak-s', SOAK_PARAMS['soak-s']);
+      const sampleS = p.number('soak-sample-s', SOAK_PARAMS['soak-sample-s']);
+      const { relay, watch } = await h.relay();
+      const origin = await h.driver('origin');
+      const cli = await h.cli(relay, origin);
+      const visitors = await h.driver('visitors');
+      const cliWatch = new ProcWatcher(cli.pid);
+      const samples: { t: number; relay: number; cli: number }[] = [];
+      const t0 = performance.now();
+      const take = async (): Promise<void> => {
+        const [r, c] = await Promise.all([
+          settledSample(relay.pid, 3, 300),
+          settledSample(cli.pid, 3, 300),
+        ]);
+        samples.push({ t: (performance.now() - t0) / 60_000, relay: r.rssKiB, cli: c.rssKiB });
+      };
+      await take();
+      let stop = false;
+      const sampler = (async () => {
+        let next = t0 + sampleS * 1000;
+        while (!stop) {
+          await sleep(Math.max(0, Math.min(500, next - performance.now())));
+          if (!stop && performance.now() >= next) {
+            next += sampleS * 1000;
+            await take();
+          }
+        }
+      })();
+      let r: SoakResult;
+      try {
+        r = await visitors.call<SoakResult>('soak', {
+          port: relay.httpPort,
+          host: cli.hostname,
+          durationS,
+          rps: p.number('soak-rps', SOAK_PARAMS['soak-rps']),
+          transferBytes: p.bytes('soak-transfer-bytes', SOAK_PARAMS['soak-transfer-bytes']),
+          transfersPerS: p.number('soak-transfers-per-s', SOAK_PARAMS['soak-transfers-per-s']),
+          websockets: p.number('soak-websockets', SOAK_PARAMS['soak-websockets']),
+          wsLifetimeS: p.number('soak-ws-lifetime-s', SOAK_PARAMS['soak-ws-lifetime-s']),
+          wsMessagesPerS: 2,
+          sourceAddresses: h.c.sources,
+        });
+      } finally {
+        stop = true;
+        await sampler;
+        cliWatch.stop();
+      }
+      await take();
+      // The first fifth is warm-up (JIT, pools, heap growing to its working size).
+      const skip = samples.length >= 5 ? Math.floor(samples.length / 5) : 0;
+      const steady = samples.slice(skip);
+      const relaySlope = slope(steady.map((s) => ({ x: s.t, y: s.relay })));
+      const cliSlope = slope(steady.map((s) => ({ x: s.t, y: s.cli })));
+      log('RSS samples (min: relay MiB, cli MiB):');
+      for (const s of samples)
+        log(`  ${s.t.toFixed(1).padStart(5)}  ${mib(s.relay)}  ${mib(s.cli)}`);
+      printTable(log, [
+        ['duration', `${r.durationS} s`, `${samples.length} RSS samples, every ${sampleS} s`],
+        ['small GETs', `${r.gets.count}, p99 ${r.gets.p99Ms} ms`, ''],
+        ['transfers', `${r.transfers} (${r.transferMiB} MiB)`, ''],
+        ['websockets', `${r.websocketsOpened} opened, ${r.websocketMessages.count} echoes`, ''],
+        ['errors', r.errors.count, '0'],
+        ['relay RSS slope', `${round(relaySlope, 1)} KiB/min`, 'flat (after warm-up)'],
+        ['cli RSS slope', `${round(cliSlope, 1)} KiB/min`, 'flat (after warm-up)'],
+        [
+          'relay RSS first → last',
+          `${mib(samples[0]!.relay)} → ${mib(samples.at(-1)!.relay)} MiB`,
+          `peak ${mib(watch.peakRssKiB)}`,
+        ],
+        [
+          'cli RSS first → last',
+          `${mib(samples[0]!.cli)} → ${mib(samples.at(-1)!.cli)} MiB`,
+          `peak ${mib(cliWatch.peakRssKiB)}`,
+        ],
+      ]);
+      if (r.errors.count > 0) log(`errors: ${JSON.stringify(r.errors.samples)}`);
+      return {
+        case: 'soak',
+        durationS: r.durationS,
+        gets: r.gets.count,
+        getP99Ms: r.gets.p99Ms,
+        transfers: r.transfers,
+        transferMiB: r.transferMiB,
+        websockets: r.websocketsOpened,
+        websocketMessages: r.websocketMessages.count,
+        errors: r.errors.count,
+        samples: samples.length,
+        relaySlopeKiBPerMin: round(relaySlope, 1),
+        cliSlopeKiBPerMin: round(cliSlope, 1),
+        relayFirstRssMiB: mib(samples[0]!.relay),
+        relayLastRssMiB: mib(samples.at(-1)!.relay),
+        relayMedianRssMiB: mib(median(steady.map((s) => s.relay))),
+        relayPeakRssMiB: mib(watch.peakRssKiB),
+        cliFirstRssMiB: mib(samples[0]!.cli),
+        cliLastRssMiB: mib(samples.at(-1)!.cli),
+        cliPeakRssMiB: mib(cliWatch.peakRssKiB),
+      };
+    }),
+};
+
+// ---- ws-fanout -------------------------------------------------------------------------
+
+const FANOUT_PARAMS = {
+  ...COMMON,
+  websockets: { default: '1000', help: 'visitor WebSockets on one tunnel' },
+  'fanout-s': { default: '10', help: 'seconds of echoing' },
+  'message-bytes': { default: '64', help: 'size of each echoed message' },
+} satisfies Record<string, ParamSpec>;
+
+interface FanoutResult {
+  opened: number;
+  rampMs: number;
+  messages: number;
+  messagesPerS: number;
+  errors: { count: number; samples: Record<string, number> };
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export const wsFanoutBench: BenchCase = {
+  name: 'ws-fanout',
+  description: 'N visitor WebSockets on one tunnel (real CLI + origin) echoing: messages/s and p99',
+  params: FANOUT_PARAMS,
+  run: (p, log) =>
+    withHarness(p, log, async (h) => {
+      const n = p.number('websockets', FANOUT_PARAMS.websockets);
+      const { relay, watch } = await h.relay();
+      const origin = await h.driver('origin');
+      const cli = await h.cli(relay, origin);
+      const visitors = await h.driver('visitors');
+      const base = await settledSample(relay.pid);
+      const cliBase = await settledSample(cli.pid);
+      let plateau: Promise<[ProcSample, ProcSample]> | undefined;
+      visitors.on('plateau', () => {
+        plateau = Promise.all([settledSample(relay.pid, 3, 200), settledSample(cli.pid, 3, 200)]);
+      });
+      const cpu0 = await Promise.all([procSample(relay.pid), procSample(cli.pid)]);
+      const r = await visitors.call<FanoutResult>('ws-fanout', {
+        port: relay.httpPort,
+        host: cli.hostname,
+        connections: n,
+        durationS: p.number('fanout-s', FANOUT_PARAMS['fanout-s']),
+        messageBytes: p.number('message-bytes', FANOUT_PARAMS['message-bytes']),
+        sourceAddresses: h.c.sources,
+        connectConcurrency: Math.min(h.c.concurrency, 100),
+        timeoutMs: 30_000,
+      });
+      const cpu1 = await Promise.all([procSample(relay.pid), procSample(cli.pid)]);
+      const [atRelay, atCli] = plateau !== undefined ? await plateau : cpu1;
+      const perWs = ((atRelay.rssKiB - base.rssKiB) * KIB) / Math.max(1, r.opened);
+      printTable(log, [
+        ['websockets open', `${r.opened}/${n}`, `ramp ${round(r.rampMs / 1000, 2)} s`],
+        ['echoes', `${r.messages} (${Math.round(r.messagesPerS)}/s)`, ''],
+        ['p50 / p99', `${r.p50Ms} / ${r.p99Ms} ms`, ''],
+        ['errors', r.errors.count, '0'],
+        [
+          'relay RSS',
+          `${mib(base.rssKiB)} → ${mib(atRelay.rssKiB)} MiB`,
+          `${(perWs / KIB).toFixed(1)} KiB / websocket`,
+        ],
+        ['cli RSS', `${mib(cliBase.rssKiB)} → ${mib(atCli.rssKiB)} MiB`, ''],
+        [
+          'CPU relay / cli',
+          `${Math.round(cpu1[0].cpuMs - cpu0[0].cpuMs)} / ${Math.round(cpu1[1].cpuMs - cpu0[1].cpuMs)} ms`,
+          '',
+        ],
+      ]);
+      if (r.errors.count > 0) log(`errors: ${JSON.stringify(r.errors.samples)}`);
+      return {
+        case: 'ws-fanout',
+        websockets: r.opened,
+        messages: r.messages,
+        messagesPerS: Math.round(r.messagesPerS),
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        maxMs: r.maxMs,
+        errors: r.errors.count,
+        relayRssMiB: mib(atRelay.rssKiB),
+        relayBytesPerWebSocket: Math.round(perWs),
+        relayPeakRssMiB: mib(watch.peakRssKiB),
+        cliRssMiB: mib(atCli.rssKiB),
+        relayCpuMs: Math.round(cpu1[0].cpuMs - cpu0[0].cpuMs),
+        cliCpuMs: Math.round(cpu1[1].cpuMs - cpu0[1].cpuMs),
+      };
+    }),
+};
+
+/** All scale cases, in the order `npm run bench` runs them. */
+export const scaleBenches: readonly BenchCase[] = [
+  idleTunnelsBench,
+  idleTunnelsTlsBench,
+  manyVisitorsBench,
+  churnBench,
+  wsFanoutBench,
+  soakBench,
+];
