@@ -9,7 +9,11 @@ import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { AuthError, ConnectionError, QuickTunnelError, errnoCode } from '../../shared/errors.js';
 import { MuxSession, type MuxOptions } from '../../shared/mux/session.js';
-import { wsTransport, type FrameTransport } from '../../shared/mux/transport.js';
+import {
+  tunnelClientWsOptions,
+  wsTransport,
+  type FrameTransport,
+} from '../../shared/mux/transport.js';
 import {
   TUNNEL_ENDPOINT_PATH,
   type TunnelAssignment,
@@ -77,17 +81,12 @@ export const localhostAwareLookup: typeof dns.lookup = ((
 /** ws options for the tunnel client. */
 function clientOptions(opts: DialOptions): WebSocket.ClientOptions {
   const o: WebSocket.ClientOptions = {
-    perMessageDeflate: false,
-    maxPayload: MuxSession.maxMessageBytes(opts.mux),
+    // No deflate, maxPayload from the mux limits, and over wss:// a zero masking key
+    // (see tunnelClientWsOptions for why that is safe and what it saves).
+    ...tunnelClientWsOptions(endpointUrl(opts.relay), opts.mux),
     handshakeTimeout: opts.connectTimeoutMs ?? 10_000,
-    // Masking protects browsers' shared caches from script-controlled bytes; this
-    // client is not a browser and the connection is TLS, so an all-zero mask (which
-    // ws then skips) saves an XOR over every byte sent to the relay.
-    generateMask: (mask: Buffer) => mask.fill(0),
     lookup: localhostAwareLookup,
-    // ws calls setNoDelay on the socket it gets, which for TLS does not reach the TCP
-    // socket underneath: ask for it at connect time instead (else Nagle + delayed ACKs
-    // add 40 ms stalls to small frames).
+    // Small frames (request heads, acks) must not wait for Nagle.
     noDelay: true,
   } as WebSocket.ClientOptions;
   if (opts.ca !== undefined) o.ca = opts.ca;

@@ -77,14 +77,27 @@ export interface MuxOptions {
   keepAliveTimeoutMs?: number;
   /** How long the client waits for the server's HELLO. Default 10 s. */
   handshakeTimeoutMs?: number;
+  /**
+   * Hard cap on bytes queued to a peer that does not read (control frames included):
+   * past it the session is closed (QT_ERR_PEER_STALLED). Default 32 MiB.
+   */
+  maxQueuedBytes?: number;
+  /**
+   * Receive-window auto-tuning: a stream whose consumer keeps up while the window is
+   * what limits it (half a window consumed within `windowGrowthMs`) doubles its window,
+   * up to `maxWindowBytes` (default 4 MiB), as long as the session's extra window stays
+   * within `windowBudgetBytes` (default 32 MiB). So a fast transfer isn't held to one
+   * 256 KiB window per round trip, and memory stays bounded by
+   * streams × windowBytes + windowBudgetBytes. `maxWindowBytes` = windowBytes turns it off.
+   */
+  maxWindowBytes?: number;
+  windowBudgetBytes?: number;
+  windowGrowthMs?: number;
   /** Version byte to speak (tests only). */
   protocolVersion?: number;
   timers?: Timers;
   log?: MuxLogger;
 }
-
-/** Hard cap on bytes queued to a peer that does not read (control frames included). */
-const MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 
 const DEFAULTS = {
   windowBytes: 256 * 1024,
@@ -95,6 +108,10 @@ const DEFAULTS = {
   keepAliveIntervalMs: 4_000,
   keepAliveTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
+  maxQueuedBytes: 32 * 1024 * 1024,
+  maxWindowBytes: 4 * 1024 * 1024,
+  windowBudgetBytes: 32 * 1024 * 1024,
+  windowGrowthMs: 5,
 };
 
 /** Decides what a server answers to a client's HELLO app payload. Throwing rejects. */
@@ -138,7 +155,9 @@ export class MuxSession extends EventEmitter<SessionEvents> {
 
   private readonly opts: Required<Omit<MuxOptions, 'log' | 'timers' | 'protocolVersion'>>;
   private readonly version: number;
-  private readonly timers: Timers;
+  /** @internal */ readonly timers: Timers;
+  /** Window granted beyond the initial size, over all streams (auto-tuning budget). */
+  private windowExtraBytes = 0;
   private readonly log: MuxLogger | undefined;
   private readonly transport: FrameTransport;
   private readonly streams = new Map<number, MuxStream>();
@@ -175,6 +194,13 @@ export class MuxSession extends EventEmitter<SessionEvents> {
       keepAliveIntervalMs: options.keepAliveIntervalMs ?? DEFAULTS.keepAliveIntervalMs,
       keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+      maxQueuedBytes: options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
+      maxWindowBytes: Math.max(
+        options.maxWindowBytes ?? DEFAULTS.maxWindowBytes,
+        options.windowBytes ?? DEFAULTS.windowBytes,
+      ),
+      windowBudgetBytes: options.windowBudgetBytes ?? DEFAULTS.windowBudgetBytes,
+      windowGrowthMs: options.windowGrowthMs ?? DEFAULTS.windowGrowthMs,
     };
     this.version = options.protocolVersion ?? PROTOCOL_VERSION;
     this.timers = options.timers ?? realTimers;
@@ -358,9 +384,26 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   forget(stream: MuxStream): void {
     if (this.streams.get(stream.id) !== stream) return;
     this.streams.delete(stream.id);
+    this.windowExtraBytes -= stream.windowSize - stream.initialRecvWindow;
     if (this.isLocalId(stream.id)) this.localOpenCount--;
     else this.peerOpenCount--;
     if (this.streams.size === 0) this.notifyIdle();
+  }
+
+  /**
+   * @internal Auto-tuning: how many bytes `stream` may add to its window now (0 = none).
+   * Called when half its window was consumed within `windowGrowthMs`.
+   */
+  growWindow(stream: MuxStream, sinceLastGrantMs: number): number {
+    if (sinceLastGrantMs > this.opts.windowGrowthMs) return 0;
+    const room = Math.min(
+      stream.windowSize, // double
+      this.opts.maxWindowBytes - stream.windowSize,
+      this.opts.windowBudgetBytes - this.windowExtraBytes,
+    );
+    if (room <= 0) return 0;
+    this.windowExtraBytes += room;
+    return room;
   }
 
   /** @internal called after each FIN: a stream closed in both directions is done. */
@@ -443,13 +486,13 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     // DATA waits when the socket is congested, but control frames (answers to the
     // peer's PINGs, OPENs, ...) are always queued. A peer that floods us and never
     // reads would grow that queue without bound: past a hard cap, drop it.
-    if (this.transport.bufferedAmount > MAX_QUEUED_BYTES) {
+    if (this.transport.bufferedAmount > this.opts.maxQueuedBytes) {
       this.log?.warn(
         { queued: this.transport.bufferedAmount, role: this.role },
         'mux peer is not reading, closing session',
       );
       this.shutdown(
-        new ProtocolError(`peer is not reading (over ${MAX_QUEUED_BYTES} bytes queued)`, {
+        new ProtocolError(`peer is not reading (over ${this.opts.maxQueuedBytes} bytes queued)`, {
           code: 'QT_ERR_PEER_STALLED',
         }),
         true,

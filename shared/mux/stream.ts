@@ -32,6 +32,9 @@ export class MuxStream extends Duplex {
   /** @internal bytes the peer may still send before it must wait for our credit */
   recvWindow: number;
   /** @internal */ readonly initialRecvWindow: number;
+  /** @internal Current window size: grows from initialRecvWindow by auto-tuning. */
+  windowSize: number;
+  private lastGrantAt: number;
   /** @internal */ remoteFin = false;
   /** @internal */ localFin = false;
   /** @internal */ replied = false;
@@ -68,6 +71,8 @@ export class MuxStream extends Duplex {
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
     this.initialRecvWindow = recvWindow;
+    this.windowSize = recvWindow;
+    this.lastGrantAt = session.timers.now();
   }
 
   /** Sends the accepting side's metadata (e.g. response status and headers). */
@@ -240,10 +245,19 @@ export class MuxStream extends Duplex {
     const consumed = this.pushedBytes - this.readableLength;
     const grant = consumed - this.creditedBytes;
     if (grant <= 0) return;
-    if (grant >= this.initialRecvWindow / 2 || this.recvWindow <= 0) {
+    if (grant >= this.windowSize / 2 || this.recvWindow <= 0) {
       this.creditedBytes = consumed;
-      this.recvWindow += grant;
-      this.session.sendWindowUpdate(this, grant);
+      const now = this.session.timers.now();
+      // Half a window gone in a few ms with nothing left buffered: the window, not the
+      // consumer, is what limits this stream. Grow it (within the session's budget).
+      const extra =
+        this.readableLength === 0 && grant >= this.windowSize / 2
+          ? this.session.growWindow(this, now - this.lastGrantAt)
+          : 0;
+      this.lastGrantAt = now;
+      this.windowSize += extra;
+      this.recvWindow += grant + extra;
+      this.session.sendWindowUpdate(this, grant + extra);
     }
   }
 }

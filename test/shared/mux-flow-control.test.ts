@@ -114,7 +114,8 @@ for (const kind of kinds) {
 
   t.test(`a slow consumer never buffers more than the window (${kind})`, async (t) => {
     const windowBytes = 128 * KiB;
-    const pair = await muxPair(kind, { server: { windowBytes } });
+    // Fixed window (auto-tuning off): the bound is exactly one window.
+    const pair = await muxPair(kind, { server: { windowBytes, maxWindowBytes: windowBytes } });
     t.teardown(() => pair.close());
     let maxBuffered = 0;
     let consumed = 0;
@@ -235,7 +236,7 @@ for (const kind of kinds) {
 }
 
 t.test('credit comes back in half-window WINDOW_UPDATEs', async (t) => {
-  const raw = rawServer({ windowBytes: 100_000 });
+  const raw = rawServer({ windowBytes: 100_000, maxWindowBytes: 100_000 });
   t.teardown(() => raw.session.close());
   await raw.handshake();
   raw.sendFrame(FrameType.OPEN, 1, Buffer.from('{}'));
@@ -287,5 +288,48 @@ t.test('the sender sends exactly its credit, in frames the peer accepts', async 
   await raw.settle();
   t.equal(total(), 300_000, 'the rest once credit allows');
   t.equal(Buffer.concat(data().map((f) => f.payload)).equals(payload), true);
+  t.notOk(raw.session.closed);
+});
+
+t.test('window auto-tuning: grows for a consumer that keeps up, within max and budget', async (t) => {
+  const raw = rawServer({
+    windowBytes: 100_000,
+    maxWindowBytes: 400_000,
+    windowBudgetBytes: 350_000,
+    windowGrowthMs: 5,
+  });
+  t.teardown(() => raw.session.close());
+  await raw.handshake();
+  raw.sendFrame(FrameType.OPEN, 1, Buffer.from('{}'));
+  raw.sendFrame(FrameType.OPEN, 3, Buffer.from('{}'));
+  await raw.settle();
+  const updates = (id: number) =>
+    raw.received
+      .filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === id)
+      .map((f) => f.payload.readUInt32BE(0));
+  // Half a window consumed at once (within 5 ms): credit back plus the window doubled.
+  raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+  await raw.settle();
+  t.same(updates(1), [50_000 + 100_000], 'window 100 000 → 200 000');
+  // (DATA frames stay within the default 64 KiB frame limit.)
+  for (let i = 0; i < 2; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+  await raw.settle();
+  t.same(updates(1).slice(1), [100_000 + 200_000], 'window 200 000 → 400 000 (the max)');
+  for (let i = 0; i < 4; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+  await raw.settle();
+  t.same(updates(1).slice(2), [200_000], 'at maxWindowBytes: credit only');
+  // Stream 3 gets only what is left of the session budget: 350 000 - 300 000.
+  raw.sendFrame(FrameType.DATA, 3, Buffer.alloc(50_000));
+  await raw.settle();
+  t.same(updates(3), [50_000 + 50_000], 'the rest of the budget, no more');
+  // Slow consumption (half a window per 10 ms > windowGrowthMs) never grows a window.
+  raw.sendFrame(FrameType.OPEN, 5, Buffer.from('{}'));
+  await raw.settle();
+  for (let i = 0; i < 3; i++) {
+    raw.timers.nowMs += 10;
+    raw.sendFrame(FrameType.DATA, 5, Buffer.alloc(50_000));
+    await raw.settle();
+  }
+  t.same(updates(5), [50_000, 50_000, 50_000], 'slow stream keeps its initial window');
   t.notOk(raw.session.closed);
 });
