@@ -3,6 +3,7 @@
  * given: `text` (one readable line per event) and `json` (one JSON object per line,
  * each with an `event` field). Diagnostics go to stderr; stdout is the view's.
  */
+import { writeSync } from 'node:fs';
 import type { TunnelEvent } from '../events.js';
 
 export type LineFormat = 'text' | 'json';
@@ -12,8 +13,33 @@ export interface LineWriter {
   err: (line: string) => void;
 }
 
+/**
+ * stdout lines written in one turn of the event loop go out in one write (one line per
+ * request at thousands of requests per second would be as many syscalls); whatever is
+ * pending when the process exits is written synchronously.
+ */
+function batchedStdout(): (line: string) => void {
+  let pending = '';
+  const flush = (): void => {
+    if (pending === '') return;
+    const text = pending;
+    pending = '';
+    process.stdout.write(text);
+  };
+  process.once('exit', () => {
+    if (pending !== '') writeSync(1, pending);
+    pending = '';
+  });
+  return (line) => {
+    if (pending === '') setImmediate(flush);
+    pending += `${line}\n`;
+  };
+}
+
+let stdoutWriter: ((line: string) => void) | undefined;
+
 const processWriter: LineWriter = {
-  out: (line) => process.stdout.write(`${line}\n`),
+  out: (line) => (stdoutWriter ??= batchedStdout())(line),
   err: (line) => process.stderr.write(`${line}\n`),
 };
 

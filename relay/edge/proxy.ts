@@ -2,7 +2,12 @@
  * Forwards one visitor request (or WebSocket upgrade) over one mux stream of the
  * tunnel's session, streaming bodies both ways with backpressure.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  validateHeaderName,
+  validateHeaderValue,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
 import type { Duplex } from 'node:stream';
 import { StreamResetError, errnoCode } from '../../shared/errors.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
@@ -122,6 +127,43 @@ export function openStreamFor(
   }
 }
 
+/**
+ * What is wrong with a tunnel client's response head, if anything. The client is not
+ * trusted: a status message or header that Node would refuse to write (CR, LF, NUL...)
+ * must become a 502 here, before anything is written (a throw from writeHead in an
+ * event handler would take the whole relay down), and on the raw upgrade path it would
+ * let the client inject headers. Content-Length must be one plain number, because the
+ * relay holds the body to it.
+ */
+export function responseHeadProblem(meta: unknown, upgrade: boolean): string | undefined {
+  if (!isResponseHead(meta)) return 'not a response head';
+  if (meta.status < 200 && !(upgrade && meta.status === 101)) return `status ${meta.status}`;
+  if (meta.statusMessage !== undefined && /[^\t\x20-\x7e\x80-\xff]/.test(meta.statusMessage)) {
+    return 'invalid character in the status message';
+  }
+  let lengths = 0;
+  for (const [name, value] of meta.headers) {
+    try {
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      return `invalid header ${JSON.stringify(name.slice(0, 64))}`;
+    }
+    if (name.toLowerCase() === 'content-length') {
+      if (++lengths > 1) return 'more than one Content-Length';
+      if (!/^\d{1,15}$/.test(value)) return `invalid Content-Length ${JSON.stringify(value)}`;
+    }
+  }
+  return undefined;
+}
+
+/** The body length a response announces, where the visitor will hold us to it. */
+function announcedLength(meta: ResponseHead, method: string | undefined): number | undefined {
+  if (method === 'HEAD' || meta.status === 204 || meta.status === 304) return undefined;
+  const header = meta.headers.find(([name]) => name.toLowerCase() === 'content-length');
+  return header === undefined ? undefined : Number(header[1]);
+}
+
 /** True for a stream the client refused before reading it (safe to send elsewhere). */
 function refused(err: unknown): boolean {
   return err instanceof StreamResetError && err.resetCode === ErrorCode.REFUSED_STREAM;
@@ -196,21 +238,60 @@ export function forwardRequest(
     if (req.readableEnded) s.end();
     else req.pipe(s);
 
+    // The tunnel client's side: a response head (REPLY), then the body. The stream is
+    // read from the start, so a client that sends body bytes before a head, or ends
+    // the stream without one, gets its visitor a 502 at once instead of a wait for
+    // the response timeout. The body is held to the announced Content-Length: one that
+    // is longer or shorter ends in an abort, so the visitor's connection (perhaps a
+    // front proxy's, reused for other visitors) never reads one response's bytes as
+    // the start of the next.
+    let length: number | undefined;
+    let status = 0;
+    const lied = (): void => {
+      s.destroy();
+      res.destroy();
+      done(status, 'the response body did not match its Content-Length');
+    };
     s.once('reply', (meta: unknown) => {
       if (s !== stream || finished) return;
-      if (!isResponseHead(meta) || meta.status < 200) {
+      const problem = responseHeadProblem(meta, false);
+      if (problem !== undefined || !isResponseHead(meta)) {
         s.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-        fail(pages.originFailed(ctx.hostname, 'the tunnel client sent an invalid response head'));
+        fail(
+          pages.originFailed(
+            ctx.hostname,
+            `the tunnel client sent an invalid response head (${problem ?? ''})`,
+          ),
+        );
         return;
       }
       replied = true;
       clearTimeout(timer);
       writeResponseHead(res, meta);
-      s.on('data', (chunk: Buffer) => {
-        bytesOut += chunk.length;
-      });
-      s.pipe(res);
+      length = announcedLength(meta, req.method);
+      status = meta.status;
       res.once('finish', () => done(meta.status));
+    });
+    s.on('data', (chunk: Buffer) => {
+      if (s !== stream || finished) return;
+      if (!replied) {
+        s.reset(ErrorCode.PROTOCOL_ERROR, 'response body before its head');
+        fail(pages.originFailed(ctx.hostname, 'the tunnel client sent a body before a head'));
+        return;
+      }
+      bytesOut += chunk.length;
+      if (length !== undefined && bytesOut > length) return lied();
+      if (!res.write(chunk)) s.pause();
+    });
+    res.on('drain', () => s.resume());
+    s.once('end', () => {
+      if (s !== stream || finished) return;
+      if (!replied) {
+        fail(pages.originFailed(ctx.hostname, 'the tunnel client ended it without a response'));
+        return;
+      }
+      if (length !== undefined && bytesOut !== length) lied();
+      else res.end();
     });
 
     s.on('error', (err) => {
@@ -253,8 +334,12 @@ function writeResponseHead(res: ServerResponse, head: ResponseHead): void {
   const flat = flattenHeaders(endToEndHeaders(flattenHeaders(head.headers)));
   if (head.statusMessage !== undefined) res.writeHead(head.status, head.statusMessage, flat);
   else res.writeHead(head.status, flat);
-  // Flush the head at once (SSE and long polls rely on seeing it immediately).
+  // The head leaves within this turn of the event loop even if no body follows (SSE
+  // and long polls rely on seeing it at once); a body and end that arrive in the same
+  // turn (the usual small response) go out with it in one write.
+  res.cork();
   res.flushHeaders();
+  setImmediate(() => res.uncork());
 }
 
 /** Forwards an Upgrade request: after the origin's 101 the stream carries raw bytes. */
@@ -306,7 +391,7 @@ export function forwardUpgrade(
     done();
   });
   stream.once('reply', (meta: unknown) => {
-    if (!isResponseHead(meta)) {
+    if (responseHeadProblem(meta, true) !== undefined || !isResponseHead(meta)) {
       stream.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
       const page = pages.originFailed(
         ctx.hostname,

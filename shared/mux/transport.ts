@@ -3,6 +3,7 @@
  * frames out, a measure of how much is queued, and close. `wsTransport` adapts a `ws`
  * WebSocket; `memoryTransportPair` connects two sessions in one process (tests).
  */
+import type { Writable } from 'node:stream';
 import type WebSocket from 'ws';
 import { MuxSession, type MuxOptions } from './session.js';
 
@@ -74,6 +75,16 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
 export function wsTransport(ws: WebSocket): FrameTransport {
   ws.binaryType = 'nodebuffer';
   let closed = false;
+  // Frames sent in one turn of the event loop leave in one write: a small request is
+  // OPEN + FIN one way and REPLY + DATA + FIN the other, and over TLS each separate
+  // write would be its own record and syscall. The socket is corked at the first send
+  // and uncorked after this loop iteration's I/O callbacks (setImmediate).
+  const socket = (ws as unknown as { _socket?: Writable })._socket;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    socket?.uncork();
+  };
   const transport: FrameTransport = {
     onFrame: noop,
     onClose: noop,
@@ -81,6 +92,11 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       if (ws.readyState !== ws.OPEN) {
         cb?.(new Error('WebSocket is not open'));
         return;
+      }
+      if (!corked && socket !== undefined) {
+        corked = true;
+        socket.cork();
+        setImmediate(uncork);
       }
       ws.send(frame, { binary: true }, cb);
     },

@@ -145,7 +145,12 @@ for (const kind of kinds) {
         [undefined, ErrorCode.CANCEL],
         [new Error('boom'), ErrorCode.INTERNAL_ERROR],
       ] as const) {
-        const accepted = nextStream(pair.server).then((s) => closeError(s));
+        // Listen inside the 'stream' event: OPEN and RESET may arrive in one read (the
+        // transport batches frames sent in one turn), and the stream is then already
+        // destroyed by the time a promise continuation would run.
+        const accepted = new Promise<Error | undefined>((resolve) =>
+          pair.server.once('stream', (s) => resolve(closeError(s))),
+        );
         const s = pair.client.openStream({});
         s.on('error', () => {});
         s.destroy(err);
