@@ -291,45 +291,48 @@ t.test('the sender sends exactly its credit, in frames the peer accepts', async 
   t.notOk(raw.session.closed);
 });
 
-t.test('window auto-tuning: grows for a consumer that keeps up, within max and budget', async (t) => {
-  const raw = rawServer({
-    windowBytes: 100_000,
-    maxWindowBytes: 400_000,
-    windowBudgetBytes: 350_000,
-    windowGrowthMs: 5,
-  });
-  t.teardown(() => raw.session.close());
-  await raw.handshake();
-  raw.sendFrame(FrameType.OPEN, 1, Buffer.from('{}'));
-  raw.sendFrame(FrameType.OPEN, 3, Buffer.from('{}'));
-  await raw.settle();
-  const updates = (id: number) =>
-    raw.received
-      .filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === id)
-      .map((f) => f.payload.readUInt32BE(0));
-  // Half a window consumed at once (within 5 ms): credit back plus the window doubled.
-  raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
-  await raw.settle();
-  t.same(updates(1), [50_000 + 100_000], 'window 100 000 → 200 000');
-  // (DATA frames stay within the default 64 KiB frame limit.)
-  for (let i = 0; i < 2; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
-  await raw.settle();
-  t.same(updates(1).slice(1), [100_000 + 200_000], 'window 200 000 → 400 000 (the max)');
-  for (let i = 0; i < 4; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
-  await raw.settle();
-  t.same(updates(1).slice(2), [200_000], 'at maxWindowBytes: credit only');
-  // Stream 3 gets only what is left of the session budget: 350 000 - 300 000.
-  raw.sendFrame(FrameType.DATA, 3, Buffer.alloc(50_000));
-  await raw.settle();
-  t.same(updates(3), [50_000 + 50_000], 'the rest of the budget, no more');
-  // Slow consumption (half a window per 10 ms > windowGrowthMs) never grows a window.
-  raw.sendFrame(FrameType.OPEN, 5, Buffer.from('{}'));
-  await raw.settle();
-  for (let i = 0; i < 3; i++) {
-    raw.timers.nowMs += 10;
-    raw.sendFrame(FrameType.DATA, 5, Buffer.alloc(50_000));
+t.test(
+  'window auto-tuning: grows for a consumer that keeps up, within max and budget',
+  async (t) => {
+    const raw = rawServer({
+      windowBytes: 100_000,
+      maxWindowBytes: 400_000,
+      windowBudgetBytes: 350_000,
+      windowGrowthMs: 5,
+    });
+    t.teardown(() => raw.session.close());
+    await raw.handshake();
+    raw.sendFrame(FrameType.OPEN, 1, Buffer.from('{}'));
+    raw.sendFrame(FrameType.OPEN, 3, Buffer.from('{}'));
     await raw.settle();
-  }
-  t.same(updates(5), [50_000, 50_000, 50_000], 'slow stream keeps its initial window');
-  t.notOk(raw.session.closed);
-});
+    const updates = (id: number) =>
+      raw.received
+        .filter((f) => f.type === FrameType.WINDOW_UPDATE && f.streamId === id)
+        .map((f) => f.payload.readUInt32BE(0));
+    // Half a window consumed at once (within 5 ms): credit back plus the window doubled.
+    raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+    await raw.settle();
+    t.same(updates(1), [50_000 + 100_000], 'window 100 000 → 200 000');
+    // (DATA frames stay within the default 64 KiB frame limit.)
+    for (let i = 0; i < 2; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+    await raw.settle();
+    t.same(updates(1).slice(1), [100_000 + 200_000], 'window 200 000 → 400 000 (the max)');
+    for (let i = 0; i < 4; i++) raw.sendFrame(FrameType.DATA, 1, Buffer.alloc(50_000));
+    await raw.settle();
+    t.same(updates(1).slice(2), [200_000], 'at maxWindowBytes: credit only');
+    // Stream 3 gets only what is left of the session budget: 350 000 - 300 000.
+    raw.sendFrame(FrameType.DATA, 3, Buffer.alloc(50_000));
+    await raw.settle();
+    t.same(updates(3), [50_000 + 50_000], 'the rest of the budget, no more');
+    // Slow consumption (half a window per 10 ms > windowGrowthMs) never grows a window.
+    raw.sendFrame(FrameType.OPEN, 5, Buffer.from('{}'));
+    await raw.settle();
+    for (let i = 0; i < 3; i++) {
+      raw.timers.nowMs += 10;
+      raw.sendFrame(FrameType.DATA, 5, Buffer.alloc(50_000));
+      await raw.settle();
+    }
+    t.same(updates(5), [50_000, 50_000, 50_000], 'slow stream keeps its initial window');
+    t.notOk(raw.session.closed);
+  },
+);
