@@ -86,6 +86,8 @@ export interface Relay {
   readonly named: NamedTunnels;
   readonly stats: RelayStats;
   readonly log: Logger;
+  /** Tunnel connections open right now, those still in their handshake included. */
+  readonly connections: number;
   /** Serves a tunnel client over an in-process transport (embedded mode). */
   attach(transport: FrameTransport): MuxSession;
   urlsFor(hostname: string): string[];
@@ -299,12 +301,42 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     then(session, undefined, access?.basicAuth !== undefined);
   };
 
+  // Responses not yet finished, per visitor connection, oldest first (Node writes them
+  // in order). A parse error on that connection must not write a raw error response
+  // into the middle of one that has already started (see 'clientError' below).
+  const unfinished = new WeakMap<Duplex, http.ServerResponse[]>();
+  const track = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const socket = req.socket;
+    const list = unfinished.get(socket) ?? [];
+    if (list.length === 0) unfinished.set(socket, list);
+    list.push(res);
+    const forget = (): void => {
+      const i = list.indexOf(res);
+      if (i !== -1) list.splice(i, 1);
+    };
+    res.once('finish', forget);
+    res.once('close', forget);
+  };
+
+  // Connections whose request the guard refused: they close after that answer, and
+  // nothing more read from them is acted on. Node's parser goes on to requests
+  // pipelined behind the refused one (it has already parsed them), and a request
+  // refused for its framing is exactly where a smuggled one hides.
+  const refusedConnections = new WeakSet<Duplex>();
+
   const makeHandler =
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (refusedConnections.has(req.socket)) {
+        req.resume();
+        res.shouldKeepAlive = false;
+        return; // never answered: the connection ends after the refusal
+      }
+      track(req, res);
       // One parsed Host value decides routing and every check after it.
       const guarded = guardRequest(req, guardLimits);
       if ('page' in guarded) {
+        refusedConnections.add(req.socket);
         res.shouldKeepAlive = false;
         sendError(res, req.headers, guarded.page);
         return;
@@ -352,6 +384,10 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', () => socket.destroy());
+      if (refusedConnections.has(socket)) {
+        socket.end(); // pipelined behind a refused request: flush that answer and close
+        return;
+      }
       const guarded = guardRequest(req, guardLimits);
       if ('page' in guarded) {
         sendRawError(socket, req.headers, guarded.page);
@@ -445,8 +481,25 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     throw err;
   }
   for (const s of servers) {
+    // CONNECT: never an open proxy (without a listener Node just drops the connection).
+    s.on('connect', (req: http.IncomingMessage, socket: Duplex) => {
+      socket.on('error', () => socket.destroy());
+      sendRawError(socket, req.headers, pages.connectRefused());
+    });
     s.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       if (!socket.writable) return socket.destroy();
+      // Only an HTTP error gets an HTTP answer. The HTTPS server also routes TLS
+      // handshake failures here (handshake timeout included): an answer written to a
+      // TLS socket that never finished its handshake waits for it forever, and the
+      // connection was never closed.
+      const code = err.code ?? '';
+      if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+        return socket.destroy();
+      }
+      // A request body that turns out malformed (bad chunk) after its response began:
+      // an error response now would land inside that body. Drop the connection instead,
+      // so the response is visibly truncated, as Node's own default handler does.
+      if (unfinished.get(socket)?.[0]?.headersSent === true) return socket.destroy();
       const status =
         err.code === 'HPE_HEADER_OVERFLOW'
           ? 431
@@ -490,6 +543,9 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     log,
     tunnelUrl,
     urlsFor,
+    get connections() {
+      return endpoint.sessions.size;
+    },
     attach: (transport) => endpoint.attach(transport, 'in-process'),
     close(graceMs = 10_000) {
       closing ??= (async () => {

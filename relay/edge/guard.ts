@@ -67,6 +67,20 @@ export function guardRequest(
       ),
     };
   }
+  // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing (1.0
+  // has no chunked coding, and a 1.0 hop before us may have read the body differently).
+  if (req.httpVersion === '1.0' && req.headers['transfer-encoding'] !== undefined) {
+    return { page: refuse(400, 'Bad Request', 'Transfer-Encoding in an HTTP/1.0 request') };
+  }
+  // The relay decodes only `chunked` (Node's parser has already refused a coding list
+  // that does not end in it). Any other coding (`gzip, chunked`) would reach the app
+  // still encoded and without a Transfer-Encoding header to say so: 501, as nginx does.
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+    return {
+      page: refuse(501, 'Not Implemented', `unsupported Transfer-Encoding '${te.slice(0, 64)}'`),
+    };
+  }
   let hostCount = 0;
   let hostValue: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {

@@ -56,7 +56,9 @@ export function sendError(
     return;
   }
   const { type, body } = renderErrorBody(page, wantsHtml(headers));
-  res.writeHead(page.status, {
+  // The status message is given explicitly: never one left behind on `res` by an
+  // earlier, failed writeHead.
+  res.writeHead(page.status, STATUS_CODES[page.status] ?? '', {
     'content-type': type,
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
@@ -146,6 +148,16 @@ export const pages = {
       detail: `${hostname} is receiving more requests than this relay allows per tunnel.`,
       hint: `Try again in ${retryAfterSeconds} s.`,
       headers: { 'retry-after': String(retryAfterSeconds) },
+    };
+  },
+  /** CONNECT: the relay is not a forward proxy. */
+  connectRefused(): ErrorPage {
+    return {
+      status: 405,
+      title: 'Method Not Allowed',
+      detail: 'This relay serves tunnels; it is not a proxy and does not accept CONNECT.',
+      hint: 'Send requests to a tunnel URL (https://<name>.<domain>) instead.',
+      headers: { allow: 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS' },
     };
   },
   shuttingDown(): ErrorPage {

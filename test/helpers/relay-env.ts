@@ -18,7 +18,7 @@ import { parseTarget } from '../../cli/origin/target.js';
 import type { TunnelEvent } from '../../cli/events.js';
 import { dialRelay } from '../../cli/tunnel/client.js';
 import { TunnelSupervisor } from '../../cli/tunnel/supervisor.js';
-import type { TunnelAssignment } from '../../shared/protocol/tunnel.js';
+import type { AccessPolicy, TunnelAssignment } from '../../shared/protocol/tunnel.js';
 import { TEST_DOMAIN } from './certs.js';
 
 export { TEST_DOMAIN };
@@ -83,6 +83,8 @@ export async function connectTunnel(
     token?: string;
     connections?: number;
     origin?: Partial<Omit<OriginProxyOptions, 'target' | 'onEvent'>>;
+    /** Visitor access rules the relay enforces (--basic-auth / --allow-ip). */
+    access?: AccessPolicy;
   } = {},
 ): Promise<ConnectedTunnel> {
   const events: TunnelEvent[] = [];
@@ -101,6 +103,7 @@ export async function connectTunnel(
   const request = {
     clientVersion: 'test',
     ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(options.access !== undefined ? { access: options.access } : {}),
   };
   const supervisor = new TunnelSupervisor({
     connect: (req) => dialRelay({ relay: env.url, request: req, ca: env.ca }),
