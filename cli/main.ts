@@ -65,6 +65,37 @@ function exposeOptions<T>(y: Argv<T>) {
     });
 }
 
+/** The options of exposeOptions() as runExpose() takes them. */
+interface ExposeArgs {
+  relay: string | undefined;
+  token: string | undefined;
+  ca: string | undefined;
+  log: 'text' | 'json' | undefined;
+  'host-header': string | undefined;
+  'origin-insecure': boolean;
+  'relay-insecure': boolean;
+  connections: number;
+  color: boolean;
+  'basic-auth': string | undefined;
+  'allow-ip': unknown;
+}
+
+function exposeFlags(args: ExposeArgs) {
+  return {
+    relay: args.relay,
+    token: args.token,
+    ca: args.ca,
+    log: args.log,
+    hostHeader: args['host-header'],
+    originInsecure: args['origin-insecure'],
+    relayInsecure: args['relay-insecure'],
+    connections: args.connections,
+    color: args.color,
+    basicAuth: args['basic-auth'],
+    allowIp: collect(args['allow-ip']),
+  };
+}
+
 /** Flags every command that talks to a relay's API accepts. */
 function relayApiOptions<T>(y: Argv<T>) {
   return y
@@ -133,17 +164,7 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
           await runTunnelRun({
             name: String(args.name),
             url: args.url,
-            relay: args.relay,
-            token: args.token,
-            ca: args.ca,
-            log: args.log,
-            hostHeader: args['host-header'],
-            originInsecure: args['origin-insecure'],
-            relayInsecure: args['relay-insecure'],
-            connections: args.connections,
-            color: args.color,
-            basicAuth: args['basic-auth'],
-            allowIp: collect(args['allow-ip']),
+            ...exposeFlags(args),
           }),
         );
       },
@@ -197,18 +218,8 @@ async function main(argv: string[]): Promise<number> {
         const { runExpose } = await import('./commands/expose.js');
         exitCode = await runExpose({
           target: String(args.target),
-          relay: args.relay,
-          token: args.token,
-          ca: args.ca,
           name: args.name,
-          log: args.log,
-          hostHeader: args['host-header'],
-          originInsecure: args['origin-insecure'],
-          relayInsecure: args['relay-insecure'],
-          connections: args.connections,
-          color: args.color,
-          basicAuth: args['basic-auth'],
-          allowIp: collect(args['allow-ip']),
+          ...exposeFlags(args),
         });
       },
     )

@@ -8,6 +8,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { QuickTunnelError } from '../../shared/errors.js';
 import { describeDialError, localhostAwareLookup } from './client.js';
+import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
 
 export interface RelayApiOptions {
   /** Relay base URL (https://relay.example.com[:port]). */
@@ -44,17 +45,7 @@ export interface CreatedTunnel {
 }
 
 /** What the relay answers to `GET /api/tunnels/:name`. */
-export interface TunnelStatus {
-  id: string;
-  name: string;
-  hostname: string;
-  urls: string[];
-  createdAt: string;
-  lastSeenAt: string | null;
-  connected: boolean;
-  connections: number;
-  replicas: number;
-}
+export type TunnelStatus = NamedTunnelStatus;
 
 export interface DeletedTunnel {
   deleted: true;

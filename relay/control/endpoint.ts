@@ -86,7 +86,9 @@ export class TunnelEndpoint {
       );
       return;
     }
-    socket.once('close', release);
+    // `on`, not `once`: 'close' comes once anyway, and `once` adds a wrapper and a bound
+    // function per listener, held for the connection's whole life (every idle tunnel).
+    socket.on('close', release);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', () => {}); // errors surface as 'close' through the transport
       this.attach(wsTransport(ws), ip);
@@ -115,19 +117,24 @@ export class TunnelEndpoint {
 
   /** Serves a client over any frame transport (the embedded relay uses memory). */
   attach(transport: FrameTransport, remoteAddress: string): MuxSession {
-    const log = this.opts.log.child({ remoteAddress });
+    // No child logger kept per connection (it would live as long as the tunnel, ~300 B
+    // each): lines carry `remoteAddress` themselves, and the handshake gets a child that
+    // is garbage once it is done. The JSON lines are the same.
+    const base = this.opts.log;
     const session = new MuxSession(transport, 'server', {
+      // Clients PING every few seconds; answering is enough (see keepAlivePassive).
+      keepAlivePassive: true,
       ...this.opts.mux,
-      log: { warn: (obj, msg) => log.warn(obj, msg) },
+      log: { warn: (obj, msg) => base.warn({ remoteAddress, ...obj }, msg) },
     });
     this.sessions.add(session);
-    session.once('close', () => this.sessions.delete(session));
+    session.on('close', () => this.sessions.delete(session)); // emitted once (see above)
     session
-      .accept((app) => this.onHello(app, session, log, remoteAddress))
+      .accept((app) => this.onHello(app, session, base.child({ remoteAddress }), remoteAddress))
       .catch((err: unknown) => {
         if (err instanceof HelloRejection) this.opts.stats?.connection('rejected');
-        log.info(
-          { err: err instanceof Error ? err.message : String(err) },
+        base.info(
+          { remoteAddress, err: err instanceof Error ? err.message : String(err) },
           'tunnel handshake failed',
         );
       });
@@ -228,7 +235,7 @@ export class TunnelEndpoint {
     this.counted(session);
     this.opts.named.noteClient(session, request.clientId);
     this.opts.named.seen(record.name);
-    session.once('close', () => this.opts.named.seen(record.name));
+    session.on('close', () => this.opts.named.seen(record.name));
     log.info(
       {
         event: 'registered',
@@ -255,7 +262,7 @@ export class TunnelEndpoint {
     const stats = this.opts.stats;
     if (stats === undefined) return;
     stats.connection('registered');
-    session.once('close', () => stats.connection('unregistered'));
+    session.on('close', () => stats.connection('unregistered'));
   }
 
   /**

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { QuickTunnelError } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
+import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
 import { credentialMatches, generateCredential, hashCredential } from './auth.js';
 import { invalidNameReason } from './labels.js';
 import type { TunnelRegistry } from './registry.js';
@@ -24,20 +25,8 @@ export class NamedTunnelError extends QuickTunnelError {
   }
 }
 
-export interface NamedTunnelStatus {
-  id: string;
-  name: string;
-  hostname: string;
-  urls: string[];
-  createdAt: string;
-  lastSeenAt: string | null;
-  /** True while at least one connection serves the hostname. */
-  connected: boolean;
-  /** Live WebSocket connections (each client keeps several for HA). */
-  connections: number;
-  /** Distinct client processes (replicas) among those connections. */
-  replicas: number;
-}
+
+export type { NamedTunnelStatus };
 
 export interface NamedTunnelsOptions {
   store: TunnelStore;

@@ -181,7 +181,8 @@ export class TunnelRegistry {
     t.sessions.push(session);
     this.recentlyOffline.delete(label);
     this.hooks.onRegistered?.(t, session);
-    session.once('close', () => this.detach(t, session));
+    // A session emits 'close' once: `on` saves `once`'s wrapper for the session's life.
+    session.on('close', () => this.detach(t, session));
     this.wakeWaiters(label, t);
     return t;
   }

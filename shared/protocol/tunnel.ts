@@ -168,3 +168,19 @@ export function flattenHeaders(pairs: HeaderPairs): string[] {
   for (const [k, v] of pairs) flat.push(k, v);
   return flat;
 }
+
+/** A named tunnel's status, as the relay's control API reports it (`GET /api/tunnels/:name`). */
+export interface NamedTunnelStatus {
+  id: string;
+  name: string;
+  hostname: string;
+  urls: string[];
+  createdAt: string;
+  lastSeenAt: string | null;
+  /** True while at least one connection serves the hostname. */
+  connected: boolean;
+  /** Live WebSocket connections (each client keeps several for HA). */
+  connections: number;
+  /** Distinct client processes (replicas) among those connections. */
+  replicas: number;
+}

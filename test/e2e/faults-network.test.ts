@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { spawnCli, spawnRelay } from '../helpers/processes.js';
+import { spawnCli, spawnRelay, spawnTunnelCli } from '../helpers/processes.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 import { events, hit, readyHostname, until200 } from '../helpers/visitor.js';
 
@@ -17,14 +17,7 @@ t.test('stalled tunnel connection is detected and replaced within 20 s', async (
   const ca = await readFile(relay.certPath, 'utf8');
   const proxy = await FaultProxy.start(t, relay.httpsPort);
   const { port: originPort } = await startOrigin(t, (_req, res) => res.end('ok'));
-  const cli = spawnCli(t, [
-    String(originPort),
-    '--relay',
-    `https://qt.localhost:${proxy.port}`,
-    '--ca',
-    relay.certPath,
-    '--log',
-    'json',
+  const cli = spawnTunnelCli(t, originPort, { port: proxy.port, certPath: relay.certPath }, [
     '--connections',
     '1',
   ]);
@@ -48,14 +41,7 @@ t.test('one of two HA connections cut: no request started after the cut fails', 
   const ca = await readFile(relay.certPath, 'utf8');
   const proxy = await FaultProxy.start(t, relay.httpsPort);
   const { port: originPort } = await startOrigin(t, (_req, res) => res.end('ok'));
-  const cli = spawnCli(t, [
-    String(originPort),
-    '--relay',
-    `https://qt.localhost:${proxy.port}`,
-    '--ca',
-    relay.certPath,
-    '--log',
-    'json',
+  const cli = spawnTunnelCli(t, originPort, { port: proxy.port, certPath: relay.certPath }, [
     '--connections',
     '2',
   ]);

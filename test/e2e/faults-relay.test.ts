@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { spawnCli, spawnRelay } from '../helpers/processes.js';
+import { spawnCli, spawnRelay, spawnTunnelCli } from '../helpers/processes.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 import { events, hit, readyHostname, until200, type Outcome } from '../helpers/visitor.js';
 
@@ -20,15 +20,7 @@ t.test(
     const ca = await readFile(relay1.certPath, 'utf8');
     const port = relay1.httpsPort;
     const { port: originPort } = await startOrigin(t, (_req, res) => res.end('ok'));
-    const cli = spawnCli(t, [
-      String(originPort),
-      '--relay',
-      `https://qt.localhost:${port}`,
-      '--ca',
-      relay1.certPath,
-      '--log',
-      'json',
-    ]);
+    const cli = spawnTunnelCli(t, originPort, { port: port, certPath: relay1.certPath });
     const hostname = await readyHostname(cli);
 
     const outcomes: Outcome[] = [];
@@ -86,15 +78,7 @@ t.test(
       if (++arrived === 50) allArrived();
       setTimeout(() => res.end('slow ok'), 1_500);
     });
-    const cli = spawnCli(t, [
-      String(originPort),
-      '--relay',
-      `https://qt.localhost:${relay.httpsPort}`,
-      '--ca',
-      relay.certPath,
-      '--log',
-      'json',
-    ]);
+    const cli = spawnTunnelCli(t, originPort, { port: relay.httpsPort, certPath: relay.certPath });
     const hostname = await readyHostname(cli);
     const inflight = Array.from({ length: 50 }, () => hit(relay.httpsPort, hostname, ca));
     await arrivedAll;
@@ -133,15 +117,7 @@ t.test(
       res.write(Buffer.alloc(256 * 1024, 1));
       setTimeout(() => res.socket?.destroy(), 50);
     });
-    const cli = spawnCli(t, [
-      String(originPort),
-      '--relay',
-      `https://qt.localhost:${relay.httpsPort}`,
-      '--ca',
-      relay.certPath,
-      '--log',
-      'json',
-    ]);
+    const cli = spawnTunnelCli(t, originPort, { port: relay.httpsPort, certPath: relay.certPath });
     const hostname = await readyHostname(cli);
     for (const path of ['/chunked', '/length']) {
       const r = await hit(relay.httpsPort, hostname, ca, path);

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { spawnCli, spawnRelay } from '../helpers/processes.js';
+import { spawnCli, spawnRelay, spawnTunnelCli } from '../helpers/processes.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 import { events, hit, readyHostname, until200 } from '../helpers/visitor.js';
 
@@ -18,15 +18,7 @@ t.test(
     const relay = await spawnRelay(t, await tempDir(t));
     const ca = await readFile(relay.certPath, 'utf8');
     const { port: originPort } = await startOrigin(t, (_req, res) => res.end('awake'));
-    const cli = spawnCli(t, [
-      String(originPort),
-      '--relay',
-      `https://qt.localhost:${relay.httpsPort}`,
-      '--ca',
-      relay.certPath,
-      '--log',
-      'json',
-    ]);
+    const cli = spawnTunnelCli(t, originPort, { port: relay.httpsPort, certPath: relay.certPath });
     const hostname = await readyHostname(cli);
     await until200(relay.httpsPort, hostname, ca, 5_000);
     cli.child.kill('SIGSTOP');

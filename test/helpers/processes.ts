@@ -150,3 +150,30 @@ export async function spawnRelay(
     certPath: info.certificate,
   };
 }
+
+/**
+ * Starts `quick-tunnel <originPort> --relay https://qt.localhost:<relayPort> --ca <cert>
+ * --log json` (the usual client of a spawned relay), plus `extraArgs`.
+ */
+export function spawnTunnelCli(
+  t: Test,
+  originPort: number,
+  relay: { port: number; certPath: string },
+  extraArgs: string[] = [],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): CliProcess {
+  return spawnCli(
+    t,
+    [
+      String(originPort),
+      '--relay',
+      `https://qt.localhost:${relay.port}`,
+      '--ca',
+      relay.certPath,
+      '--log',
+      'json',
+      ...extraArgs,
+    ],
+    options,
+  );
+}
