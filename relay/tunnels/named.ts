@@ -25,7 +25,6 @@ export class NamedTunnelError extends QuickTunnelError {
   }
 }
 
-
 export type { NamedTunnelStatus };
 
 export interface NamedTunnelsOptions {
