@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket, { WebSocketServer } from 'ws';
 import { handshake, localhostAwareLookup } from '../cli/tunnel/client.js';
 import { realTimers, type MuxSession, type Timers } from '../shared/mux/session.js';
@@ -433,7 +434,7 @@ interface HttpLoadArgs {
   connections: number;
   /** Requests per connection, the first one sent as soon as it connects. */
   requests: number;
-  /** Mean pause between a connection's requests (uniform in 0..2×), ms. */
+  /** Mean pause between a connection's requests (uniform in 0.5..1.5×), ms. */
   thinkMs: number;
   /** Pick a random host for every request (else connection i uses hosts[i % n]). */
   hostPerRequest: boolean;
@@ -454,6 +455,7 @@ interface HttpLoadArgs {
 async function httpLoad(a: HttpLoadArgs) {
   const started = performance.now();
   const deadline = started + a.deadlineMs;
+  const rampLat = new Latencies();
   const lat = new Latencies();
   const errors = new Errors();
   let mismatches = 0;
@@ -464,7 +466,7 @@ async function httpLoad(a: HttpLoadArgs) {
       ? a.hosts[Math.floor(Math.random() * a.hosts.length)]!
       : a.hosts[i % a.hosts.length]!;
 
-  const once1 = async (i: number): Promise<void> => {
+  const once1 = async (i: number, rec: Latencies): Promise<void> => {
     let conn = conns[i];
     if (conn === undefined || conn.closed) {
       try {
@@ -483,7 +485,7 @@ async function httpLoad(a: HttpLoadArgs) {
     const t0 = performance.now();
     try {
       const r = await conn.request(host, '/', a.timeoutMs);
-      lat.add(performance.now() - t0);
+      rec.add(performance.now() - t0);
       if (r.status !== 200) errors.add(`HTTP ${r.status}`);
       else if (r.body.toString('latin1') !== labelOf(host)) mismatches++;
       else ok++;
@@ -492,7 +494,9 @@ async function httpLoad(a: HttpLoadArgs) {
     }
   };
 
-  await pool(a.connections, a.connectConcurrency, once1);
+  // Ramp-up: connect, and send the first request at once (an idle new connection would
+  // meet the relay's headers timeout). Its latencies include the connect storm.
+  await pool(a.connections, a.connectConcurrency, (i) => once1(i, rampLat));
   const open = conns.filter((c) => c !== undefined && !c.closed).length;
   const rampMs = performance.now() - started;
   emit('plateau', { open });
@@ -500,26 +504,34 @@ async function httpLoad(a: HttpLoadArgs) {
   await sleep(a.plateauHoldMs);
 
   const phase2 = performance.now();
+  const before = errors.count;
+  // This process's own event-loop delay: if it is high, the latencies are ours, not the relay's.
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   await Promise.all(
     Array.from({ length: a.connections }, async (_, i) => {
       for (let r = 1; r < a.requests && performance.now() < deadline; r++) {
-        if (a.thinkMs > 0) await sleep(Math.random() * 2 * a.thinkMs);
-        await once1(i);
+        if (a.thinkMs > 0) await sleep(a.thinkMs * (0.5 + Math.random()));
+        await once1(i, lat);
       }
     }),
   );
   const phase2Ms = performance.now() - phase2;
+  lag.disable();
   for (const c of conns) c?.close();
   return {
     connections: a.connections,
     openAtPlateau: open,
     rampMs: round(rampMs),
-    requests: lat.count + errors.count,
+    requests: rampLat.count + lat.count + errors.count,
     ok,
     errors: errors.toJSON(),
     mismatches,
-    rps: round(((a.requests - 1) * a.connections) / (phase2Ms / 1000)),
-    ...lat.summary(),
+    rps: round((lat.count + errors.count - before) / (phase2Ms / 1000)),
+    ramp: rampLat.summary(),
+    generatorLagP99Ms: round(lag.percentile(99) / 1e6),
+    // Steady state: after the ramp-up (or the ramp itself for one request per connection).
+    ...(lat.count > 0 ? lat : rampLat).summary(),
     ms: round(performance.now() - started),
   };
 }
@@ -533,6 +545,8 @@ interface ChurnArgs extends TunnelTarget {
   /** Of every 10 tunnels ended, how many vanish (heartbeat path) instead of closing. */
   vanishPer10: number;
   vanishMs: number;
+  /** End every tunnel this way (diagnostics); default: the mix above. */
+  onlyMode?: CloseMode;
   probePort: number;
   probeConnections: number;
   maxInflight: number;
@@ -565,7 +579,7 @@ async function churn(a: ChurnArgs) {
   const end = (t: SimTunnel): void => {
     const slot = ended++ % 10;
     const mode: CloseMode =
-      slot < a.vanishPer10 ? 'vanish' : slot % 2 === 0 ? 'close' : 'terminate';
+      a.onlyMode ?? (slot < a.vanishPer10 ? 'vanish' : slot % 2 === 0 ? 'close' : 'terminate');
     modes[mode]++;
     live.delete(t.hostname);
     endTunnel(t, mode, a.vanishMs);
@@ -623,7 +637,9 @@ async function churn(a: ChurnArgs) {
             10_000,
           );
         const t0 = performance.now();
-        const r = await conn.request(host, '/', 10_000);
+        // Longer than the relay's dead-peer detection (≤ 14 s): a probe that picked a
+        // tunnel just before it vanished waits for that, then gets a 502.
+        const r = await conn.request(host, '/', 20_000);
         probe.lat.add(performance.now() - t0);
         if (r.status === 200) {
           if (r.body.toString('latin1') === labelOf(host)) probe.ok++;
@@ -669,7 +685,7 @@ async function churn(a: ChurnArgs) {
     errors: errors.toJSON(),
     skipped,
     stillConnecting: inflight,
-    ratePerS: round(opened / (ms / 1000)),
+    ratePerS: round(opened / a.durationS),
     collisions,
     reusedLabels: reused,
     dropped: churnDropped,

@@ -122,6 +122,21 @@ export function median(values: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+/**
+ * The live heap after each full GC, from `--trace-gc` lines ("1234 ms: Mark-Compact 40.1
+ * (52.3) -> 31.2 (50.0) MB, …"): t in minutes since the process started, MiB after. A
+ * leak shows here as a rising floor, without RSS's noise (heap growth, fragmentation).
+ */
+export function markCompacts(text: string | readonly string[]): { x: number; y: number }[] {
+  const lines = typeof text === 'string' ? text.split('\n') : text;
+  const out: { x: number; y: number }[] = [];
+  for (const line of lines) {
+    const m = /(\d+) ms: Mark-Compact[^\d]*[\d.]+ \([\d.]+\) -> ([\d.]+) \(/.exec(line);
+    if (m !== null) out.push({ x: Number(m[1]) / 60_000, y: Number(m[2]) });
+  }
+  return out;
+}
+
 /** Least-squares slope of y over x. */
 export function slope(points: readonly { x: number; y: number }[]): number {
   const n = points.length;
@@ -168,7 +183,8 @@ export async function freePort(): Promise<number> {
 
 /** `count` loopback source addresses (127.0.0.2, .3, …): ephemeral ports are per address. */
 export function sourceAddresses(count: number): string[] {
-  return Array.from({ length: Math.max(1, count) }, (_, i) => `127.0.0.${2 + i}`);
+  const n = Math.min(250, Math.max(1, Math.floor(count)));
+  return Array.from({ length: n }, (_, i) => `127.0.0.${2 + i}`);
 }
 
 /** Compiles dist/ from the current sources, so the figures are for this code. */
@@ -226,6 +242,8 @@ export interface RelayProcess {
   ca: string;
   /** Bytes the relay has logged to stdout so far. */
   logBytes(): Promise<number>;
+  /** The relay's stdout so far (its JSON log, and --trace-gc lines if asked for). */
+  logText(): Promise<string>;
   /** Reads a gauge/counter from the relay's /metrics (sum over labels). */
   metric(name: string): Promise<number>;
   stop(): Promise<void>;
@@ -312,6 +330,7 @@ export async function startRelayProcess(opts: RelayOptions): Promise<RelayProces
     async logBytes() {
       return (await readFile(logFile)).length;
     },
+    logText: () => readFile(logFile, 'utf8'),
     async metric(name) {
       const text = await httpGet(httpPort, DOMAIN, '/metrics', {
         authorization: `Bearer ${ADMIN_TOKEN}`,
@@ -372,10 +391,19 @@ export async function startCliProcess(opts: {
   relay: RelayProcess;
   caFile: string;
   log: (line: string) => void;
-}): Promise<{ child: ChildProcess; pid: number; hostname: string; stop(): Promise<void> }> {
+  /** Extra node flags (e.g. --trace-gc: its Mark-Compact lines land in `gcLines`). */
+  nodeArgs?: readonly string[];
+}): Promise<{
+  child: ChildProcess;
+  pid: number;
+  hostname: string;
+  gcLines: string[];
+  stop(): Promise<void>;
+}> {
   const child = spawn(
     process.execPath,
     [
+      ...(opts.nodeArgs ?? []),
       ...entry(opts.runtime),
       String(opts.originPort),
       '--relay',
@@ -397,12 +425,17 @@ export async function startCliProcess(opts: {
     child.kill('SIGKILL');
     throw err;
   }
-  child.stdout!.resume(); // one line per request: drain it
+  const gcLines: string[] = [];
+  // One line per request: drained, keeping only --trace-gc's full-GC lines.
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    if (l.includes('Mark-Compact') && gcLines.length < 100_000) gcLines.push(l);
+  });
   const url = (JSON.parse(line) as { url: string }).url;
   return {
     child,
     pid: child.pid!,
     hostname: new URL(url).hostname,
+    gcLines,
     stop: () => stopChild(child),
   };
 }

@@ -15,7 +15,7 @@
  * Counts and durations are parameters (`--tunnels 50 --churn-s 2 …`), so CI runs a
  * tiny version (test/bench/scale-smoke.test.ts) through the same code.
  */
-import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { BenchParams, ParamSpec } from './params.js';
@@ -23,6 +23,7 @@ import type { BenchCase } from './run.js';
 import {
   build,
   Driver,
+  markCompacts,
   fdLimit,
   median,
   procSample,
@@ -60,6 +61,10 @@ const COMMON = {
     default: '256',
     help: 'connections and handshakes in flight at once while ramping up',
   },
+  'relay-node-args': {
+    default: '',
+    help: 'extra node flags for the relay, space-separated (e.g. --trace-gc; output in its log)',
+  },
   'heap-snapshot-dir': {
     default: '',
     help: 'write a relay heap snapshot here at the measuring point (idle-tunnels, many-visitors)',
@@ -72,6 +77,7 @@ interface Common {
   sources: string[];
   concurrency: number;
   heapDir: string;
+  relayNodeArgs: string[];
 }
 
 function common(p: BenchParams): Common {
@@ -88,6 +94,10 @@ function common(p: BenchParams): Common {
     sources: sourceAddresses(p.number('source-addresses', COMMON['source-addresses'])),
     concurrency: p.number('connect-concurrency', COMMON['connect-concurrency']),
     heapDir: p.string('heap-snapshot-dir', COMMON['heap-snapshot-dir']),
+    relayNodeArgs: p
+      .string('relay-node-args', COMMON['relay-node-args'])
+      .split(' ')
+      .filter((a) => a !== ''),
   };
 }
 
@@ -105,17 +115,31 @@ class Harness {
     this.log = log;
   }
 
-  async relay(): Promise<{ relay: RelayProcess; watch: ProcWatcher }> {
+  async relay(extraNodeArgs: readonly string[] = []): Promise<{
+    relay: RelayProcess;
+    watch: ProcWatcher;
+  }> {
     if (this.c.runtime === 'dist') {
       built ??= (this.log('building dist/ (tsc)…'), build());
       await built;
     }
     this.dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-scale-'));
-    this.cleanups.push(() => rm(this.dataDir, { recursive: true, force: true }));
-    const nodeArgs =
-      this.c.heapDir !== ''
+    this.cleanups.push(async () => {
+      if (this.c.relayNodeArgs.length > 0) {
+        // Diagnostics (--trace-gc…) went to the relay's stdout: keep that log.
+        const kept = path.join(os.tmpdir(), `${path.basename(this.dataDir)}-relay.log`);
+        await copyFile(path.join(this.dataDir, 'relay.log'), kept);
+        this.log(`relay log kept: ${kept}`);
+      }
+      await rm(this.dataDir, { recursive: true, force: true });
+    });
+    const nodeArgs = [
+      ...extraNodeArgs,
+      ...this.c.relayNodeArgs,
+      ...(this.c.heapDir !== ''
         ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${this.c.heapDir}`]
-        : [];
+        : []),
+    ];
     const relay = await startRelayProcess({
       runtime: this.c.runtime,
       dataDir: this.dataDir,
@@ -140,7 +164,7 @@ class Harness {
   }
 
   /** The real CLI (compiled like the relay) in front of an origin in `origin`'s driver. */
-  async cli(relay: RelayProcess, origin: Driver) {
+  async cli(relay: RelayProcess, origin: Driver, nodeArgs: readonly string[] = []) {
     const { port } = await origin.call<{ port: number }>('origin', {});
     const caFile = path.join(this.dataDir, 'relay-ca.pem');
     await writeFile(caFile, relay.ca);
@@ -150,6 +174,7 @@ class Harness {
       relay,
       caFile,
       log: this.log,
+      nodeArgs,
     });
     this.cleanups.push(() => cli.stop());
     this.log(`cli pid ${cli.pid} → origin :${port}, tunnel ${cli.hostname}`);
@@ -204,6 +229,42 @@ async function withHarness<T>(
 
 const mib = (kib: number): number => round(kib / 1024, 1);
 
+/** CPU time of several processes, to tell which one is the bottleneck of a phase. */
+class CpuMeter {
+  private readonly pids: Record<string, number>;
+  private start: Record<string, number> = {};
+  private t0 = 0;
+
+  constructor(pids: Record<string, number>) {
+    this.pids = pids;
+  }
+
+  async begin(): Promise<void> {
+    this.start = await this.read();
+    this.t0 = performance.now();
+  }
+
+  /** Percent of one core each process used since `begin()`. */
+  async end(): Promise<Record<string, number>> {
+    const now = await this.read();
+    const wall = performance.now() - this.t0;
+    const out: Record<string, number> = {};
+    for (const k of Object.keys(now)) out[k] = round(((now[k]! - this.start[k]!) / wall) * 100, 0);
+    return out;
+  }
+
+  private async read(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const [k, pid] of Object.entries(this.pids)) out[k] = (await procSample(pid)).cpuMs;
+    return out;
+  }
+}
+
+const cpuText = (pct: Record<string, number>): string =>
+  Object.entries(pct)
+    .map(([k, v]) => `${k} ${v} %`)
+    .join(', ');
+
 function printTable(log: (line: string) => void, rows: (string | number)[][]): void {
   for (const line of table([['figure', 'value', 'target / note'], ...rows])) log(line);
 }
@@ -230,6 +291,9 @@ interface LoadResult {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
+  ramp: { p50Ms: number; p99Ms: number };
+  /** The load generator's own event-loop delay p99 (high = the figures are its own). */
+  generatorLagP99Ms: number;
 }
 
 interface TunnelStatus {
@@ -313,6 +377,8 @@ function idleCase(tls: boolean): BenchCase {
         log(`baseline: relay RSS ${mib(base.rssKiB)} MiB, ${base.fds} fds`);
 
         log(`registering ${n} tunnels over ${tls ? 'wss' : 'ws'}…`);
+        const regCpu = new CpuMeter({ relay: relay.pid, clients: tunnels.pid });
+        await regCpu.begin();
         const open = await tunnels.call<OpenResult>('open-tunnels', {
           endpoint: endpoint(relay, tls),
           ca: relay.ca,
@@ -321,6 +387,11 @@ function idleCase(tls: boolean): BenchCase {
           concurrency: h.c.concurrency,
         });
         const registerPerS = open.opened / (open.ms / 1000);
+        const registerCpu = await regCpu.end();
+        // The relay's cost of one registration (TLS handshake, upgrade, HELLO, log line):
+        // its capacity, whatever the client side of this one machine manages.
+        const relayMsPerRegistration =
+          ((registerCpu['relay']! / 100) * open.ms) / Math.max(1, open.opened);
         log(
           `registered ${open.opened}/${n} in ${round(open.ms / 1000, 2)} s (${Math.round(registerPerS)}/s), ${open.failed} failed`,
         );
@@ -358,6 +429,12 @@ function idleCase(tls: boolean): BenchCase {
           ['tunnels registered', `${open.opened}/${n}`, `relay counts ${connections}`],
           ['register time', `${round(open.ms / 1000, 2)} s`, `${Math.round(registerPerS)}/s`],
           ['handshake p99', `${open.handshake.p99Ms} ms`, `${h.c.concurrency} in flight`],
+          ['CPU while registering', cpuText(registerCpu), '% of one core'],
+          [
+            'relay CPU / registration',
+            `${round(relayMsPerRegistration, 2)} ms`,
+            `≈ ${Math.round(1000 / relayMsPerRegistration)}/s per core`,
+          ],
           ['relay RSS', `${mib(base.rssKiB)} → ${mib(loaded.rssKiB)} MiB`, ''],
           [
             'relay bytes / tunnel',
@@ -383,6 +460,8 @@ function idleCase(tls: boolean): BenchCase {
           registerS: round(open.ms / 1000, 2),
           registerPerS: Math.round(registerPerS),
           handshakeP99Ms: open.handshake.p99Ms,
+          registerCpuPct: registerCpu,
+          relayCpuMsPerRegistration: round(relayMsPerRegistration, 3),
           relayBaseRssMiB: mib(base.rssKiB),
           relayRssMiB: mib(loaded.rssKiB),
           relayBytesPerTunnel: Math.round(bytesPer),
@@ -413,10 +492,10 @@ const VISITOR_PARAMS = {
   ...COMMON,
   visitors: { default: '10000', help: 'concurrent keep-alive visitor connections' },
   'visitor-tunnels': { default: '100', help: 'tunnels the visitors spread over (wss)' },
-  'visitor-requests': { default: '10', help: 'requests per visitor connection' },
+  'visitor-requests': { default: '6', help: 'requests per visitor connection' },
   'visitor-think-ms': {
-    default: '1000',
-    help: 'mean pause between one visitor’s requests (uniform 0..2×)',
+    default: '5000',
+    help: 'mean pause between one visitor’s requests (uniform 0.5..1.5×): visitors / think = offered req/s',
   },
 } satisfies Record<string, ParamSpec>;
 
@@ -455,6 +534,12 @@ export const manyVisitorsBench: BenchCase = {
           return s;
         })();
       });
+      const loadCpu = new CpuMeter({
+        relay: relay.pid,
+        tunnels: tunnels.pid,
+        visitors: visitors.pid,
+      });
+      await loadCpu.begin();
       const load = await visitors.call<LoadResult>('http-load', {
         port: relay.httpPort,
         hosts: open.hostnames,
@@ -468,16 +553,27 @@ export const manyVisitorsBench: BenchCase = {
         plateauHoldMs: 3_000,
         deadlineMs: 600_000,
       });
+      const cpu = await loadCpu.end();
       const atPlateau = plateau !== undefined ? await plateau : await procSample(relay.pid);
       const status = await tunnels.call<TunnelStatus>('tunnel-status', {});
       const perConn = ((atPlateau.rssKiB - base.rssKiB) * KIB) / Math.max(1, load.openAtPlateau);
       printTable(log, [
         ['visitor connections', `${load.openAtPlateau}/${n} open at once`, `over ${m} tunnels`],
-        ['ramp-up', `${round(load.rampMs / 1000, 2)} s`, 'connect + first request'],
+        [
+          'ramp-up',
+          `${round(load.rampMs / 1000, 2)} s, p99 ${load.ramp.p99Ms} ms`,
+          'connect + first request',
+        ],
         ['requests', load.requests, `${requests} per connection`],
         ['errors / mismatches', `${load.errors.count} / ${load.mismatches}`, '0 / 0'],
-        ['p50 / p90 / p99', `${load.p50Ms} / ${load.p90Ms} / ${load.p99Ms} ms`, ''],
-        ['throughput', `${Math.round(load.rps)} req/s`, `think ${thinkMs} ms`],
+        ['p50 / p90 / p99', `${load.p50Ms} / ${load.p90Ms} / ${load.p99Ms} ms`, 'after ramp-up'],
+        [
+          'throughput',
+          `${Math.round(load.rps)} req/s`,
+          `offered ≈ ${Math.round((n / Math.max(1, thinkMs)) * 1000)}/s (think ${thinkMs} ms)`,
+        ],
+        ['CPU', cpuText(cpu), '% of one core'],
+        ['load generator lag p99', `${load.generatorLagP99Ms} ms`, 'its own event loop'],
         ['relay RSS', `${mib(base.rssKiB)} → ${mib(atPlateau.rssKiB)} MiB`, 'at the plateau'],
         ['relay bytes / connection', `${(perConn / KIB).toFixed(1)} KiB`, ''],
         ['relay peak RSS', `${mib(watch.peakRssKiB)} MiB`, ''],
@@ -493,11 +589,15 @@ export const manyVisitorsBench: BenchCase = {
         errors: load.errors.count,
         mismatches: load.mismatches,
         rps: Math.round(load.rps),
+        offeredRps: Math.round((n / Math.max(1, thinkMs)) * 1000),
+        cpuPct: cpu,
         p50Ms: load.p50Ms,
         p90Ms: load.p90Ms,
         p99Ms: load.p99Ms,
         maxMs: load.maxMs,
         rampS: round(load.rampMs / 1000, 2),
+        rampP99Ms: load.ramp.p99Ms,
+        generatorLagP99Ms: load.generatorLagP99Ms,
         relayBaseRssMiB: mib(base.rssKiB),
         relayRssMiB: mib(atPlateau.rssKiB),
         relayPeakRssMiB: mib(watch.peakRssKiB),
@@ -518,6 +618,10 @@ const CHURN_PARAMS = {
   'churn-vanish-per-10': {
     default: '1',
     help: 'of every 10 leaving tunnels, how many vanish (heartbeat path); the rest close or drop',
+  },
+  'churn-warmup-s': {
+    default: '20',
+    help: 'seconds of churn before the baseline (JIT, pools, the heap at its working size)',
   },
   'settle-s': { default: '40', help: 'longest wait for the relay to get back to baseline' },
 } satisfies Record<string, ParamSpec>;
@@ -555,6 +659,7 @@ export const churnBench: BenchCase = {
       const lifetimeMs = p.number('churn-lifetime-ms', CHURN_PARAMS['churn-lifetime-ms']);
       const vanishPer10 = p.number('churn-vanish-per-10', CHURN_PARAMS['churn-vanish-per-10']);
       const settleS = p.number('settle-s', CHURN_PARAMS['settle-s']);
+      const warmS = p.number('churn-warmup-s', CHURN_PARAMS['churn-warmup-s']);
       const { relay, watch } = await h.relay();
       const tunnels = await h.driver('tunnels');
       const visitors = await h.driver('visitors');
@@ -599,7 +704,6 @@ export const churnBench: BenchCase = {
       };
 
       // A short round first, so the baseline includes warmed-up code and pools.
-      const warmS = Math.min(10, Math.max(1, durationS / 6));
       log(`warm-up: ${warmS} s of churn`);
       await tunnels.call<ChurnResult>('churn', churnArgs(warmS));
       await settle();
@@ -613,6 +717,7 @@ export const churnBench: BenchCase = {
       const peakFds = watch.peakFds;
       const settleMs = await settle(base.fds);
       const after = await settledSample(relay.pid);
+      await h.heapSnapshot(relay);
       const conns = await relay.metric('quick_tunnel_connections');
       const streams = await relay.metric('quick_tunnel_streams_open');
       const rssDeltaPct = ((after.rssKiB - base.rssKiB) / base.rssKiB) * 100;
@@ -695,11 +800,14 @@ export const soakBench: BenchCase = {
     withHarness(p, log, async (h) => {
       const durationS = p.number('soak-s', SOAK_PARAMS['soak-s']);
       const sampleS = p.number('soak-sample-s', SOAK_PARAMS['soak-sample-s']);
-      const { relay, watch } = await h.relay();
+      // --trace-gc: the live heap after each full GC, a leak measure free of RSS's noise.
+      const { relay, watch } = await h.relay(['--trace-gc']);
       const origin = await h.driver('origin');
-      const cli = await h.cli(relay, origin);
+      const cli = await h.cli(relay, origin, ['--trace-gc']);
       const visitors = await h.driver('visitors');
       const cliWatch = new ProcWatcher(cli.pid);
+      const cpuMeter = new CpuMeter({ relay: relay.pid, cli: cli.pid });
+      await cpuMeter.begin();
       const samples: { t: number; relay: number; cli: number }[] = [];
       const t0 = performance.now();
       const take = async (): Promise<void> => {
@@ -740,12 +848,27 @@ export const soakBench: BenchCase = {
         await sampler;
         cliWatch.stop();
       }
+      const cpu = await cpuMeter.end();
       await take();
       // The first fifth is warm-up (JIT, pools, heap growing to its working size).
       const skip = samples.length >= 5 ? Math.floor(samples.length / 5) : 0;
       const steady = samples.slice(skip);
       const relaySlope = slope(steady.map((s) => ({ x: s.t, y: s.relay })));
       const cliSlope = slope(steady.map((s) => ({ x: s.t, y: s.cli })));
+      // Live heap after full GCs, past the same warm-up (GC times count from each process's
+      // start, a second or two before the soak's).
+      const warmMin = skip > 0 ? samples[skip]!.t : 0;
+      const liveOf = (points: { x: number; y: number }[]) => {
+        const after = points.filter((p) => p.x >= warmMin);
+        return {
+          count: points.length,
+          slopeKiBPerMin: after.length >= 3 ? round(slope(after) * KIB, 1) : NaN,
+          firstMiB: round(after[0]?.y ?? NaN, 1),
+          lastMiB: round(after.at(-1)?.y ?? NaN, 1),
+        };
+      };
+      const relayLive = liveOf(markCompacts(await relay.logText()));
+      const cliLive = liveOf(markCompacts(cli.gcLines));
       log('RSS samples (min: relay MiB, cli MiB):');
       for (const s of samples)
         log(`  ${s.t.toFixed(1).padStart(5)}  ${mib(s.relay)}  ${mib(s.cli)}`);
@@ -755,6 +878,17 @@ export const soakBench: BenchCase = {
         ['transfers', `${r.transfers} (${r.transferMiB} MiB)`, ''],
         ['websockets', `${r.websocketsOpened} opened, ${r.websocketMessages.count} echoes`, ''],
         ['errors', r.errors.count, '0'],
+        ['CPU', cpuText(cpu), '% of one core'],
+        [
+          'relay live heap (full GCs)',
+          `${relayLive.firstMiB} → ${relayLive.lastMiB} MiB, ${relayLive.slopeKiBPerMin} KiB/min`,
+          `${relayLive.count} full GCs; flat = no leak`,
+        ],
+        [
+          'cli live heap (full GCs)',
+          `${cliLive.firstMiB} → ${cliLive.lastMiB} MiB, ${cliLive.slopeKiBPerMin} KiB/min`,
+          `${cliLive.count} full GCs; flat = no leak`,
+        ],
         ['relay RSS slope', `${round(relaySlope, 1)} KiB/min`, 'flat (after warm-up)'],
         ['cli RSS slope', `${round(cliSlope, 1)} KiB/min`, 'flat (after warm-up)'],
         [
@@ -780,6 +914,13 @@ export const soakBench: BenchCase = {
         websocketMessages: r.websocketMessages.count,
         errors: r.errors.count,
         samples: samples.length,
+        cpuPct: cpu,
+        relayLiveHeapSlopeKiBPerMin: relayLive.slopeKiBPerMin,
+        relayLiveHeapMiB: [relayLive.firstMiB, relayLive.lastMiB],
+        relayFullGcs: relayLive.count,
+        cliLiveHeapSlopeKiBPerMin: cliLive.slopeKiBPerMin,
+        cliLiveHeapMiB: [cliLive.firstMiB, cliLive.lastMiB],
+        cliFullGcs: cliLive.count,
         relaySlopeKiBPerMin: round(relaySlope, 1),
         cliSlopeKiBPerMin: round(cliSlope, 1),
         relayFirstRssMiB: mib(samples[0]!.relay),
@@ -830,7 +971,13 @@ export const wsFanoutBench: BenchCase = {
       visitors.on('plateau', () => {
         plateau = Promise.all([settledSample(relay.pid, 3, 200), settledSample(cli.pid, 3, 200)]);
       });
-      const cpu0 = await Promise.all([procSample(relay.pid), procSample(cli.pid)]);
+      const cpuMeter = new CpuMeter({
+        relay: relay.pid,
+        cli: cli.pid,
+        origin: origin.pid,
+        visitors: visitors.pid,
+      });
+      await cpuMeter.begin();
       const r = await visitors.call<FanoutResult>('ws-fanout', {
         port: relay.httpPort,
         host: cli.hostname,
@@ -841,8 +988,11 @@ export const wsFanoutBench: BenchCase = {
         connectConcurrency: Math.min(h.c.concurrency, 100),
         timeoutMs: 30_000,
       });
-      const cpu1 = await Promise.all([procSample(relay.pid), procSample(cli.pid)]);
-      const [atRelay, atCli] = plateau !== undefined ? await plateau : cpu1;
+      const cpu = await cpuMeter.end();
+      const [atRelay, atCli] =
+        plateau !== undefined
+          ? await plateau
+          : await Promise.all([procSample(relay.pid), procSample(cli.pid)]);
       const perWs = ((atRelay.rssKiB - base.rssKiB) * KIB) / Math.max(1, r.opened);
       printTable(log, [
         ['websockets open', `${r.opened}/${n}`, `ramp ${round(r.rampMs / 1000, 2)} s`],
@@ -855,11 +1005,7 @@ export const wsFanoutBench: BenchCase = {
           `${(perWs / KIB).toFixed(1)} KiB / websocket`,
         ],
         ['cli RSS', `${mib(cliBase.rssKiB)} → ${mib(atCli.rssKiB)} MiB`, ''],
-        [
-          'CPU relay / cli',
-          `${Math.round(cpu1[0].cpuMs - cpu0[0].cpuMs)} / ${Math.round(cpu1[1].cpuMs - cpu0[1].cpuMs)} ms`,
-          '',
-        ],
+        ['CPU', cpuText(cpu), '% of one core, ramp-up included'],
       ]);
       if (r.errors.count > 0) log(`errors: ${JSON.stringify(r.errors.samples)}`);
       return {
@@ -875,8 +1021,7 @@ export const wsFanoutBench: BenchCase = {
         relayBytesPerWebSocket: Math.round(perWs),
         relayPeakRssMiB: mib(watch.peakRssKiB),
         cliRssMiB: mib(atCli.rssKiB),
-        relayCpuMs: Math.round(cpu1[0].cpuMs - cpu0[0].cpuMs),
-        cliCpuMs: Math.round(cpu1[1].cpuMs - cpu0[1].cpuMs),
+        cpuPct: cpu,
       };
     }),
 };
