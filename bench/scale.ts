@@ -1,7 +1,7 @@
 /**
  * Scale on one relay (issue 8): how the relay's cost grows with tunnels, visitor
- * connections and time. Five cases, each a separate relay process (the compiled dist/,
- * as users run it) with simulated clients in other processes (bench/scale-driver.ts):
+ * connections and time. Each case starts its own relay process (the compiled dist/, as
+ * users run it) with simulated clients in other processes (bench/scale-driver.ts):
  *
  * - idle-tunnels / idle-tunnels-tls: N idle ephemeral tunnels over ws:// or wss://:
  *   relay RSS per tunnel, time to register them all, heartbeat CPU, and p99 of requests
@@ -9,7 +9,8 @@
  * - many-visitors: N concurrent keep-alive visitor connections over M tunnels.
  * - churn: tunnels connecting and leaving at a fixed rate: RSS and fds back to baseline,
  *   no hostname collision, no request answered by the wrong tunnel.
- * - soak: mixed traffic through the real CLI for minutes: RSS slope of relay and CLI.
+ * - soak: mixed traffic through the real CLI for minutes: RSS slope of relay and CLI,
+ *   and the slope of their live heap after each full GC (--trace-gc), RSS's noise aside.
  * - ws-fanout: visitor WebSockets on one tunnel (real CLI + origin) echoing.
  *
  * Counts and durations are parameters (`--tunnels 50 --churn-s 2 …`), so CI runs a
@@ -42,7 +43,6 @@ import {
 } from './scale-support.js';
 
 const KIB = 1024;
-const MIB = 1024 * 1024;
 
 const COMMON = {
   'relay-runtime': {
@@ -67,7 +67,7 @@ const COMMON = {
   },
   'heap-snapshot-dir': {
     default: '',
-    help: 'write a relay heap snapshot here at the measuring point (idle-tunnels, many-visitors)',
+    help: 'write a relay heap snapshot here at the measuring point (idle, visitors, churn)',
   },
 } satisfies Record<string, ParamSpec>;
 
