@@ -12,13 +12,14 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
+import { freePort } from './scale-support.js';
+import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 /** The compiled CLI, as users run it (the tsx loader would add its own memory and CPU). */
@@ -49,15 +50,6 @@ interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   errors: number;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** The origin runs in its own process so the load generator doesn't share its loop. */
@@ -248,20 +240,7 @@ async function transfer(
       req.end();
       return;
     }
-    const chunk = Buffer.alloc(256 * 1024, 0x62);
-    let left = bytes;
-    const pump = (): void => {
-      while (left > 0) {
-        const n = Math.min(left, chunk.length);
-        left -= n;
-        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
-          req.once('drain', pump);
-          return;
-        }
-      }
-      req.end();
-    };
-    pump();
+    sendBytes(req, bytes, Buffer.alloc(256 * 1024, 0x62)).then(() => req.end(), reject);
   });
   if (got !== bytes) throw new Error(`${kind}: expected ${bytes} bytes, got ${got}`);
   return bytes / 1e6 / ((performance.now() - started) / 1000);
