@@ -137,6 +137,37 @@ export function markCompacts(text: string | readonly string[]): { x: number; y: 
   return out;
 }
 
+/** Live JS heap in a .heapsnapshot (taken right after a full GC) and objects by class. */
+export interface HeapCensus {
+  liveMiB: number;
+  objects: Record<string, number>;
+}
+
+/** Reads a V8 heap snapshot: total self size, and how many objects of each of `classes`. */
+export async function heapCensus(file: string, classes: readonly string[]): Promise<HeapCensus> {
+  const snap = JSON.parse(await readFile(file, 'utf8')) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
+    nodes: number[];
+    strings: string[];
+  };
+  const fields = snap.snapshot.meta.node_fields;
+  const stride = fields.length;
+  const iType = fields.indexOf('type');
+  const iName = fields.indexOf('name');
+  const iSize = fields.indexOf('self_size');
+  const objectType = snap.snapshot.meta.node_types[0].indexOf('object');
+  const wanted = new Map(classes.map((c) => [c, 0]));
+  let total = 0;
+  for (let i = 0; i < snap.nodes.length; i += stride) {
+    total += snap.nodes[i + iSize]!;
+    if (snap.nodes[i + iType] !== objectType) continue;
+    const name = snap.strings[snap.nodes[i + iName]!]!;
+    const n = wanted.get(name);
+    if (n !== undefined) wanted.set(name, n + 1);
+  }
+  return { liveMiB: round(total / 2 ** 20, 1), objects: Object.fromEntries(wanted) };
+}
+
 /** Least-squares slope of y over x. */
 export function slope(points: readonly { x: number; y: number }[]): number {
   const n = points.length;

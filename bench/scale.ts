@@ -16,7 +16,7 @@
  * Counts and durations are parameters (`--tunnels 50 --churn-s 2 …`), so CI runs a
  * tiny version (test/bench/scale-smoke.test.ts) through the same code.
  */
-import { copyFile, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { BenchParams, ParamSpec } from './params.js';
@@ -24,6 +24,7 @@ import type { BenchCase } from './run.js';
 import {
   build,
   Driver,
+  heapCensus,
   markCompacts,
   fdLimit,
   median,
@@ -37,6 +38,7 @@ import {
   startCliProcess,
   startRelayProcess,
   table,
+  type HeapCensus,
   type ProcSample,
   type RelayProcess,
   type Runtime,
@@ -115,7 +117,17 @@ class Harness {
     this.log = log;
   }
 
-  async relay(extraNodeArgs: readonly string[] = []): Promise<{
+  /** Heap snapshots go to --heap-snapshot-dir, else (for a case that takes its own) here. */
+  snapshotDir = '';
+
+  /**
+   * Starts the relay. `snapshots`: let the case take heap snapshots (SIGUSR2) even
+   * without --heap-snapshot-dir (they land in the data dir).
+   */
+  async relay(
+    extraNodeArgs: readonly string[] = [],
+    snapshots = false,
+  ): Promise<{
     relay: RelayProcess;
     watch: ProcWatcher;
   }> {
@@ -133,11 +145,14 @@ class Harness {
       }
       await rm(this.dataDir, { recursive: true, force: true });
     });
+    this.snapshotDir =
+      this.c.heapDir !== '' ? this.c.heapDir : snapshots ? path.join(this.dataDir, 'heap') : '';
+    if (this.snapshotDir !== '') await mkdir(this.snapshotDir, { recursive: true });
     const nodeArgs = [
       ...extraNodeArgs,
       ...this.c.relayNodeArgs,
-      ...(this.c.heapDir !== ''
-        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${this.c.heapDir}`]
+      ...(this.snapshotDir !== ''
+        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${this.snapshotDir}`]
         : []),
     ];
     const relay = await startRelayProcess({
@@ -181,26 +196,31 @@ class Harness {
     return cli;
   }
 
-  /** SIGUSR2 → heap snapshot in --heap-snapshot-dir (if set); waits until it is written. */
-  async heapSnapshot(relay: RelayProcess): Promise<void> {
-    if (this.c.heapDir === '') return;
-    const before = new Set(await readdir(this.c.heapDir));
+  /**
+   * SIGUSR2 → a heap snapshot (after a full GC) in the snapshot dir, if snapshots are on;
+   * resolves with its path once written.
+   */
+  async heapSnapshot(relay: RelayProcess): Promise<string | undefined> {
+    const dir = this.snapshotDir;
+    if (dir === '') return undefined;
+    const before = new Set(await readdir(dir));
     process.kill(relay.pid, 'SIGUSR2');
     for (let i = 0; i < 600; i++) {
       await sleep(500);
-      const fresh = (await readdir(this.c.heapDir)).filter(
+      const fresh = (await readdir(dir)).filter(
         (f) => !before.has(f) && f.endsWith('.heapsnapshot'),
       );
       if (fresh.length === 0) continue;
-      const file = path.join(this.c.heapDir, fresh[0]!);
+      const file = path.join(dir, fresh[0]!);
       const a = (await stat(file)).size;
       await sleep(1000);
       if ((await stat(file)).size === a && a > 0) {
-        this.log(`heap snapshot: ${file}`);
-        return;
+        if (this.c.heapDir !== '') this.log(`heap snapshot: ${file}`);
+        return file;
       }
     }
     this.log('heap snapshot: not written within 5 min');
+    return undefined;
   }
 
   async close(): Promise<void> {
@@ -626,6 +646,26 @@ const CHURN_PARAMS = {
   'settle-s': { default: '40', help: 'longest wait for the relay to get back to baseline' },
 } satisfies Record<string, ParamSpec>;
 
+/** Classes whose instances must not outlive the tunnels that made them. */
+const TRACKED = [
+  'MuxSession',
+  'MuxStream',
+  'Tunnel',
+  'WebSocket',
+  'TLSSocket',
+  'Socket',
+  'IncomingMessage',
+  'ServerResponse',
+];
+
+/** Census of a heap snapshot; the file is deleted unless `keep` (--heap-snapshot-dir). */
+async function census(file: string | undefined, keep: boolean): Promise<HeapCensus> {
+  if (file === undefined) return { liveMiB: NaN, objects: {} };
+  const c = await heapCensus(file, TRACKED);
+  if (!keep) await rm(file, { force: true });
+  return c;
+}
+
 interface ChurnResult {
   launched: number;
   opened: number;
@@ -660,7 +700,10 @@ export const churnBench: BenchCase = {
       const vanishPer10 = p.number('churn-vanish-per-10', CHURN_PARAMS['churn-vanish-per-10']);
       const settleS = p.number('settle-s', CHURN_PARAMS['settle-s']);
       const warmS = p.number('churn-warmup-s', CHURN_PARAMS['churn-warmup-s']);
-      const { relay, watch } = await h.relay();
+      // Heap snapshots at the baseline and at the end: a full GC, then what is really
+      // left. RSS alone can't tell: TLS churn fragments the C heap (OpenSSL's allocations)
+      // and V8 keeps heap pages, so RSS settles higher without anything leaking.
+      const { relay, watch } = await h.relay([], true);
       const tunnels = await h.driver('tunnels');
       const visitors = await h.driver('visitors');
       await warmUp(relay, tunnels, visitors, true, h.c.sources);
@@ -708,7 +751,11 @@ export const churnBench: BenchCase = {
       await tunnels.call<ChurnResult>('churn', churnArgs(warmS));
       await settle();
       const base = await settledSample(relay.pid);
-      log(`baseline: relay RSS ${mib(base.rssKiB)} MiB, ${base.fds} fds`);
+      const keep = h.c.heapDir !== '';
+      const baseHeap = await census(await h.heapSnapshot(relay), keep);
+      log(
+        `baseline: relay RSS ${mib(base.rssKiB)} MiB, live heap ${baseHeap.liveMiB} MiB, ${base.fds} fds`,
+      );
       watch.resetPeaks();
 
       log(`churn: ${rate} tunnels/s for ${durationS} s, each staying ${lifetimeMs} ms`);
@@ -717,7 +764,11 @@ export const churnBench: BenchCase = {
       const peakFds = watch.peakFds;
       const settleMs = await settle(base.fds);
       const after = await settledSample(relay.pid);
-      await h.heapSnapshot(relay);
+      const afterHeap = await census(await h.heapSnapshot(relay), keep);
+      const leftovers = Object.entries(afterHeap.objects).filter(
+        ([k, n]) => n > (baseHeap.objects[k] ?? 0),
+      );
+      const heapDeltaMiB = round(afterHeap.liveMiB - baseHeap.liveMiB, 1);
       const conns = await relay.metric('quick_tunnel_connections');
       const streams = await relay.metric('quick_tunnel_streams_open');
       const rssDeltaPct = ((after.rssKiB - base.rssKiB) / base.rssKiB) * 100;
@@ -730,7 +781,21 @@ export const churnBench: BenchCase = {
         ['probe errors', r.probes.errors.count, `${r.probes.gone} hit a tunnel as it left`],
         ['ends', JSON.stringify(r.ends), 'clean close / dropped socket / vanished'],
         ['relay RSS', `${mib(base.rssKiB)} → peak ${mib(peakRss)} → ${mib(after.rssKiB)} MiB`, ''],
-        ['RSS after vs baseline', `${round(rssDeltaPct, 1)} %`, '± 10 %'],
+        [
+          'RSS after vs baseline',
+          `${round(rssDeltaPct, 1)} %`,
+          'C heap fragmentation, not objects',
+        ],
+        [
+          'live JS heap (full GC)',
+          `${baseHeap.liveMiB} → ${afterHeap.liveMiB} MiB`,
+          'back to baseline (± 2 MiB)',
+        ],
+        [
+          'objects left over',
+          leftovers.length === 0 ? 'none' : JSON.stringify(Object.fromEntries(leftovers)),
+          TRACKED.join(', '),
+        ],
         ['relay fds', `${base.fds} → peak ${peakFds} → ${after.fds}`, 'back to baseline'],
         ['connections / streams after', `${conns} / ${streams}`, '0 / 0'],
         ['settled in', `${round(settleMs / 1000, 1)} s`, 'vanished clients: heartbeat ≤ 14 s'],
@@ -756,6 +821,9 @@ export const churnBench: BenchCase = {
         relayPeakRssMiB: mib(peakRss),
         relayAfterRssMiB: mib(after.rssKiB),
         rssDeltaPct: round(rssDeltaPct, 1),
+        liveHeapBaseMiB: baseHeap.liveMiB,
+        liveHeapAfterMiB: afterHeap.liveMiB,
+        leftoverObjects: Object.fromEntries(leftovers),
         baseFds: base.fds,
         peakFds,
         afterFds: after.fds,
@@ -763,7 +831,11 @@ export const churnBench: BenchCase = {
         streamsAfter: streams,
         settleS: round(settleMs / 1000, 1),
         backToBaseline:
-          after.fds <= base.fds && conns === 0 && streams === 0 && Math.abs(rssDeltaPct) <= 10,
+          after.fds <= base.fds &&
+          conns === 0 &&
+          streams === 0 &&
+          leftovers.length === 0 &&
+          Math.abs(heapDeltaMiB) <= 2,
       };
     }),
 };
