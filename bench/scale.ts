@@ -860,6 +860,7 @@ interface SoakResult {
   transferMiB: number;
   websocketsOpened: number;
   websocketMessages: { count: number; p99Ms: number };
+  skipped: number;
   errors: { count: number; samples: Record<string, number> };
 }
 
@@ -950,6 +951,7 @@ export const soakBench: BenchCase = {
         ['transfers', `${r.transfers} (${r.transferMiB} MiB)`, ''],
         ['websockets', `${r.websocketsOpened} opened, ${r.websocketMessages.count} echoes`, ''],
         ['errors', r.errors.count, '0'],
+        ['skipped (stalls)', r.skipped, 'GETs due while all 32 connections were busy'],
         ['CPU', cpuText(cpu), '% of one core'],
         [
           'relay live heap (full GCs)',
@@ -984,6 +986,7 @@ export const soakBench: BenchCase = {
         transferMiB: r.transferMiB,
         websockets: r.websocketsOpened,
         websocketMessages: r.websocketMessages.count,
+        skipped: r.skipped,
         errors: r.errors.count,
         samples: samples.length,
         cpuPct: cpu,
