@@ -5,6 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { QuickTunnelError } from '../shared/errors.js';
+import { tuneGarbageCollector } from '../shared/runtime.js';
 import { VERSION } from '../shared/version.js';
 
 const collect = (v: unknown): string[] =>
@@ -353,6 +354,7 @@ async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
+tuneGarbageCollector();
 main(hideBin(process.argv)).then(
   (code) => process.exit(code),
   (err: unknown) => {
