@@ -124,15 +124,20 @@ export function median(values: readonly number[]): number {
 
 /**
  * The live heap after each full GC, from `--trace-gc` lines ("1234 ms: Mark-Compact 40.1
- * (52.3) -> 31.2 (50.0) MB, …"): t in minutes since the process started, MiB after. A
- * leak shows here as a rising floor, without RSS's noise (heap growth, fragmentation).
+ * (52.3) -> 31.2 (50.0) MB, …"): t in minutes since the process started, MiB live after
+ * (`y`) and MiB the heap keeps committed after (`committed`). A leak shows as a rising
+ * live floor, without RSS's noise; RSS growth that follows `committed` while `y` stays
+ * flat is heap capacity V8 keeps for its allocation rate, not objects.
  */
-export function markCompacts(text: string | readonly string[]): { x: number; y: number }[] {
+export function markCompacts(
+  text: string | readonly string[],
+): { x: number; y: number; committed: number }[] {
   const lines = typeof text === 'string' ? text.split('\n') : text;
-  const out: { x: number; y: number }[] = [];
+  const out: { x: number; y: number; committed: number }[] = [];
   for (const line of lines) {
-    const m = /(\d+) ms: Mark-Compact[^\d]*[\d.]+ \([\d.]+\) -> ([\d.]+) \(/.exec(line);
-    if (m !== null) out.push({ x: Number(m[1]) / 60_000, y: Number(m[2]) });
+    const m = /(\d+) ms: Mark-Compact[^\d]*[\d.]+ \([\d.]+\) -> ([\d.]+) \(([\d.]+)\)/.exec(line);
+    if (m !== null)
+      out.push({ x: Number(m[1]) / 60_000, y: Number(m[2]), committed: Number(m[3]) });
   }
   return out;
 }

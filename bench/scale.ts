@@ -931,13 +931,15 @@ export const soakBench: BenchCase = {
       // Live heap after full GCs, past the same warm-up (GC times count from each process's
       // start, a second or two before the soak's).
       const warmMin = skip > 0 ? samples[skip]!.t : 0;
-      const liveOf = (points: { x: number; y: number }[]) => {
+      const liveOf = (points: { x: number; y: number; committed: number }[]) => {
         const after = points.filter((p) => p.x >= warmMin);
         return {
           count: points.length,
           slopeKiBPerMin: after.length >= 3 ? round(slope(after) * KIB, 1) : NaN,
           firstMiB: round(after[0]?.y ?? NaN, 1),
           lastMiB: round(after.at(-1)?.y ?? NaN, 1),
+          committedFirstMiB: round(after[0]?.committed ?? NaN, 1),
+          committedLastMiB: round(after.at(-1)?.committed ?? NaN, 1),
         };
       };
       const relayLive = liveOf(markCompacts(await relay.logText()));
@@ -962,6 +964,16 @@ export const soakBench: BenchCase = {
           'cli live heap (full GCs)',
           `${cliLive.firstMiB} → ${cliLive.lastMiB} MiB, ${cliLive.slopeKiBPerMin} KiB/min`,
           `${cliLive.count} full GCs; flat = no leak`,
+        ],
+        [
+          'relay V8 heap committed',
+          `${relayLive.committedFirstMiB} → ${relayLive.committedLastMiB} MiB`,
+          'after full GCs: capacity V8 keeps, part of RSS',
+        ],
+        [
+          'cli V8 heap committed',
+          `${cliLive.committedFirstMiB} → ${cliLive.committedLastMiB} MiB`,
+          'after full GCs: capacity V8 keeps, part of RSS',
         ],
         ['relay RSS slope', `${round(relaySlope, 1)} KiB/min`, 'flat (after warm-up)'],
         ['cli RSS slope', `${round(cliSlope, 1)} KiB/min`, 'flat (after warm-up)'],
@@ -996,6 +1008,8 @@ export const soakBench: BenchCase = {
         cliLiveHeapSlopeKiBPerMin: cliLive.slopeKiBPerMin,
         cliLiveHeapMiB: [cliLive.firstMiB, cliLive.lastMiB],
         cliFullGcs: cliLive.count,
+        relayHeapCommittedMiB: [relayLive.committedFirstMiB, relayLive.committedLastMiB],
+        cliHeapCommittedMiB: [cliLive.committedFirstMiB, cliLive.committedLastMiB],
         relaySlopeKiBPerMin: round(relaySlope, 1),
         cliSlopeKiBPerMin: round(cliSlope, 1),
         relayFirstRssMiB: mib(samples[0]!.relay),
