@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
-import { freePort } from './scale-support.js';
+import { freePort, median } from './scale-support.js';
 import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -41,6 +41,10 @@ const PARAMS = {
   'duration-s': { default: '10', help: 'seconds of small-GET load per target' },
   connections: { default: '50', help: 'concurrent keep-alive connections for the small GET' },
   'transfer-bytes': { default: '256MiB', help: 'size of the download and of the upload' },
+  'transfer-runs': {
+    default: '5',
+    help: 'measured transfers each way after a first (cold) one; the median is reported',
+  },
   'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
   'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
 } satisfies Record<string, ParamSpec>;
@@ -255,6 +259,7 @@ export const e2eBench: BenchCase = {
     const durationS = params.number('duration-s', PARAMS['duration-s']);
     const connections = params.number('connections', PARAMS.connections);
     const bytes = params.bytes('transfer-bytes', PARAMS['transfer-bytes']);
+    const transferRuns = Math.max(1, params.number('transfer-runs', PARAMS['transfer-runs']));
     const tunnelConnections = params.number('tunnel-connections', PARAMS['tunnel-connections']);
     const gen = params.oneOf('load-generator', PARAMS['load-generator'], [
       'auto',
@@ -350,15 +355,29 @@ export const e2eBench: BenchCase = {
       const cliGetPeak = cliRss.stop();
       relayRss = rssSampler(relay.pid!);
       cliRss = rssSampler(cli.pid!);
-      const directDown = await transfer('download', originPort, 'localhost', bytes);
-      const tunnelDown = await transfer('download', httpPort, host, bytes);
-      const directUp = await transfer('upload', originPort, 'localhost', bytes);
-      const tunnelUp = await transfer('upload', httpPort, host, bytes);
+      // Each transfer: one cold run (the first through a fresh process: JIT, heap and
+      // window sizes still growing), then `transfer-runs` measured ones, median reported.
+      const series = async (
+        kind: 'download' | 'upload',
+        port: number,
+        h: string,
+      ): Promise<{ cold: number; median: number }> => {
+        const cold = await transfer(kind, port, h, bytes);
+        const runs: number[] = [];
+        for (let i = 0; i < transferRuns; i++) runs.push(await transfer(kind, port, h, bytes));
+        return { cold, median: median(runs) };
+      };
+      const directDown = await series('download', originPort, 'localhost');
+      const tunnelDown = await series('download', httpPort, host);
+      const directUp = await series('upload', originPort, 'localhost');
+      const tunnelUp = await series('upload', httpPort, host);
+      const mbps = (r: { cold: number; median: number }): string =>
+        `${r.median.toFixed(0)} MB/s (first run ${r.cold.toFixed(0)})`;
       log(
-        `download ${(bytes / 2 ** 20).toFixed(0)} MiB: direct ${directDown.toFixed(0)} MB/s, tunnel ${tunnelDown.toFixed(0)} MB/s`,
+        `download ${(bytes / 2 ** 20).toFixed(0)} MiB, median of ${transferRuns}: direct ${mbps(directDown)}, tunnel ${mbps(tunnelDown)}`,
       );
       log(
-        `upload   ${(bytes / 2 ** 20).toFixed(0)} MiB: direct ${directUp.toFixed(0)} MB/s, tunnel ${tunnelUp.toFixed(0)} MB/s`,
+        `upload   ${(bytes / 2 ** 20).toFixed(0)} MiB, median of ${transferRuns}: direct ${mbps(directUp)}, tunnel ${mbps(tunnelUp)}`,
       );
       const relayPeak = relayRss.stop();
       const cliPeak = cliRss.stop();
@@ -382,10 +401,13 @@ export const e2eBench: BenchCase = {
         tunnelP99Ms: tunnel.p99Ms,
         tunnelErrors: tunnel.errors,
         transferMiB: bytes / 2 ** 20,
-        directDownloadMBps: Math.round(directDown),
-        downloadMBps: Math.round(tunnelDown),
-        directUploadMBps: Math.round(directUp),
-        uploadMBps: Math.round(tunnelUp),
+        transferRuns,
+        directDownloadMBps: Math.round(directDown.median),
+        downloadMBps: Math.round(tunnelDown.median),
+        downloadFirstRunMBps: Math.round(tunnelDown.cold),
+        directUploadMBps: Math.round(directUp.median),
+        uploadMBps: Math.round(tunnelUp.median),
+        uploadFirstRunMBps: Math.round(tunnelUp.cold),
         relayPeakRssMiB: Math.round(relayPeak),
         cliPeakRssMiB: Math.round(cliPeak),
         relayPeakRssSmallGetMiB: Math.round(relayGetPeak),
