@@ -21,6 +21,8 @@ import {
   decodeFrame,
   encodeCodeMessage,
   encodeFrame,
+  writeFrame,
+  FrameBufferPool,
   encodeU32,
   errorCodeName,
   type Frame,
@@ -122,6 +124,18 @@ const DEFAULTS = {
   windowBudgetBytes: 32 * 1024 * 1024,
   windowGrowthMs: 5,
 };
+
+/**
+ * DATA frames of at least this size are built in pooled buffers (see FrameBufferPool);
+ * smaller ones come from Node's own 8 KiB slab pool anyway.
+ */
+const POOLED_FRAME_MIN_BYTES = 16 * 1024;
+/**
+ * One pool per process for frames up to the default frame size: 64 buffers (4 MiB) is
+ * what a few sessions at their send high-water mark (1 MiB each) keep in flight.
+ */
+/** @internal exported for tests */
+export const dataFramePool = new FrameBufferPool(FRAME_HEADER_SIZE + DEFAULTS.maxFrameBytes, 64);
 
 /** Decides what a server answers to a client's HELLO app payload. Throwing rejects. */
 export type HelloHandler = (app: unknown, session: MuxSession) => unknown | Promise<unknown>;
@@ -464,9 +478,24 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   /** @internal */
   sendData(stream: MuxStream, payload: Buffer): void {
     this.bytesSent += payload.length;
+    if (
+      payload.length < POOLED_FRAME_MIN_BYTES ||
+      payload.length + FRAME_HEADER_SIZE > dataFramePool.bufferBytes ||
+      this.transport.framesCopiedOnSend !== true
+    ) {
+      this.transport.send(
+        encodeFrame(FrameType.DATA, stream.id, payload, 0, this.version),
+        this.onSent,
+      );
+      return;
+    }
+    const buf = dataFramePool.take();
     this.transport.send(
-      encodeFrame(FrameType.DATA, stream.id, payload, 0, this.version),
-      this.onSent,
+      writeFrame(buf, FrameType.DATA, stream.id, payload, 0, this.version),
+      (err) => {
+        dataFramePool.give(buf);
+        this.onSent(err);
+      },
     );
   }
 

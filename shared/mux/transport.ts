@@ -10,6 +10,12 @@ import { MuxSession, type MuxOptions } from './session.js';
 export interface FrameTransport {
   /** Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). */
   send(frame: Buffer, cb?: (err?: Error) => void): void;
+  /**
+   * True when no reference to a sent frame's buffer is kept once `send`'s callback ran
+   * (its bytes were copied to the socket or to TLS), so the buffer may be reused then.
+   * An in-memory transport hands the buffer itself to the peer: false.
+   */
+  readonly framesCopiedOnSend?: boolean;
   /** Bytes queued but not yet written to the socket. */
   readonly bufferedAmount: number;
   /** Close gracefully (pending frames are flushed first). */
@@ -88,6 +94,9 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   const transport: FrameTransport = {
     onFrame: noop,
     onClose: noop,
+    // ws either writes our buffer to the socket as is (zero mask, unmasked) or copies it
+    // to mask it, and calls back once the socket is done with it.
+    framesCopiedOnSend: true,
     send(frame, cb) {
       if (ws.readyState !== ws.OPEN) {
         cb?.(new Error('WebSocket is not open'));

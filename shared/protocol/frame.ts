@@ -86,14 +86,76 @@ export function encodeFrame(
   version = PROTOCOL_VERSION,
 ): Buffer {
   const length = payload === undefined ? 0 : payload.length;
-  const buf = Buffer.allocUnsafe(FRAME_HEADER_SIZE + length);
+  return writeFrame(
+    Buffer.allocUnsafe(FRAME_HEADER_SIZE + length),
+    type,
+    streamId,
+    payload,
+    flags,
+    version,
+  );
+}
+
+/**
+ * Encodes a frame at the start of `buf` (at least header + payload long) and returns
+ * the view holding exactly the frame.
+ */
+export function writeFrame(
+  buf: Buffer,
+  type: FrameType,
+  streamId: number,
+  payload?: Buffer,
+  flags = 0,
+  version = PROTOCOL_VERSION,
+): Buffer {
+  const length = payload === undefined ? 0 : payload.length;
   buf[0] = version;
   buf[1] = type;
   buf.writeUInt16BE(flags, 2);
   buf.writeUInt32BE(streamId >>> 0, 4);
   buf.writeUInt32BE(length, 8);
   if (payload !== undefined && length > 0) payload.copy(buf, FRAME_HEADER_SIZE);
-  return buf;
+  return buf.length === FRAME_HEADER_SIZE + length
+    ? buf
+    : buf.subarray(0, FRAME_HEADER_SIZE + length);
+}
+
+/**
+ * Reusable buffers for large DATA frames, shared by every session of the process.
+ * A transfer sends thousands of 64 KiB frames a second; a fresh buffer for each is
+ * garbage V8 collects only after tens of MiB have piled up (RSS) and frees on the
+ * GC's time (CPU). A buffer goes back to the pool once the transport says the frame's
+ * bytes were copied out (to the kernel or to TLS), so at most `maxBuffers` are kept.
+ */
+export class FrameBufferPool {
+  private readonly free: Buffer[] = [];
+
+  /** `bufferBytes`: header + the largest payload a pooled frame carries. */
+  constructor(
+    readonly bufferBytes: number,
+    private readonly maxBuffers: number,
+  ) {}
+
+  /** Frames built in a pooled buffer, and how many of those reused one (tests, metrics). */
+  taken = 0;
+  reused = 0;
+
+  take(): Buffer {
+    this.taken++;
+    const buf = this.free.pop();
+    if (buf === undefined) return Buffer.allocUnsafeSlow(this.bufferBytes);
+    this.reused++;
+    return buf;
+  }
+
+  give(buf: Buffer): void {
+    if (this.free.length < this.maxBuffers && buf.length === this.bufferBytes) this.free.push(buf);
+  }
+
+  /** Buffers waiting for reuse (tests, metrics). */
+  get size(): number {
+    return this.free.length;
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { ProtocolError } from '../../shared/errors.js';
 import {
   ErrorCode,
   FRAME_HEADER_SIZE,
+  FrameBufferPool,
   FrameType,
   PROTOCOL_VERSION,
   decodeCodeMessage,
@@ -16,6 +17,7 @@ import {
   encodeFrame,
   encodeU32,
   errorCodeName,
+  writeFrame,
 } from '../../shared/protocol/frame.js';
 import { isHelloMessage, parseJson } from '../../shared/protocol/messages.js';
 import { Prng } from './support/prng.js';
@@ -195,6 +197,36 @@ const protocolError = (message: RegExp) => ({
   name: 'ProtocolError',
   code: 'QT_ERR_PROTOCOL',
   message,
+});
+
+t.test('writeFrame into a larger buffer returns a view of exactly the frame', async (t) => {
+  const buf = Buffer.alloc(FRAME_HEADER_SIZE + 100, 0xee);
+  const payload = Buffer.from('hello');
+  const frame = writeFrame(buf, FrameType.DATA, 7, payload);
+  t.equal(frame.length, FRAME_HEADER_SIZE + 5);
+  t.equal(frame.buffer, buf.buffer, 'written in place');
+  t.same(frame, encodeFrame(FrameType.DATA, 7, payload), 'same bytes as encodeFrame');
+  const decoded = decodeFrame(frame, MAX);
+  t.equal(decoded.payload.toString(), 'hello');
+});
+
+t.test('FrameBufferPool keeps at most maxBuffers of its own size', async (t) => {
+  const pool = new FrameBufferPool(64, 2);
+  const a = pool.take();
+  const b = pool.take();
+  const c = pool.take();
+  t.equal(a.length, 64);
+  t.equal(pool.reused, 0, 'an empty pool allocates');
+  pool.give(a);
+  pool.give(b);
+  pool.give(c);
+  t.equal(pool.size, 2, 'the third buffer is dropped');
+  pool.give(Buffer.alloc(32));
+  t.equal(pool.size, 2, 'a buffer of another size is never kept');
+  const again = pool.take();
+  t.ok(again === a || again === b, 'a given-back buffer is reused');
+  t.equal(pool.reused, 1);
+  t.equal(pool.taken, 4);
 });
 
 t.test('decodeFrame errors', async (t) => {

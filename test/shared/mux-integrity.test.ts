@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
+import { dataFramePool } from '../../shared/mux/session.js';
 import { muxPair, type PairKind } from '../helpers/mux-pair.js';
 import { Prng } from './support/prng.js';
 import { echoStreams, roundTrip, sha256 } from './support/streams.js';
@@ -60,6 +61,7 @@ for (const { kind, largest, secondLargest } of cases) {
     const serverErrors = echoStreams(pair.server);
     const clientErrors = echoStreams(pair.client);
 
+    const pooled = { taken: dataFramePool.taken, reused: dataFramePool.reused };
     const jobs = plan(0xc0ffee, largest, secondLargest);
     t.equal(jobs.length, 200);
     const rng = new Prng(42);
@@ -95,6 +97,13 @@ for (const { kind, largest, secondLargest } of cases) {
     t.equal(pair.server.streamCount, 0, 'server stream table is empty');
     t.notOk(pair.client.closed);
     t.notOk(pair.server.closed);
+    if (kind === 'memory') {
+      // The peer gets the sent buffer itself: reusing it would corrupt its data.
+      t.equal(dataFramePool.taken, pooled.taken, 'no pooled frame buffers in memory');
+    } else {
+      // The hashes above held while large frames were built in reused buffers.
+      t.ok(dataFramePool.reused - pooled.reused > 1000, 'large frames reuse pooled buffers');
+    }
     t.comment(
       `${(total / MiB).toFixed(1)} MiB each way in ${Math.round(elapsedMs)} ms ` +
         `(${((2 * total) / MiB / (elapsedMs / 1000)).toFixed(0)} MiB/s through the echo)`,
