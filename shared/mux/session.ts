@@ -18,7 +18,7 @@ import {
   FrameType,
   PROTOCOL_VERSION,
   decodeCodeMessage,
-  decodeFrame,
+  decodeFrameAt,
   encodeCodeMessage,
   encodeFrame,
   writeFrame,
@@ -587,16 +587,22 @@ export class MuxSession extends EventEmitter<SessionEvents> {
 
   // ---- receiving -------------------------------------------------------------------
 
+  /** One WebSocket message: one or more frames back to back (PROTOCOL.md §1). */
   private onFrame(buf: Buffer): void {
     if (this.closed) return;
     this.lastReceivedAt = this.timers.now();
+    const max = Math.max(this.opts.maxFrameBytes, this.opts.maxMetadataBytes);
     try {
-      const frame = decodeFrame(buf, Math.max(this.opts.maxFrameBytes, this.opts.maxMetadataBytes));
-      if (frame.version !== this.version) {
-        this.onVersionMismatch(frame);
-        return;
-      }
-      this.dispatch(frame);
+      let offset = 0;
+      do {
+        const frame = decodeFrameAt(buf, offset, max);
+        offset = frame.end;
+        if (frame.version !== this.version) {
+          this.onVersionMismatch(frame);
+          return;
+        }
+        this.dispatch(frame);
+      } while (offset < buf.length && !this.closed);
     } catch (err) {
       this.protocolError(err);
     }

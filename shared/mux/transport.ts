@@ -77,6 +77,14 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
   return { perMessageDeflate: false, maxPayload: MuxSession.maxMessageBytes(options) };
 }
 
+/** Frames up to this size are gathered into one message per turn (see wsTransport). */
+const BATCH_FRAME_MAX_BYTES = 4 * 1024;
+/**
+ * Largest gathered message. Far below any peer's `maxPayload` (12 + max(maxFrameBytes,
+ * maxMetadataBytes), 64 KiB by default), so a batch is never too large for the peer.
+ */
+const BATCH_MAX_BYTES = 16 * 1024;
+
 /** Adapts a connected `ws` WebSocket (binaryType nodebuffer). */
 export function wsTransport(ws: WebSocket): FrameTransport {
   ws.binaryType = 'nodebuffer';
@@ -85,38 +93,87 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   // OPEN + FIN one way and REPLY + DATA + FIN the other, and over TLS each separate
   // write would be its own record and syscall. The socket is corked at the first send
   // and uncorked after this loop iteration's I/O callbacks (setImmediate).
+  //
+  // Small frames of the same turn also share one WebSocket message (PROTOCOL.md §1):
+  // each message costs a header, a socket write and a parse on the other side, and
+  // under load a turn sends dozens of control frames. Large frames go alone, after
+  // the small ones queued before them, so the order on the wire is the order sent.
   const socket = (ws as unknown as { _socket?: Writable })._socket;
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
+  let turnScheduled = false;
+  let batch: Buffer[] = [];
+  let batchBytes = 0;
+  let batchCallbacks: ((err?: Error) => void)[] = [];
+  const sendMessage = (data: Buffer, callbacks: ((err?: Error) => void)[]): void => {
+    if (callbacks.length === 0) ws.send(data, { binary: true });
+    else if (callbacks.length === 1) ws.send(data, { binary: true }, callbacks[0]);
+    else
+      ws.send(data, { binary: true }, (err) => {
+        for (const cb of callbacks) cb(err);
+      });
+  };
+  const flushBatch = (): void => {
+    if (batch.length === 0) return;
+    const frames = batch;
+    const callbacks = batchCallbacks;
+    const bytes = batchBytes;
+    batch = [];
+    batchCallbacks = [];
+    batchBytes = 0;
+    if (ws.readyState !== ws.OPEN) {
+      const err = new Error('WebSocket is not open');
+      for (const cb of callbacks) cb(err);
+      return;
+    }
+    sendMessage(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), callbacks);
+  };
+  const endTurn = (): void => {
+    turnScheduled = false;
+    flushBatch();
     socket?.uncork();
   };
   const transport: FrameTransport = {
     onFrame: noop,
     onClose: noop,
     // ws either writes our buffer to the socket as is (zero mask, unmasked) or copies it
-    // to mask it, and calls back once the socket is done with it.
+    // to mask it, and calls back once the socket is done with it. Only frames above
+    // BATCH_FRAME_MAX_BYTES are sent as they are; smaller ones are copied into a batch.
     framesCopiedOnSend: true,
     send(frame, cb) {
       if (ws.readyState !== ws.OPEN) {
         cb?.(new Error('WebSocket is not open'));
         return;
       }
-      if (!corked && socket !== undefined) {
-        corked = true;
-        socket.cork();
-        setImmediate(uncork);
+      if (!turnScheduled) {
+        turnScheduled = true;
+        socket?.cork();
+        setImmediate(endTurn);
       }
-      ws.send(frame, { binary: true }, cb);
+      if (frame.length <= BATCH_FRAME_MAX_BYTES) {
+        if (batchBytes + frame.length > BATCH_MAX_BYTES) flushBatch();
+        batch.push(frame);
+        batchBytes += frame.length;
+        // The session passes the same callback for most frames: once per message is enough.
+        if (cb !== undefined && batchCallbacks.at(-1) !== cb) batchCallbacks.push(cb);
+        return;
+      }
+      flushBatch();
+      sendMessage(frame, cb === undefined ? [] : [cb]);
     },
     get bufferedAmount() {
-      return ws.bufferedAmount;
+      return ws.bufferedAmount + batchBytes;
     },
     close(code = 1000, reason = '') {
+      flushBatch();
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
     },
     terminate() {
+      const callbacks = batchCallbacks;
+      batch = [];
+      batchCallbacks = [];
+      batchBytes = 0;
       ws.terminate();
+      const err = new Error('WebSocket terminated');
+      for (const cb of callbacks) cb(err);
     },
   };
   ws.on('message', (data, isBinary) => {

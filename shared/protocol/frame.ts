@@ -1,8 +1,8 @@
 /**
  * Frame codec of the mux protocol (see shared/PROTOCOL.md).
  *
- * One binary WebSocket message carries exactly one frame: a 12-byte big-endian header
- * followed by the payload.
+ * A binary WebSocket message carries one or more whole frames back to back, each a
+ * 12-byte big-endian header followed by the payload.
  *
  *   0       1       2               4                               8                              12
  *   +-------+-------+---------------+-------------------------------+-------------------------------+
@@ -165,17 +165,38 @@ export class FrameBufferPool {
  * The version is returned as-is; the session decides what a mismatch means.
  */
 export function decodeFrame(buf: Buffer, maxPayload: number): Frame {
-  if (buf.length < FRAME_HEADER_SIZE) {
-    throw new ProtocolError(`frame of ${buf.length} bytes is shorter than the 12-byte header`);
-  }
-  const version = buf[0]!;
-  const type = buf[1]!;
-  const flags = buf.readUInt16BE(2);
-  const streamId = buf.readUInt32BE(4);
-  const length = buf.readUInt32BE(8);
-  if (length !== buf.length - FRAME_HEADER_SIZE) {
+  const frame = decodeFrameAt(buf, 0, maxPayload);
+  if (frame.end !== buf.length) {
     throw new ProtocolError(
-      `frame length field says ${length} bytes but the message carries ${buf.length - FRAME_HEADER_SIZE}`,
+      `frame length field says ${frame.payload.length} bytes but the message carries ${buf.length - FRAME_HEADER_SIZE}`,
+    );
+  }
+  return frame;
+}
+
+/**
+ * Decodes the frame that starts at `offset` of a message holding one or more frames
+ * back to back (see shared/PROTOCOL.md §1); `end` is where the next one starts. The
+ * payload is a view on `buf`. Throws ProtocolError like `decodeFrame`, and for a frame
+ * whose length field runs past the end of the message.
+ */
+export function decodeFrameAt(
+  buf: Buffer,
+  offset: number,
+  maxPayload: number,
+): Frame & { end: number } {
+  const left = buf.length - offset;
+  if (left < FRAME_HEADER_SIZE) {
+    throw new ProtocolError(`frame of ${left} bytes is shorter than the 12-byte header`);
+  }
+  const version = buf[offset]!;
+  const type = buf[offset + 1]!;
+  const flags = buf.readUInt16BE(offset + 2);
+  const streamId = buf.readUInt32BE(offset + 4);
+  const length = buf.readUInt32BE(offset + 8);
+  if (length > left - FRAME_HEADER_SIZE) {
+    throw new ProtocolError(
+      `frame length field says ${length} bytes but the message carries ${left - FRAME_HEADER_SIZE}`,
     );
   }
   if (version === PROTOCOL_VERSION && type > MAX_FRAME_TYPE) {
@@ -184,12 +205,14 @@ export function decodeFrame(buf: Buffer, maxPayload: number): Frame {
   if (length > maxPayload) {
     throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${maxPayload}`);
   }
+  const start = offset + FRAME_HEADER_SIZE;
   return {
     version,
     type: type as FrameType,
     flags,
     streamId,
-    payload: buf.subarray(FRAME_HEADER_SIZE),
+    payload: buf.subarray(start, start + length),
+    end: start + length,
   };
 }
 

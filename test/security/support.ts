@@ -557,17 +557,27 @@ export async function rawTunnelClient(
   ws.on('error', () => {});
   const frames: RawFrame[] = [];
   const waiters: { match: (f: RawFrame) => boolean; resolve: (f: RawFrame) => void }[] = [];
+  // A message holds one or more frames back to back (PROTOCOL.md §1). Split them where
+  // the length fields allow; whatever does not parse is kept as one last frame.
   ws.on('message', (data: Buffer) => {
-    const f: RawFrame = {
-      version: data[0] ?? -1,
-      type: data[1] ?? -1,
-      streamId: data.length >= 8 ? data.readUInt32BE(4) : 0,
-      payload: data.subarray(FRAME_HEADER_SIZE),
-    };
-    frames.push(f);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i]!.match(f)) waiters.splice(i, 1)[0]!.resolve(f);
-    }
+    let offset = 0;
+    do {
+      const left = data.length - offset;
+      const length = left >= FRAME_HEADER_SIZE ? data.readUInt32BE(offset + 8) : Infinity;
+      const end =
+        length <= left - FRAME_HEADER_SIZE ? offset + FRAME_HEADER_SIZE + length : data.length;
+      const f: RawFrame = {
+        version: data[offset] ?? -1,
+        type: data[offset + 1] ?? -1,
+        streamId: left >= 8 ? data.readUInt32BE(offset + 4) : 0,
+        payload: data.subarray(Math.min(offset + FRAME_HEADER_SIZE, end), end),
+      };
+      offset = end;
+      frames.push(f);
+      for (let i = waiters.length - 1; i >= 0; i--) {
+        if (waiters[i]!.match(f)) waiters.splice(i, 1)[0]!.resolve(f);
+      }
+    } while (offset < data.length);
   });
   let isClosed = false;
   const closed = new Promise<{ code: number; reason: string }>((resolve) =>

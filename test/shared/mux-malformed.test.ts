@@ -60,9 +60,10 @@ const cases: Case[] = [
     message: /length field says 100 bytes but the message carries 10/,
   },
   {
-    name: 'length field smaller than the message',
-    run: (raw) => raw.send(header(1, FrameType.PING, 0, 4, 8)),
-    message: /length field says 4 bytes but the message carries 8/,
+    // A message holds whole frames back to back: what follows the PING must be a frame.
+    name: 'bytes after the last whole frame of a message',
+    run: (raw) => raw.send(header(1, FrameType.PING, 0, 8, 11)),
+    message: /frame of 3 bytes is shorter than the 12-byte header/,
   },
   {
     name: 'message shorter than a header',
