@@ -52,6 +52,15 @@ export class Tunnel {
     return undefined;
   }
 
+  /** Drops a session that closed; false if it was not one of this tunnel's. */
+  removeSession(session: MuxSession): boolean {
+    const i = this.sessions.indexOf(session);
+    if (i === -1) return false;
+    this.sessions.splice(i, 1);
+    if (this.sticky === session) this.sticky = undefined;
+    return true;
+  }
+
   private sticky: MuxSession | undefined;
   private stickyTurn = -1;
 }
@@ -223,9 +232,7 @@ export class TunnelRegistry {
   }
 
   private detach(tunnel: Tunnel, session: MuxSession): void {
-    const i = tunnel.sessions.indexOf(session);
-    if (i === -1) return;
-    tunnel.sessions.splice(i, 1);
+    if (!tunnel.removeSession(session)) return;
     if (tunnel.sessions.length === 0 && this.byLabel.get(tunnel.label) === tunnel) {
       this.byLabel.delete(tunnel.label);
       if (this.holdMs > 0) {

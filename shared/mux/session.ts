@@ -131,10 +131,10 @@ const DEFAULTS = {
  */
 const POOLED_FRAME_MIN_BYTES = 16 * 1024;
 /**
- * One pool per process for frames up to the default frame size: 64 buffers (4 MiB) is
- * what a few sessions at their send high-water mark (1 MiB each) keep in flight.
+ * @internal One pool per process (exported for tests) for frames up to the default
+ * frame size: 64 buffers (4 MiB) is what a few sessions at their send high-water mark
+ * (1 MiB each) keep in flight.
  */
-/** @internal exported for tests */
 export const dataFramePool = new FrameBufferPool(FRAME_HEADER_SIZE + DEFAULTS.maxFrameBytes, 64);
 
 /** Decides what a server answers to a client's HELLO app payload. Throwing rejects. */

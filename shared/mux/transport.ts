@@ -8,7 +8,11 @@ import type WebSocket from 'ws';
 import { MuxSession, type MuxOptions } from './session.js';
 
 export interface FrameTransport {
-  /** Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). */
+  /**
+   * Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). The
+   * same callback passed for consecutive frames that leave in one message may run once
+   * for all of them.
+   */
   send(frame: Buffer, cb?: (err?: Error) => void): void;
   /**
    * True when no reference to a sent frame's buffer is kept once `send`'s callback ran

@@ -53,3 +53,12 @@ t.test('a connection that goes away mid-turn is left at once', async (t) => {
   sessions[0]!.goingAway = false;
   t.equal(nameOf(tunnel.pickSession()), 'a', 'usable again');
 });
+
+t.test('a removed connection is never picked, even within its turn', async (t) => {
+  const { tunnel } = tunnelWith('a', 'b');
+  const a = tunnel.pickSession()!;
+  t.equal(nameOf(a), 'a');
+  t.ok(tunnel.removeSession(a), 'removed');
+  t.notOk(tunnel.removeSession(a), 'only once');
+  t.equal(nameOf(tunnel.pickSession()), 'b');
+});
