@@ -18,25 +18,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
-import { freePort, median } from './scale-support.js';
+import { build, entry, freePort, median } from './scale-support.js';
 import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-/** The compiled CLI, as users run it (the tsx loader would add its own memory and CPU). */
-const CLI_ENTRY = 'dist/cli/main.js';
-
-/** Compiles dist/ from the current sources so the figures are for this code. */
-function build(log: (l: string) => void): Promise<void> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      process.execPath,
-      ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
-      { cwd: ROOT },
-      (err, stdout) => (err ? reject(new Error(`build failed: ${stdout}`)) : resolve()),
-    ),
-  );
-}
-
 const PARAMS = {
   'duration-s': { default: '10', help: 'seconds of small-GET load per target' },
   connections: { default: '50', help: 'concurrent keep-alive connections for the small GET' },
@@ -272,7 +257,7 @@ export const e2eBench: BenchCase = {
     );
 
     log('building dist/ (tsc)…');
-    await build(log);
+    await build();
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-e2e-'));
     const children: ChildProcess[] = [];
     try {
@@ -283,7 +268,7 @@ export const e2eBench: BenchCase = {
       const httpPort = await freePort();
       const relay = spawnLogged(
         [
-          CLI_ENTRY,
+          ...entry('dist'),
           'relay',
           '--domain',
           'qt.localhost',
@@ -310,7 +295,7 @@ export const e2eBench: BenchCase = {
 
       const cli = spawnLogged(
         [
-          CLI_ENTRY,
+          ...entry('dist'),
           String(originPort),
           '--relay',
           `https://qt.localhost:${listening.httpsPort}`,

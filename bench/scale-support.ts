@@ -238,7 +238,8 @@ export function build(): Promise<void> {
 /** How the relay and the CLI run: compiled (as users run them) or from sources via tsx. */
 export type Runtime = 'dist' | 'tsx';
 
-function entry(runtime: Runtime): string[] {
+/** The node arguments that start quick-tunnel in `runtime` (before its own arguments). */
+export function entry(runtime: Runtime): string[] {
   return runtime === 'dist' ? ['dist/cli/main.js'] : ['--import', 'tsx', 'cli/main.ts'];
 }
 

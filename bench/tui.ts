@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { TmuxPane, tmuxVersion } from '../test/helpers/tmux.js';
 import type { ParamSpec } from './params.js';
 import type { BenchCase } from './run.js';
+import { build, entry } from './scale-support.js';
 
 const PARAMS = {
   rate: { default: '2000', help: 'requests per second sent through the tunnel' },
@@ -109,9 +110,7 @@ async function startRelay(dataDir: string): Promise<{
   const child = spawn(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      'cli/main.ts',
+      ...entry('dist'),
       'relay',
       '--domain',
       'qt.localhost',
@@ -244,6 +243,8 @@ export const tuiBench: BenchCase = {
     const words = (s: string): string[] => s.split(' ').filter((w) => w !== '');
     const nodeArgs = words(params.string('node-args', PARAMS['node-args']));
     const cliArgs = words(params.string('cli-args', PARAMS['cli-args']));
+    log('building dist/ (tsc)…');
+    await build();
 
     const dir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-tui-'));
     const body = Buffer.alloc(bodyBytes, 0x61);
@@ -270,9 +271,7 @@ export const tuiBench: BenchCase = {
         argv: [
           process.execPath,
           ...nodeArgs,
-          '--import',
-          'tsx',
-          'cli/main.ts',
+          ...entry('dist'),
           String(originPort),
           '--relay',
           `https://qt.localhost:${relay.httpsPort}`,
