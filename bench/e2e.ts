@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
-import { build, entry, freePort, median } from './scale-support.js';
+import { DOMAIN, build, entry, freePort, median, relayArgs } from './scale-support.js';
 import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -267,22 +267,7 @@ export const e2eBench: BenchCase = {
 
       const httpPort = await freePort();
       const relay = spawnLogged(
-        [
-          ...entry('dist'),
-          'relay',
-          '--domain',
-          'qt.localhost',
-          '--host',
-          '127.0.0.1',
-          '--port',
-          '0',
-          '--http-port',
-          String(httpPort),
-          '--data-dir',
-          dataDir,
-          '--log-level',
-          'info',
-        ],
+        relayArgs('dist', { httpPort, dataDir, logLevel: 'info' }),
         'relay',
         log,
       );
@@ -298,7 +283,7 @@ export const e2eBench: BenchCase = {
           ...entry('dist'),
           String(originPort),
           '--relay',
-          `https://qt.localhost:${listening.httpsPort}`,
+          `https://${DOMAIN}:${listening.httpsPort}`,
           '--ca',
           listening.certificate,
           '--log',

@@ -243,6 +243,31 @@ export function entry(runtime: Runtime): string[] {
   return runtime === 'dist' ? ['dist/cli/main.js'] : ['--import', 'tsx', 'cli/main.ts'];
 }
 
+/**
+ * Arguments (after node's) for `quick-tunnel relay` on 127.0.0.1 with domain DOMAIN, the
+ * HTTPS port chosen by the OS and the plain-HTTP port given (0 = chosen too).
+ */
+export function relayArgs(
+  runtime: Runtime,
+  opts: { httpPort: number; dataDir: string; logLevel?: string },
+): string[] {
+  return [
+    ...entry(runtime),
+    'relay',
+    '--domain',
+    DOMAIN,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--http-port',
+    String(opts.httpPort),
+    '--data-dir',
+    opts.dataDir,
+    ...(opts.logLevel === undefined ? [] : ['--log-level', opts.logLevel]),
+  ];
+}
+
 /** Waits for a line matching `re` on a readable, or rejects after `timeoutMs`/exit. */
 function waitLine(
   child: ChildProcess,
@@ -311,20 +336,7 @@ export async function startRelayProcess(opts: RelayOptions): Promise<RelayProces
       RAISE_NOFILE,
       process.execPath,
       ...(opts.nodeArgs ?? []),
-      ...entry(opts.runtime),
-      'relay',
-      '--domain',
-      DOMAIN,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--http-port',
-      String(httpPort),
-      '--data-dir',
-      opts.dataDir,
-      '--log-level',
-      opts.logLevel,
+      ...relayArgs(opts.runtime, { httpPort, dataDir: opts.dataDir, logLevel: opts.logLevel }),
       '--max-connections-per-ip',
       '0',
       '--max-new-tunnels-per-minute',

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { TmuxPane, tmuxVersion } from '../test/helpers/tmux.js';
 import type { ParamSpec } from './params.js';
 import type { BenchCase } from './run.js';
-import { build, entry } from './scale-support.js';
+import { DOMAIN, build, entry, relayArgs } from './scale-support.js';
 
 const PARAMS = {
   rate: { default: '2000', help: 'requests per second sent through the tunnel' },
@@ -107,24 +107,10 @@ async function startRelay(dataDir: string): Promise<{
   httpsPort: number;
   certPath: string;
 }> {
-  const child = spawn(
-    process.execPath,
-    [
-      ...entry('dist'),
-      'relay',
-      '--domain',
-      'qt.localhost',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--http-port',
-      '0',
-      '--data-dir',
-      dataDir,
-    ],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, relayArgs('dist', { httpPort: 0, dataDir }), {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   child.stderr!.resume();
   const lines = createInterface({ input: child.stdout! });
   let timer: NodeJS.Timeout | undefined;
@@ -274,7 +260,7 @@ export const tuiBench: BenchCase = {
           ...entry('dist'),
           String(originPort),
           '--relay',
-          `https://qt.localhost:${relay.httpsPort}`,
+          `https://${DOMAIN}:${relay.httpsPort}`,
           '--ca',
           relay.certPath,
           ...cliArgs,
