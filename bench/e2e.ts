@@ -32,6 +32,10 @@ const PARAMS = {
   },
   'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
   'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
+  'node-flags': {
+    default: '',
+    help: 'extra node flags for the relay and CLI processes (space-separated), for experiments',
+  },
 } satisfies Record<string, ParamSpec>;
 
 interface LoadResult {
@@ -246,6 +250,7 @@ export const e2eBench: BenchCase = {
     const bytes = params.bytes('transfer-bytes', PARAMS['transfer-bytes']);
     const transferRuns = Math.max(1, params.number('transfer-runs', PARAMS['transfer-runs']));
     const tunnelConnections = params.number('tunnel-connections', PARAMS['tunnel-connections']);
+    const nodeFlags = params.string('node-flags', PARAMS['node-flags']).split(' ').filter(Boolean);
     const gen = params.oneOf('load-generator', PARAMS['load-generator'], [
       'auto',
       'wrk',
@@ -256,6 +261,7 @@ export const e2eBench: BenchCase = {
       `load generator: ${useWrk ? 'wrk (1 thread)' : 'node (install wrk for lower client overhead)'}`,
     );
 
+    if (nodeFlags.length > 0) log(`node flags for relay and CLI: ${nodeFlags.join(' ')}`);
     log('building dist/ (tsc)…');
     await build();
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-e2e-'));
@@ -267,7 +273,7 @@ export const e2eBench: BenchCase = {
 
       const httpPort = await freePort();
       const relay = spawnLogged(
-        relayArgs('dist', { httpPort, dataDir, logLevel: 'info' }),
+        [...nodeFlags, ...relayArgs('dist', { httpPort, dataDir, logLevel: 'info' })],
         'relay',
         log,
       );
@@ -280,6 +286,7 @@ export const e2eBench: BenchCase = {
 
       const cli = spawnLogged(
         [
+          ...nodeFlags,
           ...entry('dist'),
           String(originPort),
           '--relay',

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { reapplyGarbageCollectorTuning } from '../../shared/runtime.js';
 
 export interface CertificatePair {
   cert: string;
@@ -68,6 +69,8 @@ export async function generateCertificate(domain: string): Promise<CertificatePa
       options,
     },
   });
+  // A starting worker resets runtime-set V8 flags in the whole process (shared/runtime.ts).
+  worker.once('online', reapplyGarbageCollectorTuning);
   const result = await new Promise<{ cert?: string; key?: string; error?: string }>(
     (resolve, reject) => {
       worker.once('message', resolve);
@@ -78,6 +81,7 @@ export async function generateCertificate(domain: string): Promise<CertificatePa
     },
   );
   await worker.terminate();
+  reapplyGarbageCollectorTuning();
   if (result.cert === undefined || result.key === undefined) {
     throw new Error(`could not generate a self-signed certificate: ${result.error ?? 'no result'}`);
   }

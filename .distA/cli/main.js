@@ -1,0 +1,290 @@
+/**
+ * Entry point: parses the command line (yargs) and runs a command. The only module
+ * that calls process.exit. Commands are imported lazily so `--help` stays fast.
+ */
+import yargs, {} from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { QuickTunnelError } from '../shared/errors.js';
+import { tuneGarbageCollector } from '../shared/runtime.js';
+import { VERSION } from '../shared/version.js';
+const collect = (v) => (Array.isArray(v) ? v : v === undefined ? [] : [v]).map(String).filter((s) => s !== '');
+function exposeOptions(y) {
+    return y
+        .option('relay', {
+        type: 'string',
+        describe: 'relay URL (default: a local relay in this process)',
+    })
+        .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
+        .option('ca', {
+        type: 'string',
+        describe: "extra CA / the relay's self-signed certificate to trust",
+    })
+        .option('name', { type: 'string', describe: 'run the named tunnel NAME (created beforehand)' })
+        .option('log', {
+        choices: ['text', 'json'],
+        describe: 'line output instead of the TUI',
+    })
+        .option('host-header', {
+        type: 'string',
+        describe: "Host sent to the local app: 'rewrite' (its own host:port) or a value (default: the visitor's)",
+    })
+        .option('origin-insecure', {
+        type: 'boolean',
+        default: false,
+        describe: 'do not verify the TLS certificate of an https:// local app (self-signed dev servers)',
+    })
+        .option('relay-insecure', {
+        type: 'boolean',
+        default: false,
+        describe: "DANGEROUS: do not verify the relay's TLS certificate (anyone on the path can read and alter traffic)",
+    })
+        .option('connections', {
+        type: 'number',
+        describe: 'WebSocket connections to keep to the relay (HA)',
+        default: 2,
+    })
+        .option('basic-auth', {
+        type: 'string',
+        describe: 'visitors must log in with USER:PASS (checked by the relay; the relay only gets a hash)',
+    })
+        .option('allow-ip', {
+        type: 'string',
+        array: true,
+        describe: 'only these visitor addresses/CIDRs may visit (repeatable; IPv4 and IPv6)',
+    })
+        .option('color', {
+        type: 'boolean',
+        default: true,
+        describe: 'colour output (--no-color; NO_COLOR respected)',
+    });
+}
+function exposeFlags(args) {
+    return {
+        relay: args.relay,
+        token: args.token,
+        ca: args.ca,
+        log: args.log,
+        hostHeader: args['host-header'],
+        originInsecure: args['origin-insecure'],
+        relayInsecure: args['relay-insecure'],
+        connections: args.connections,
+        color: args.color,
+        basicAuth: args['basic-auth'],
+        allowIp: collect(args['allow-ip']),
+    };
+}
+/** Flags every command that talks to a relay's API accepts. */
+function relayApiOptions(y) {
+    return y
+        .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+        .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
+        .option('ca', {
+        type: 'string',
+        describe: "extra CA / the relay's self-signed certificate to trust",
+    })
+        .option('relay-insecure', {
+        type: 'boolean',
+        default: false,
+        describe: "DANGEROUS: do not verify the relay's TLS certificate",
+    });
+}
+/** `tunnel create|run|list|delete`. */
+function tunnelCommands(y, setExit) {
+    const flags = (args) => ({
+        relay: args.relay,
+        token: args.token,
+        ca: args.ca,
+        relayInsecure: args['relay-insecure'] === true,
+    });
+    return y
+        .command('create <name>', 'reserve NAME.<relay domain> and store its credential on this machine', (y) => relayApiOptions(y)
+        .positional('name', { type: 'string', demandOption: true })
+        .option('url', { type: 'string', describe: 'local target `tunnel run` uses by default' })
+        .option('json', { type: 'boolean', default: false, describe: 'one JSON line' }), async (args) => {
+        const { runTunnelCreate } = await import('./commands/tunnel.js');
+        setExit(await runTunnelCreate({
+            ...flags(args),
+            name: String(args.name),
+            url: args.url,
+            json: args.json,
+        }));
+    })
+        .command('run <name>', 'serve the named tunnel NAME (run it several times for replicas)', (y) => exposeOptions(y)
+        .hide('name')
+        .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+        .positional('name', { type: 'string', demandOption: true })
+        .option('url', {
+        type: 'string',
+        describe: 'local target: PORT | HOST:PORT | http(s)://HOST:PORT (remembered)',
+    }), async (args) => {
+        const { runTunnelRun } = await import('./commands/tunnel.js');
+        setExit(await runTunnelRun({
+            name: String(args.name),
+            url: args.url,
+            ...exposeFlags(args),
+        }));
+    })
+        .command('list', 'your named tunnels on the relay (credentials stored here) and their status', (y) => relayApiOptions(y).option('json', {
+        type: 'boolean',
+        default: false,
+        describe: 'one JSON object',
+    }), async (args) => {
+        const { runTunnelList } = await import('./commands/tunnel.js');
+        setExit(await runTunnelList({ ...flags(args), json: args.json }));
+    })
+        .command('delete <name>', 'delete the named tunnel NAME on the relay and its local credential', (y) => relayApiOptions(y)
+        .positional('name', { type: 'string', demandOption: true })
+        .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'delete even while connected (disconnects it)',
+    }), async (args) => {
+        const { runTunnelDelete } = await import('./commands/tunnel.js');
+        setExit(await runTunnelDelete({ ...flags(args), name: String(args.name), force: args.force }));
+    })
+        .demandCommand(1, 'say which: tunnel create | run | list | delete');
+}
+async function main(argv) {
+    let exitCode = 0;
+    const cli = yargs(argv)
+        .scriptName('quick-tunnel')
+        .version(VERSION)
+        .usage('$0 <target>   expose a local port: PORT | HOST:PORT | http(s)://HOST:PORT')
+        .command('$0 <target>', 'expose a local port through a relay', (y) => exposeOptions(y).positional('target', { type: 'string', demandOption: true }), async (args) => {
+        const { runExpose } = await import('./commands/expose.js');
+        exitCode = await runExpose({
+            target: String(args.target),
+            name: args.name,
+            ...exposeFlags(args),
+        });
+    })
+        .command('relay', 'run a relay (self-hosted server that tunnels connect to)', (y) => y
+        .option('domain', {
+        type: 'string',
+        default: 'localhost',
+        describe: 'public domain; tunnels are <label>.DOMAIN',
+    })
+        .option('port', {
+        type: 'number',
+        default: 8443,
+        describe: 'HTTPS port (0 = any free port)',
+    })
+        .option('http-port', {
+        type: 'number',
+        default: 8080,
+        describe: 'plain HTTP port (0 = off)',
+    })
+        .option('host', { type: 'string', default: '0.0.0.0', describe: 'bind address' })
+        .option('cert', {
+        type: 'string',
+        describe: 'TLS certificate (PEM; else self-signed, kept in --data-dir)',
+    })
+        .option('key', { type: 'string', describe: 'TLS private key (PEM)' })
+        .option('data-dir', { type: 'string', describe: 'where the relay keeps its state' })
+        .option('token', {
+        type: 'string',
+        array: true,
+        describe: 'a token clients must present (repeatable)',
+    })
+        .option('admin-token', {
+        type: 'string',
+        array: true,
+        describe: 'token for the admin endpoints: GET /api/tunnels, /metrics (repeatable)',
+    })
+        .option('tokens-file', {
+        type: 'string',
+        describe: 'file with client tokens, one per line (# comments); adds to --token',
+    })
+        .option('rate-limit', {
+        type: 'number',
+        default: 0,
+        describe: 'requests per second per tunnel (429 beyond; 0 = no limit)',
+    })
+        .option('max-connections-per-ip', {
+        type: 'number',
+        default: 100,
+        describe: 'tunnel connections one client IP may hold (0 = no limit)',
+    })
+        .option('max-new-tunnels-per-minute', {
+        type: 'number',
+        default: 30,
+        describe: 'new tunnel hostnames per client (token, else IP) per minute (0 = no limit)',
+    })
+        .option('public-port', {
+        type: 'number',
+        describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)',
+    })
+        .option('response-timeout', {
+        type: 'number',
+        default: 120,
+        describe: 'seconds to wait for a response head (504 after)',
+    })
+        .option('drain-timeout', {
+        type: 'number',
+        default: 30,
+        describe: 'seconds in-flight requests get on shutdown',
+    })
+        .option('log-level', {
+        choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+        default: 'info',
+    }), async (args) => {
+        const { runRelayCommand } = await import('./commands/relay.js');
+        exitCode = await runRelayCommand({
+            domain: args.domain,
+            host: args.host,
+            port: args.port,
+            httpPort: args['http-port'],
+            cert: args.cert,
+            key: args.key,
+            dataDir: args['data-dir'],
+            tokens: collect(args.token),
+            adminTokens: collect(args['admin-token']),
+            tokensFile: args['tokens-file'],
+            rateLimit: args['rate-limit'],
+            maxConnectionsPerIp: args['max-connections-per-ip'],
+            maxNewTunnelsPerMinute: args['max-new-tunnels-per-minute'],
+            publicPort: args['public-port'],
+            responseTimeout: args['response-timeout'],
+            drainTimeout: args['drain-timeout'],
+            logLevel: args['log-level'],
+        });
+    })
+        .command('tunnel', 'named tunnels: a hostname that survives restarts', (y) => tunnelCommands(y, (code) => (exitCode = code)))
+        .command('login', 'save the default relay (and its token) to the config file', (y) => y
+        .option('relay', { type: 'string', demandOption: true, describe: 'relay URL' })
+        .option('token', { type: 'string', describe: 'relay access token' })
+        .option('ca', {
+        type: 'string',
+        describe: "extra CA / the relay's self-signed certificate to trust",
+    }), async (args) => {
+        const { runLogin } = await import('./commands/login.js');
+        exitCode = await runLogin({ relay: args.relay, token: args.token, ca: args.ca });
+    })
+        .strict()
+        .help()
+        .alias('h', 'help')
+        .wrap(Math.min(110, process.stdout.columns || 100))
+        .fail((msg, err) => {
+        if (err !== undefined && err !== null)
+            throw err;
+        throw new UsageError(msg);
+    });
+    await cli.parseAsync();
+    return exitCode;
+}
+class UsageError extends Error {
+}
+tuneGarbageCollector();
+main(hideBin(process.argv)).then((code) => process.exit(code), (err) => {
+    if (err instanceof UsageError) {
+        process.stderr.write(`error: ${err.message}\nRun 'quick-tunnel --help' for usage.\n`);
+        process.exit(1);
+    }
+    if (err instanceof QuickTunnelError) {
+        process.stderr.write(`error: ${err.message}\n`);
+        process.exit(1);
+    }
+    process.stderr.write(`quick-tunnel crashed (this is a bug, please report it with the output below):\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(2);
+});
+//# sourceMappingURL=main.js.map

@@ -1,0 +1,107 @@
+/**
+ * Line views of the event stream, for when stdout is not a terminal or `--log` is
+ * given: `text` (one readable line per event) and `json` (one JSON object per line,
+ * each with an `event` field). Diagnostics go to stderr; stdout is the view's.
+ */
+import { writeSync } from 'node:fs';
+/**
+ * stdout lines written in one turn of the event loop go out in one write (one line per
+ * request at thousands of requests per second would be as many syscalls); whatever is
+ * pending when the process exits is written synchronously.
+ */
+function batchedStdout() {
+    let pending = '';
+    const flush = () => {
+        if (pending === '')
+            return;
+        const text = pending;
+        pending = '';
+        process.stdout.write(text);
+    };
+    process.once('exit', () => {
+        if (pending !== '')
+            writeSync(1, pending);
+        pending = '';
+    });
+    return (line) => {
+        if (pending === '')
+            setImmediate(flush);
+        pending += `${line}\n`;
+    };
+}
+let stdoutWriter;
+const processWriter = {
+    out: (line) => (stdoutWriter ??= batchedStdout())(line),
+    err: (line) => process.stderr.write(`${line}\n`),
+};
+function formatBytes(n) {
+    if (n < 1024)
+        return `${n} B`;
+    if (n < 1024 * 1024)
+        return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+export const LOCAL_ONLY_NOTE = 'This URL is local-only: it works on this machine, not for others. To share it, run a relay ' +
+    'on a server (`quick-tunnel relay --domain tunnel.example.com`) and pass ' +
+    '`--relay https://tunnel.example.com`.';
+/** Returns the sink that prints events as lines in `format`. */
+export function lineView(format, writer = processWriter) {
+    if (format === 'json') {
+        return (e) => {
+            // `ready` is the first line a tunnel prints; per-request starts and RTT samples
+            // are too chatty for logs.
+            if (e.event === 'connecting' || e.event === 'request-start' || e.event === 'rtt')
+                return;
+            writer.out(JSON.stringify({ time: new Date().toISOString(), ...e }));
+            if (e.event === 'ready' && e.local)
+                writer.err(LOCAL_ONLY_NOTE);
+        };
+    }
+    return (e) => {
+        switch (e.event) {
+            case 'connecting':
+                if (e.attempt > 1)
+                    writer.err(`connecting to ${e.relay} (attempt ${e.attempt})…`);
+                return;
+            case 'ready': {
+                writer.out(`Forwarding ${e.url} -> ${e.target}`);
+                for (const url of e.urls.slice(1))
+                    writer.out(`Also at   ${url} -> ${e.target}`);
+                if (e.local)
+                    writer.err(LOCAL_ONLY_NOTE);
+                return;
+            }
+            case 'request': {
+                const t = new Date().toISOString().slice(11, 19);
+                const kind = e.upgrade ? ' (websocket)' : '';
+                const err = e.error !== undefined ? `  ${e.error}` : '';
+                writer.out(`${t} ${e.method} ${e.path} ${e.status} ${Math.round(e.durationMs)}ms ${formatBytes(e.bytesOut)}${kind}${err}`);
+                return;
+            }
+            case 'connection-lost':
+                writer.err(`connection to the relay lost: ${e.error}`);
+                return;
+            case 'reconnecting':
+                writer.err(`reconnecting in ${(e.delayMs / 1000).toFixed(1)}s (attempt ${e.attempt}): ${e.error}`);
+                return;
+            case 'reconnected':
+                writer.err(e.sameHostname
+                    ? `reconnected: ${e.url}`
+                    : `reconnected with a NEW address: ${e.url} (the old one expired)`);
+                return;
+            case 'warning':
+                writer.err(`warning: ${e.message}`);
+                return;
+            case 'hint':
+                writer.err(`hint: ${e.message}`);
+                return;
+            case 'closed':
+                writer.err('tunnel closed');
+                return;
+            case 'request-start':
+            case 'rtt':
+                return;
+        }
+    };
+}
+//# sourceMappingURL=lines.js.map

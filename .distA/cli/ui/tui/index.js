@@ -1,0 +1,80 @@
+/**
+ * The live terminal UI (Ink): `startTui` takes over the terminal (alternate screen,
+ * raw keys) and returns the sinks for the tunnel's and the origin proxy's events, and
+ * `close()`, which gives the terminal back as it was. Loaded with a dynamic import by
+ * the expose command, only on a terminal: Ink takes a while to load, and `--help` or
+ * `--log` runs never pay for it.
+ */
+import chalk from 'chalk';
+import { render } from 'ink';
+import { createElement } from 'react';
+import { replayRequest } from '../../origin/replay.js';
+import { App } from './app.js';
+import { TuiStore } from './store.js';
+const ENTER_ALT_SCREEN = '\u001b[?1049h\u001b[H';
+const LEAVE_ALT_SCREEN = '\u001b[?1049l';
+const SHOW_CURSOR = '\u001b[?25h';
+export function startTui(options) {
+    const stdout = options.stdout ?? process.stdout;
+    const stdin = options.stdin ?? process.stdin;
+    // chalk (which Ink colours through) knows whether this terminal shows colours at all.
+    const color = options.color && chalk.level > 0;
+    const store = new TuiStore({ source: options.source });
+    store.tunnel.relay = options.relay;
+    store.tunnel.target = options.target;
+    stdout.write(ENTER_ALT_SCREEN);
+    let restored = false;
+    const restore = () => {
+        if (restored)
+            return;
+        restored = true;
+        // Writes to a TTY are synchronous: this works from an 'exit' handler too.
+        stdout.write(SHOW_CURSOR + LEAVE_ALT_SCREEN);
+    };
+    // A crash or a second Ctrl-C can end the process without close(): Ink's own exit
+    // hook restores raw mode and the cursor; this leaves the alternate screen.
+    process.once('exit', restore);
+    let frames = 0;
+    const instance = render(createElement(App, {
+        store,
+        onQuit: options.onQuit,
+        replay: (capture) => replayRequest(options.origin, capture),
+        copy: (text) => {
+            // OSC 52: the terminal (or tmux) puts the text on the clipboard, if it allows.
+            stdout.write(`\u001b]52;c;${Buffer.from(text).toString('base64')}\u0007`);
+        },
+        caFile: options.caFile,
+        color,
+        frameMs: options.frameMs ?? 100,
+    }), {
+        stdout,
+        stdin,
+        exitOnCtrlC: false,
+        patchConsole: true,
+        maxFps: 10,
+        incrementalRendering: false,
+        onRender: () => {
+            frames++;
+        },
+    });
+    const exited = instance.waitUntilExit().then(() => undefined, (err) => err);
+    let closing;
+    return {
+        store,
+        tunnelEvent: (e) => store.onTunnelEvent(e),
+        originEvent: (e) => store.onOriginEvent(e),
+        get frames() {
+            return frames;
+        },
+        close() {
+            closing ??= (async () => {
+                instance.unmount();
+                await exited;
+                restore();
+                process.off('exit', restore);
+            })();
+            return closing;
+        },
+    };
+}
+//# sourceMappingURL=index.js.map

@@ -1,0 +1,110 @@
+import { fit, formatBytes, formatClock, formatDuration, printable, shortenMiddle, statusColor, } from './format.js';
+import { compose } from './paint.js';
+/** `› ` before the selected row: visible without colours or inverse video too. */
+const MARKER_WIDTH = 2;
+const METHOD_WIDTH = 7;
+const STATUS_WIDTH = 4;
+const DURATION_WIDTH = 9;
+const SIZE_WIDTH = 10;
+export function columnsFor(width) {
+    const time = width >= 64;
+    const duration = width >= 44;
+    const size = width >= 72;
+    const fixed = MARKER_WIDTH +
+        (time ? 9 : 0) +
+        METHOD_WIDTH +
+        1 +
+        1 +
+        STATUS_WIDTH +
+        (duration ? DURATION_WIDTH + 1 : 0) +
+        (size ? SIZE_WIDTH + 1 : 0);
+    return { time, duration, size, path: Math.max(8, width - fixed) };
+}
+/** `12 in · 30 out msgs` for a WebSocket (bytes when the frames could not be read). */
+export function webSocketSummary(row) {
+    const up = row.capture?.upgraded;
+    if (up === undefined)
+        return row.open ? 'websocket' : '';
+    if (up.toOrigin.valid && up.toVisitor.valid) {
+        return `${up.toOrigin.messages} in · ${up.toVisitor.messages} out msgs`;
+    }
+    return `${formatBytes(up.toOrigin.bytes)} in · ${formatBytes(up.toVisitor.bytes)} out`;
+}
+function pathCell(row, width) {
+    const prefix = row.replayOf !== undefined ? `↻#${row.replayOf} ` : '';
+    const suffix = row.upgrade ? ` ⇄ ${webSocketSummary(row)}${row.open ? ' · open' : ''}` : '';
+    const room = Math.max(4, width - prefix.length - suffix.length);
+    return fit(`${prefix}${shortenMiddle(printable(row.path), room)}${suffix}`, width);
+}
+function sizeOf(row) {
+    if (!row.open)
+        return row.bytesOut;
+    return row.capture?.upgraded?.toVisitor.bytes ?? row.capture?.responseBody.totalBytes ?? 0;
+}
+/** One row of the list as a styled line of exactly `width` columns. */
+export function rowLine(row, width, selected, now, paint) {
+    const cols = columnsFor(width);
+    const status = row.status ?? (row.upgrade ? row.capture?.response?.status : undefined);
+    const statusText = status !== undefined ? String(status) : '…';
+    const failed = row.error !== undefined && status === undefined;
+    const statusFg = failed ? 'red' : statusColor(status);
+    const duration = row.durationMs ?? now - row.startedAt;
+    return compose(paint, [
+        { text: selected ? '› ' : '  ', bold: true },
+        cols.time ? { text: `${formatClock(row.startedAt)} `, dim: !selected } : '',
+        { text: fit(printable(row.method), METHOD_WIDTH), bold: true },
+        ' ',
+        {
+            text: pathCell(row, cols.path),
+            fg: row.replayOf !== undefined ? 'magenta' : undefined,
+        },
+        ' ',
+        { text: fit(statusText, STATUS_WIDTH, 'right'), fg: statusFg },
+        cols.duration
+            ? {
+                text: ` ${fit(formatDuration(duration), DURATION_WIDTH, 'right')}`,
+                dim: row.open && !selected,
+            }
+            : '',
+        cols.size ? ` ${fit(formatBytes(sizeOf(row)), SIZE_WIDTH, 'right')}` : '',
+    ], width, { pad: selected, inverse: selected });
+}
+export function headingLine(width, paint) {
+    const cols = columnsFor(width);
+    const text = ' '.repeat(MARKER_WIDTH) +
+        (cols.time ? 'TIME     ' : '') +
+        'METHOD'.padEnd(METHOD_WIDTH) +
+        ' ' +
+        'PATH'.padEnd(cols.path) +
+        ' ' +
+        'STAT'.padStart(STATUS_WIDTH) +
+        (cols.duration ? ` ${'DURATION'.padStart(DURATION_WIDTH)}` : '') +
+        (cols.size ? ` ${'SIZE'.padStart(SIZE_WIDTH)}` : '');
+    return compose(paint, [{ text, dim: true, underline: true }], width);
+}
+/**
+ * The list area: heading, then the rows from `first` that fit in `height` lines, the
+ * selected one highlighted; a hint while there are none.
+ */
+export function listLines(store, width, height, first, selectedKey, now, paint) {
+    if (height <= 0)
+        return [];
+    const lines = [headingLine(width, paint)];
+    for (let i = first; i < store.rowCount && lines.length < height; i++) {
+        const row = store.rowAt(i);
+        lines.push(rowLine(row, width, row.key === selectedKey, now, paint));
+    }
+    if (lines.length === 1 && height > 1) {
+        const url = store.tunnel.url;
+        lines.push(compose(paint, [
+            {
+                text: url !== undefined
+                    ? `Waiting for requests: open ${url}`
+                    : 'Waiting for the tunnel to come online…',
+                dim: true,
+            },
+        ], width));
+    }
+    return lines;
+}
+//# sourceMappingURL=request-list.js.map

@@ -1,0 +1,291 @@
+/**
+ * The tunnel endpoint: a client's WebSocket (or an in-process transport) becomes a
+ * server-side MuxSession, and its HELLO decides which hostname it serves.
+ */
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { WebSocketServer } from 'ws';
+import { ConnectionError } from '../../shared/errors.js';
+import { HelloRejection, MuxSession } from '../../shared/mux/session.js';
+import { wsTransport } from '../../shared/mux/transport.js';
+import { ErrorCode } from '../../shared/protocol/frame.js';
+import { compileAccess, isOpenAccess } from '../edge/access.js';
+import { ConcurrencyCounter, RateLimiter } from '../edge/limits.js';
+import { tokenAccepted } from '../tunnels/auth.js';
+import { randomLabel } from '../tunnels/labels.js';
+import { NamedTunnelError } from '../tunnels/named.js';
+export { tokenAccepted };
+export class TunnelEndpoint {
+    opts;
+    wss;
+    sessions = new Set();
+    perIp;
+    creations;
+    constructor(opts) {
+        this.opts = opts;
+        this.perIp = new ConcurrencyCounter(opts.maxConnectionsPerIp ?? 100);
+        const perMinute = opts.creationsPerMinute ?? 30;
+        this.creations =
+            perMinute > 0
+                ? new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute })
+                : undefined;
+        this.wss = new WebSocketServer({
+            noServer: true,
+            perMessageDeflate: false,
+            maxPayload: MuxSession.maxMessageBytes(opts.mux),
+            // A client's handshake is small; refuse absurd upgrade requests early.
+            maxHeaders: 100,
+        });
+    }
+    /** Handles an HTTP upgrade on the apex host's tunnel path. */
+    handleUpgrade(req, socket, head) {
+        const ip = req.socket.remoteAddress ?? '';
+        const release = this.perIp.acquire(ip);
+        if (release === undefined) {
+            socket.end('HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n' +
+                `too many tunnel connections from ${ip} (limit ${this.perIp.limit})\n`);
+            this.opts.log.warn({ remoteAddress: ip, limit: this.perIp.limit }, 'tunnel connection limit per IP reached');
+            return;
+        }
+        // `on`, not `once`: 'close' comes once anyway, and `once` adds a wrapper and a bound
+        // function per listener, held for the connection's whole life (every idle tunnel).
+        socket.on('close', release);
+        this.wss.handleUpgrade(req, socket, head, (ws) => {
+            ws.on('error', () => { }); // errors surface as 'close' through the transport
+            this.attach(wsTransport(ws), ip);
+        });
+    }
+    /**
+     * Counts one new tunnel (a fresh hostname) against the client's per-minute budget:
+     * per relay token when the relay has tokens, else per IP.
+     */
+    chargeCreation(request, remoteAddress) {
+        if (this.creations === undefined)
+            return;
+        const key = request.token !== undefined && this.opts.tokens.length > 0
+            ? `token:${createHash('sha256').update(request.token).digest('hex').slice(0, 16)}`
+            : `ip:${remoteAddress}`;
+        const waitS = this.creations.take(key);
+        if (waitS > 0) {
+            throw new HelloRejection(ErrorCode.REJECTED, `too many new tunnels from this client; try again in ${waitS} s`, 'QT_ERR_RATE_LIMITED');
+        }
+    }
+    /** Serves a client over any frame transport (the embedded relay uses memory). */
+    attach(transport, remoteAddress) {
+        // No child logger kept per connection (it would live as long as the tunnel, ~300 B
+        // each): lines carry `remoteAddress` themselves, and the handshake gets a child that
+        // is garbage once it is done. The JSON lines are the same.
+        const base = this.opts.log;
+        const session = new MuxSession(transport, 'server', {
+            // Clients PING every few seconds; answering is enough (see keepAlivePassive).
+            keepAlivePassive: true,
+            ...this.opts.mux,
+            log: { warn: (obj, msg) => base.warn({ remoteAddress, ...obj }, msg) },
+        });
+        this.sessions.add(session);
+        session.on('close', () => this.sessions.delete(session)); // emitted once (see above)
+        session
+            .accept((app) => this.onHello(app, session, base.child({ remoteAddress }), remoteAddress))
+            .catch((err) => {
+            if (err instanceof HelloRejection)
+                this.opts.stats?.connection('rejected');
+            base.info({ remoteAddress, err: err instanceof Error ? err.message : String(err) }, 'tunnel handshake failed');
+        });
+        return session;
+    }
+    async onHello(app, session, log, remoteAddress) {
+        const request = parseTunnelRequest(app);
+        if (!tokenAccepted(request.token, this.opts.tokens)) {
+            throw new HelloRejection(ErrorCode.AUTH_FAILED, request.token === undefined
+                ? 'this relay requires an access token: pass --token TOKEN (or set QUICK_TUNNEL_TOKEN)'
+                : 'the relay rejected the access token: check --token / QUICK_TUNNEL_TOKEN', 'QT_ERR_AUTH');
+        }
+        let access;
+        try {
+            const compiled = compileAccess(request.access);
+            access = isOpenAccess(compiled) ? undefined : compiled;
+        }
+        catch (err) {
+            throw new HelloRejection(ErrorCode.REJECTED, `invalid access rules: ${err.message}`);
+        }
+        if (request.name !== undefined) {
+            return this.admitNamed(request, request.name, session, log, access);
+        }
+        const label = await this.claimLabel(request.resume, () => this.chargeCreation(request, remoteAddress));
+        if (session.closed)
+            throw new Error('the client left during the handshake');
+        const hostname = `${label}.${this.opts.domain}`;
+        const tunnelId = randomUUID();
+        this.replacePrevious(label, request);
+        const tunnel = this.opts.registry.attach(label, tunnelId, 'ephemeral', session);
+        tunnel.access = access;
+        this.counted(session);
+        log.info({ event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' }, 'tunnel registered');
+        return {
+            tunnelId: tunnel.id,
+            label,
+            hostname,
+            urls: this.opts.urlsFor(hostname),
+            kind: 'ephemeral',
+            relayVersion: this.opts.relayVersion,
+            resumeToken: this.signResume(label),
+        };
+    }
+    /**
+     * A named tunnel: the credential must match the stored hash. Every connection that
+     * presents it joins the same tunnel (HA connections and replicas alike), so requests
+     * spread over all of them.
+     */
+    async admitNamed(request, name, session, log, access) {
+        let record;
+        try {
+            record = await this.opts.named.authenticate(name, request.credential);
+        }
+        catch (err) {
+            if (err instanceof NamedTunnelError) {
+                throw new HelloRejection(err.status === 401 ? ErrorCode.AUTH_FAILED : ErrorCode.REJECTED, err.message, err.code);
+            }
+            throw err;
+        }
+        const live = this.opts.registry.lookup(record.name);
+        if (live !== undefined && (live.kind !== 'named' || live.id !== record.id)) {
+            throw new HelloRejection(ErrorCode.REJECTED, `the hostname ${record.name}.${this.opts.domain} is still held by an earlier tunnel; try again in a moment`);
+        }
+        if (session.closed)
+            throw new Error('the client left during the handshake');
+        const hostname = `${record.name}.${this.opts.domain}`;
+        this.replacePrevious(record.name, request);
+        const tunnel = this.opts.registry.attach(record.name, record.id, 'named', session);
+        tunnel.access = access;
+        this.counted(session);
+        this.opts.named.noteClient(session, request.clientId);
+        this.opts.named.seen(record.name);
+        session.on('close', () => this.opts.named.seen(record.name));
+        log.info({
+            event: 'registered',
+            tunnelId: record.id,
+            name: record.name,
+            hostname,
+            kind: 'named',
+            connections: tunnel.sessions.length,
+        }, 'tunnel registered');
+        return {
+            tunnelId: record.id,
+            label: record.name,
+            hostname,
+            urls: this.opts.urlsFor(hostname),
+            kind: 'named',
+            relayVersion: this.opts.relayVersion,
+        };
+    }
+    /** Counts a registration now and its unregistration when the session closes. */
+    counted(session) {
+        const stats = this.opts.stats;
+        if (stats === undefined)
+            return;
+        stats.connection('registered');
+        session.on('close', () => stats.connection('unregistered'));
+    }
+    /**
+     * A valid resume token gets its label back (also joining a live tunnel with that
+     * label: that is the same client's second connection). Otherwise a fresh random
+     * label, never one that is live or reserved by a named tunnel.
+     */
+    async claimLabel(resume, chargeNew) {
+        if (resume !== undefined) {
+            const label = this.verifyResume(resume);
+            if (label !== undefined && !(await this.opts.named.isReserved(label)))
+                return label;
+        }
+        chargeNew();
+        for (;;) {
+            const label = randomLabel();
+            if (!this.opts.registry.has(label) && !(await this.opts.named.isReserved(label))) {
+                return label;
+            }
+        }
+    }
+    signResume(label) {
+        const mac = createHmac('sha256', this.opts.resumeKey)
+            .update(`resume:${label}`)
+            .digest('base64url');
+        return `${label}.${mac}`;
+    }
+    verifyResume(token) {
+        const dot = token.indexOf('.');
+        if (dot <= 0)
+            return undefined;
+        const label = token.slice(0, dot);
+        const expected = Buffer.from(this.signResume(label));
+        const given = Buffer.from(token);
+        if (expected.length !== given.length || !timingSafeEqual(expected, given))
+            return undefined;
+        const live = this.opts.registry.lookup(label);
+        if (live !== undefined && live.kind !== 'ephemeral')
+            return undefined;
+        return label;
+    }
+    /**
+     * Closes the sessions this client's new connection replaces (same clientId and
+     * connection index): after a stall the old socket is often still half-open and must
+     * not keep getting requests until its heartbeat times out.
+     */
+    replacePrevious(label, request) {
+        if (request.clientId === undefined)
+            return;
+        const tunnel = this.opts.registry.lookup(label);
+        if (tunnel === undefined)
+            return;
+        for (const old of [...tunnel.sessions]) {
+            const app = old.peerApp;
+            if (app?.clientId === request.clientId && app.connection === request.connection) {
+                old.close(new ConnectionError('replaced by a new connection from the same client'));
+            }
+        }
+    }
+    /** Sends GOAWAY on every session (no new streams) and resolves once all are idle. */
+    async drain() {
+        for (const s of this.sessions)
+            s.goAway(ErrorCode.SHUTDOWN, 'relay is shutting down');
+        await Promise.all([...this.sessions].map((s) => s.whenIdle()));
+    }
+    close() {
+        for (const s of this.sessions)
+            s.close();
+        this.wss.close();
+    }
+}
+function parseTunnelRequest(app) {
+    const v = (typeof app === 'object' && app !== null ? app : {});
+    const str = (key) => {
+        const x = v[key];
+        return typeof x === 'string' && x.length <= 4096 ? x : undefined;
+    };
+    const request = { clientVersion: str('clientVersion') ?? 'unknown' };
+    const clientId = str('clientId');
+    if (clientId !== undefined)
+        request.clientId = clientId;
+    const connection = v['connection'];
+    if (typeof connection === 'number' &&
+        Number.isInteger(connection) &&
+        connection >= 0 &&
+        connection < 64) {
+        request.connection = connection;
+    }
+    const token = str('token');
+    if (token !== undefined)
+        request.token = token;
+    const name = str('name');
+    if (name !== undefined)
+        request.name = name;
+    const credential = str('credential');
+    if (credential !== undefined)
+        request.credential = credential;
+    const resume = str('resume');
+    if (resume !== undefined)
+        request.resume = resume;
+    const access = v['access'];
+    if (typeof access === 'object' && access !== null)
+        request.access = access;
+    return request;
+}
+//# sourceMappingURL=endpoint.js.map

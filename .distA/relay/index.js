@@ -1,0 +1,474 @@
+/**
+ * startRelay(config): wires the visitor edge, the tunnel endpoint, the registry and
+ * the admin app, and listens. Used by `quick-tunnel relay` and by the CLI's embedded
+ * local relay.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import path from 'node:path';
+import pino, {} from 'pino';
+import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
+import { VERSION } from '../shared/version.js';
+import { TunnelEndpoint } from './control/endpoint.js';
+import { loadRelayCertificate } from './edge/certificate.js';
+import { checkAccess } from './edge/access.js';
+import { DEFAULT_GUARD_LIMITS, guardRequest } from './edge/guard.js';
+import { routeHost } from './edge/host.js';
+import { RateLimiter } from './edge/limits.js';
+import { pages, sendError, sendRawError } from './edge/pages.js';
+import { forwardRequest, forwardUpgrade } from './edge/proxy.js';
+import { RelayStats } from './stats.js';
+import { NamedTunnels } from './tunnels/named.js';
+import { TunnelRegistry } from './tunnels/registry.js';
+import { JsonFileTunnelStore, MemoryTunnelStore } from './tunnels/store.js';
+export async function startRelay(config) {
+    const log = config.logger ?? pino({ level: 'silent' });
+    const domain = config.domain.toLowerCase().replace(/\.$/, '');
+    const responseTimeoutMs = config.responseTimeoutMs ?? 120_000;
+    const startedAt = Date.now();
+    let certificate;
+    if (config.httpsPort !== null) {
+        if (config.dataDir === null &&
+            (config.certFile === undefined || config.keyFile === undefined)) {
+            throw new Error('an HTTPS relay needs --cert/--key or a data dir for its self-signed certificate');
+        }
+        certificate = await loadRelayCertificate({
+            domain,
+            dataDir: config.dataDir ?? '',
+            certFile: config.certFile,
+            keyFile: config.keyFile,
+        });
+    }
+    const { key: resumeKey, existed: restarted } = config.dataDir === null
+        ? { key: randomBytes(32), existed: false }
+        : await loadOrCreateKey(config.dataDir);
+    const registry = new TunnelRegistry({
+        holdMs: config.holdMs ?? 10_000,
+        restarted,
+        onUnregistered: (tunnel) => log.info({
+            event: 'unregistered',
+            tunnelId: tunnel.id,
+            name: tunnel.kind === 'named' ? tunnel.label : undefined,
+            hostname: `${tunnel.label}.${domain}`,
+            kind: tunnel.kind,
+            connections: tunnel.sessions.length,
+        }, 'tunnel unregistered'),
+    });
+    // Filled in once listening: URLs carry the real ports.
+    const ports = { https: undefined, http: undefined };
+    const urlsFor = (hostname) => {
+        const urls = [];
+        const hp = config.publicHttpsPort ?? ports.https;
+        if (hp !== undefined)
+            urls.push(`https://${hostname}${hp === 443 ? '' : `:${hp}`}`);
+        const p = config.publicHttpPort ?? ports.http;
+        if (p !== undefined)
+            urls.push(`http://${hostname}${p === 80 ? '' : `:${p}`}`);
+        return urls;
+    };
+    const store = config.store ??
+        (config.dataDir === null
+            ? new MemoryTunnelStore()
+            : await JsonFileTunnelStore.open(config.dataDir));
+    const stats = new RelayStats();
+    const named = new NamedTunnels({ store, registry, domain, urlsFor, log });
+    const adminTokens = config.adminTokens ?? [];
+    const endpoint = new TunnelEndpoint({
+        named,
+        stats,
+        registry,
+        tokens: config.tokens,
+        resumeKey,
+        relayVersion: VERSION,
+        urlsFor,
+        domain,
+        mux: config.mux ?? {},
+        log,
+        maxConnectionsPerIp: config.maxConnectionsPerIp ?? 100,
+        creationsPerMinute: config.creationsPerMinute ?? 30,
+    });
+    let admin;
+    const adminApp = () => {
+        admin ??= import('./admin/app.js').then((m) => m.buildAdminApp({
+            named,
+            stats,
+            tokens: config.tokens,
+            adminTokens,
+            domain,
+            registry,
+            relayVersion: VERSION,
+            open: config.tokens.length === 0,
+            startedAt,
+        }));
+        return admin;
+    };
+    const guardLimits = {
+        maxUrlBytes: config.maxUrlBytes ?? DEFAULT_GUARD_LIMITS.maxUrlBytes,
+        maxHeaders: config.maxHeaders ?? DEFAULT_GUARD_LIMITS.maxHeaders,
+    };
+    const rateLimiter = config.rateLimitPerTunnel !== undefined && config.rateLimitPerTunnel > 0
+        ? new RateLimiter({
+            ratePerSecond: config.rateLimitPerTunnel,
+            burst: config.rateLimitPerTunnel * 2,
+        })
+        : undefined;
+    let shuttingDown = false;
+    // Visitor exchanges in progress (until the visitor's response is fully written):
+    // a graceful shutdown waits for these, not only for the mux streams.
+    let inflight = 0;
+    let inflightIdle = [];
+    const forwarding = () => {
+        inflight++;
+    };
+    const whenNoInflight = () => inflight === 0 ? Promise.resolve() : new Promise((resolve) => inflightIdle.push(resolve));
+    const onDone = (scheme, hostname) => (r) => {
+        inflight--;
+        if (inflight === 0)
+            for (const resolve of inflightIdle.splice(0))
+                resolve();
+        stats.request(r);
+        if (log.isLevelEnabled('debug'))
+            log.debug({ scheme, hostname, ...r }, 'request');
+    };
+    /**
+     * Finds a live session for `label`. A tunnel that is reconnecting (it just lost its
+     * last connection, or the relay just restarted) is waited for up to the hold window,
+     * so a quick reconnect is invisible to visitors; then 503 (or 404 if it never existed).
+     */
+    const withSession = (req, label, hostname, then) => {
+        const tunnel = registry.lookup(label);
+        const session = tunnel?.pickSession();
+        if (session !== undefined) {
+            admitted(req, label, hostname, session, then);
+            return;
+        }
+        const budget = registry.holdBudgetMs(label);
+        const known = tunnel !== undefined || registry.wasRecentlyOnline(label);
+        if (budget <= 0) {
+            then(undefined, known ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname), false);
+            return;
+        }
+        registry.waitForSession(label, budget).then((held) => {
+            if (held !== undefined && !shuttingDown) {
+                admitted(req, label, hostname, held, then);
+                return;
+            }
+            const stillKnown = registry.lookup(label) !== undefined || registry.wasRecentlyOnline(label) || known;
+            then(undefined, shuttingDown
+                ? pages.shuttingDown()
+                : stillKnown
+                    ? pages.tunnelOffline(hostname)
+                    : pages.noSuchTunnel(hostname), false);
+        }, () => then(undefined, pages.tunnelOffline(hostname), false));
+    };
+    /**
+     * The tunnel's own rules, checked at the relay before anything reaches the laptop:
+     * its access policy (basic auth, IP allowlist) and the relay's per-tunnel rate limit.
+     * They read the same tunnel the request is routed to.
+     */
+    const admitted = (req, label, hostname, session, then) => {
+        const tunnel = registry.lookup(label);
+        const access = tunnel?.access;
+        if (access !== undefined) {
+            const refused = checkAccess(req, access, hostname);
+            if (refused !== undefined) {
+                then(undefined, refused, false);
+                return;
+            }
+        }
+        if (rateLimiter !== undefined) {
+            const waitS = rateLimiter.take(label);
+            if (waitS > 0) {
+                then(undefined, pages.rateLimited(hostname, waitS), false);
+                return;
+            }
+        }
+        if (tunnel !== undefined)
+            tunnel.requests++;
+        then(session, undefined, access?.basicAuth !== undefined);
+    };
+    // Responses not yet finished, per visitor connection, oldest first (Node writes them
+    // in order). A parse error on that connection must not write a raw error response
+    // into the middle of one that has already started (see 'clientError' below).
+    const unfinished = new WeakMap();
+    const track = (req, res) => {
+        const socket = req.socket;
+        const list = unfinished.get(socket) ?? [];
+        if (list.length === 0)
+            unfinished.set(socket, list);
+        list.push(res);
+        const forget = () => {
+            const i = list.indexOf(res);
+            if (i !== -1)
+                list.splice(i, 1);
+        };
+        res.once('finish', forget);
+        res.once('close', forget);
+    };
+    // Connections whose request the guard refused: they close after that answer, and
+    // nothing more read from them is acted on. Node's parser goes on to requests
+    // pipelined behind the refused one (it has already parsed them), and a request
+    // refused for its framing is exactly where a smuggled one hides.
+    const refusedConnections = new WeakSet();
+    const makeHandler = (scheme) => (req, res) => {
+        if (refusedConnections.has(req.socket)) {
+            req.resume();
+            res.shouldKeepAlive = false;
+            return; // never answered: the connection ends after the refusal
+        }
+        track(req, res);
+        // One parsed Host value decides routing and every check after it.
+        const guarded = guardRequest(req, guardLimits);
+        if ('page' in guarded) {
+            refusedConnections.add(req.socket);
+            res.shouldKeepAlive = false;
+            sendError(res, req.headers, guarded.page);
+            return;
+        }
+        const route = routeHost(guarded.host, domain);
+        if (route.kind === 'apex') {
+            adminApp().then((app) => app.routing(req, res), (err) => {
+                log.error({ err }, 'admin app failed to load');
+                res.statusCode = 500;
+                res.end();
+            });
+            return;
+        }
+        if (route.kind === 'unknown') {
+            sendError(res, req.headers, pages.unknownHost(route.host, domain));
+            return;
+        }
+        if (shuttingDown) {
+            sendError(res, req.headers, pages.shuttingDown());
+            return;
+        }
+        withSession(req, route.label, route.hostname, (session, page, strip) => {
+            if (session === undefined) {
+                sendError(res, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+                return;
+            }
+            forwarding();
+            forwardRequest(req, res, session, {
+                stripAuthorization: strip,
+                hostname: route.hostname,
+                scheme,
+                responseTimeoutMs,
+                onDone: onDone(scheme, route.hostname),
+                // A connection that is going away refuses requests it has not read: they go
+                // to another connection or replica of the same tunnel.
+                retrySession: () => registry.lookup(route.label)?.pickSession(),
+            });
+        });
+    };
+    const makeUpgradeHandler = (scheme) => (req, socket, head) => {
+        socket.on('error', destroySocket);
+        if (refusedConnections.has(socket)) {
+            socket.end(); // pipelined behind a refused request: flush that answer and close
+            return;
+        }
+        const guarded = guardRequest(req, guardLimits);
+        if ('page' in guarded) {
+            sendRawError(socket, req.headers, guarded.page);
+            return;
+        }
+        const route = routeHost(guarded.host, domain);
+        if (route.kind === 'apex') {
+            const pathname = (req.url ?? '').split('?')[0];
+            if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
+                endpoint.handleUpgrade(req, socket, head);
+            }
+            else {
+                sendRawError(socket, req.headers, pages.unknownHost(route.kind, domain));
+            }
+            return;
+        }
+        if (route.kind === 'unknown') {
+            sendRawError(socket, req.headers, pages.unknownHost(route.host, domain));
+            return;
+        }
+        if (shuttingDown) {
+            sendRawError(socket, req.headers, pages.shuttingDown());
+            return;
+        }
+        withSession(req, route.label, route.hostname, (session, page, strip) => {
+            if (session === undefined) {
+                sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+                return;
+            }
+            forwarding();
+            forwardUpgrade(req, socket, head, session, {
+                stripAuthorization: strip,
+                hostname: route.hostname,
+                scheme,
+                responseTimeoutMs,
+                onDone: onDone(scheme, route.hostname),
+            });
+        });
+    };
+    const serverOptions = {
+        keepAliveTimeout: config.keepAliveTimeoutMs ?? 65_000,
+        headersTimeout: config.headersTimeoutMs ?? 15_000,
+        requestTimeout: 0, // bodies may stream for as long as they need
+        maxHeaderSize: 16 * 1024,
+        noDelay: true,
+        // Visitor sockets buffer up to 256 KiB before write() says "wait": with Node's
+        // 16 KiB default, every 64 KiB DATA frame paused the tunnel stream until the next
+        // event-loop turn, capping a download at ~200 MB/s with both processes half idle.
+        highWaterMark: 256 * 1024,
+        // headersTimeout is only enforced when Node checks connections: check every second,
+        // so a slowloris connection is closed at ~15 s rather than up to 45 s.
+        connectionsCheckingInterval: 1_000,
+    };
+    const servers = [];
+    const listen = async (server, port) => {
+        // One more than the guard allows, so a request over the limit is seen (Node drops
+        // headers past maxHeadersCount silently) and refused with 431.
+        server.maxHeadersCount = guardLimits.maxHeaders + 1;
+        await new Promise((resolve, reject) => {
+            server.once('error', reject);
+            server.listen(port, config.host, () => {
+                server.off('error', reject);
+                resolve();
+            });
+        });
+        servers.push(server);
+        return server.address().port;
+    };
+    try {
+        if (config.httpsPort !== null && certificate !== undefined) {
+            const server = https.createServer({
+                ...serverOptions,
+                cert: certificate.cert,
+                key: certificate.key,
+                minVersion: 'TLSv1.2',
+                // A client that connects and never finishes the TLS handshake is dropped.
+                handshakeTimeout: 10_000,
+            }, makeHandler('https'));
+            server.on('upgrade', makeUpgradeHandler('https'));
+            server.on('tlsClientError', () => { }); // handshake failures are the client's problem
+            ports.https = await listen(server, config.httpsPort);
+        }
+        if (config.httpPort !== null) {
+            const server = http.createServer(serverOptions, makeHandler('http'));
+            server.on('upgrade', makeUpgradeHandler('http'));
+            ports.http = await listen(server, config.httpPort);
+        }
+    }
+    catch (err) {
+        for (const s of servers)
+            s.close();
+        throw err;
+    }
+    for (const s of servers) {
+        // CONNECT: never an open proxy (without a listener Node just drops the connection).
+        s.on('connect', (req, socket) => {
+            socket.on('error', destroySocket);
+            sendRawError(socket, req.headers, pages.connectRefused());
+        });
+        s.on('clientError', (err, socket) => {
+            if (!socket.writable)
+                return socket.destroy();
+            // Only an HTTP error gets an HTTP answer. The HTTPS server also routes TLS
+            // handshake failures here (handshake timeout included): an answer written to a
+            // TLS socket that never finished its handshake waits for it forever, and the
+            // connection was never closed.
+            const code = err.code ?? '';
+            if (!code.startsWith('HPE_') && code !== 'ERR_HTTP_REQUEST_TIMEOUT') {
+                return socket.destroy();
+            }
+            // A request body that turns out malformed (bad chunk) after its response began:
+            // an error response now would land inside that body. Drop the connection instead,
+            // so the response is visibly truncated, as Node's own default handler does.
+            if (unfinished.get(socket)?.[0]?.headersSent === true)
+                return socket.destroy();
+            const status = err.code === 'HPE_HEADER_OVERFLOW'
+                ? 431
+                : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+                    ? 408
+                    : 400;
+            socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        });
+    }
+    const tunnelUrl = ports.https !== undefined ? `wss://${domain}:${ports.https}${TUNNEL_ENDPOINT_PATH}` : undefined;
+    log.info({
+        event: 'listening',
+        domain,
+        host: config.host,
+        httpsPort: ports.https,
+        httpPort: ports.http,
+        certificate: certificate?.certPath,
+        fingerprint256: certificate?.fingerprint256,
+        open: config.tokens.length === 0,
+        namedTunnels: (await store.list()).length,
+        version: VERSION,
+    }, 'relay listening');
+    let closing;
+    return {
+        domain,
+        httpsPort: ports.https,
+        httpPort: ports.http,
+        certificate,
+        registry,
+        named,
+        stats,
+        log,
+        tunnelUrl,
+        urlsFor,
+        get connections() {
+            return endpoint.sessions.size;
+        },
+        attach: (transport) => endpoint.attach(transport, 'in-process'),
+        close(graceMs = 10_000) {
+            closing ??= (async () => {
+                shuttingDown = true;
+                for (const s of servers)
+                    s.close();
+                for (const s of servers)
+                    s.closeIdleConnections();
+                registry.releaseAll();
+                const drained = Promise.all([endpoint.drain(), whenNoInflight()]);
+                let timer;
+                await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+                inflightIdle = [];
+                clearTimeout(timer);
+                endpoint.close();
+                for (const s of servers)
+                    s.closeAllConnections();
+                if (admin !== undefined)
+                    await (await admin).close();
+                await store.close();
+                log.info({ event: 'stopped' }, 'relay stopped');
+            })();
+            return closing;
+        },
+    };
+}
+/**
+ * 'error' listener for a raw socket (upgrades, CONNECT): drop the connection. One shared
+ * function, not a closure: a closure in the upgrade handler keeps that handler's whole
+ * scope (the upgrade request, its headers, the head buffer) alive as long as the socket,
+ * which for a tunnel connection is its lifetime (about 1 KiB per idle tunnel).
+ */
+function destroySocket() {
+    this.destroy();
+}
+async function loadOrCreateKey(dataDir) {
+    const file = path.join(dataDir, 'resume.key');
+    try {
+        const key = await readFile(file);
+        if (key.length >= 32)
+            return { key, existed: true };
+    }
+    catch {
+        // first start: create it below
+    }
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    const key = randomBytes(32);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, key, { mode: 0o600 });
+    await rename(tmp, file);
+    return { key, existed: false };
+}
+//# sourceMappingURL=index.js.map

@@ -1,0 +1,49 @@
+/**
+ * Hostname labels: random ones for ephemeral tunnels, validation for named ones.
+ */
+import { randomBytes } from 'node:crypto';
+/** DNS-safe alphabet without look-alikes (no 0/1/l/o). 32 symbols = 5 bits each. */
+const ALPHABET = 'abcdefghijkmnpqrstuvwxyz23456789';
+/** Length of a random label: 10 × 5 bits = 50 bits of entropy. */
+export const RANDOM_LABEL_LENGTH = 10;
+/** A random label; starts with a letter so it is never all digits. */
+export function randomLabel(random = randomBytes) {
+    const bytes = random(RANDOM_LABEL_LENGTH);
+    let out = ALPHABET[bytes[0] % 24]; // first char: a letter (first 24 symbols)
+    for (let i = 1; i < RANDOM_LABEL_LENGTH; i++)
+        out += ALPHABET[bytes[i] & 31];
+    return out;
+}
+/** Labels the relay keeps for itself. */
+export const RESERVED_LABELS = new Set([
+    'www',
+    'api',
+    'admin',
+    'relay',
+    'tunnel',
+    'tunnels',
+    'status',
+    'health',
+    'metrics',
+    'mail',
+    'ns',
+    'ns1',
+    'ns2',
+    'localhost',
+    '_qt',
+]);
+/** Why `name` can't be a tunnel name, or undefined when it can (DNS label rules). */
+export function invalidNameReason(name) {
+    if (name.length < 3 || name.length > 63)
+        return 'names are 3 to 63 characters long';
+    if (!/^[a-z0-9-]+$/.test(name))
+        return 'names use only lowercase letters, digits and hyphens';
+    if (name.startsWith('-') || name.endsWith('-'))
+        return 'names cannot start or end with a hyphen';
+    if (name.slice(2, 4) === '--')
+        return 'names cannot have hyphens in the 3rd and 4th positions';
+    if (RESERVED_LABELS.has(name))
+        return `'${name}' is reserved by the relay`;
+    return undefined;
+}
+//# sourceMappingURL=labels.js.map

@@ -1,0 +1,685 @@
+/**
+ * A mux session: many streams over one frame transport (one WebSocket).
+ *
+ * - Handshake: the client sends HELLO (protocol version, its window/limits, an app
+ *   payload); the server answers HELLO with its own, or GOAWAY with a reason. No
+ *   stream may open before that.
+ * - Stream ids: odd from the client, even from the server, increasing, never reused.
+ * - Keepalive: a PING every `keepAliveIntervalMs`; a peer that sends nothing at all for
+ *   `keepAliveTimeoutMs` is declared dead. RTT of the last PONG is in `rttMs`.
+ * - Any malformed frame closes this session (GOAWAY PROTOCOL_ERROR, one log line);
+ *   it never throws out of the event handlers.
+ */
+import { EventEmitter } from 'node:events';
+import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } from '../errors.js';
+import { ErrorCode, FRAME_HEADER_SIZE, FrameType, PROTOCOL_VERSION, decodeCodeMessage, decodeFrameAt, encodeCodeMessage, encodeFrame, writeFrame, FrameBufferPool, encodeU32, errorCodeName, } from '../protocol/frame.js';
+import { isHelloMessage, parseJson } from '../protocol/messages.js';
+import { MuxStream } from './stream.js';
+export const realTimers = {
+    setInterval: (fn, ms) => {
+        const h = setInterval(fn, ms);
+        h.unref();
+        return h;
+    },
+    clearInterval: (h) => clearInterval(h),
+    setTimeout: (fn, ms) => {
+        const h = setTimeout(fn, ms);
+        h.unref();
+        return h;
+    },
+    clearTimeout: (h) => clearTimeout(h),
+    now: () => performance.now(),
+};
+const DEFAULTS = {
+    windowBytes: 256 * 1024,
+    maxStreams: 1000,
+    maxFrameBytes: 64 * 1024,
+    maxMetadataBytes: 64 * 1024,
+    sendHighWaterBytes: 1024 * 1024,
+    keepAliveIntervalMs: 4_000,
+    keepAliveTimeoutMs: 10_000,
+    keepAlivePassive: false,
+    handshakeTimeoutMs: 10_000,
+    maxQueuedBytes: 32 * 1024 * 1024,
+    maxWindowBytes: 4 * 1024 * 1024,
+    windowBudgetBytes: 32 * 1024 * 1024,
+    windowGrowthMs: 5,
+};
+/**
+ * DATA frames of at least this size are built in pooled buffers (see FrameBufferPool);
+ * smaller ones come from Node's own 8 KiB slab pool anyway.
+ */
+const POOLED_FRAME_MIN_BYTES = 16 * 1024;
+/**
+ * @internal One pool per process (exported for tests) for frames up to the default
+ * frame size: 64 buffers (4 MiB) is what a few sessions at their send high-water mark
+ * (1 MiB each) keep in flight.
+ */
+export const dataFramePool = new FrameBufferPool(FRAME_HEADER_SIZE + DEFAULTS.maxFrameBytes, 64);
+/** Thrown by a HelloHandler to refuse a client with a specific wire code. */
+export class HelloRejection extends QuickTunnelError {
+    wireCode;
+    constructor(wireCode, message, code = 'QT_ERR_REJECTED') {
+        super(code, message);
+        this.wireCode = wireCode;
+    }
+}
+export class MuxSession extends EventEmitter {
+    role;
+    /** Peer's HELLO app payload (server side) or the server's answer (client side). */
+    peerApp;
+    /** Round-trip time of the last PING, in ms (undefined until one completes). */
+    rttMs;
+    /** Set once the handshake completed. */
+    ready = false;
+    closed = false;
+    /** Why the session closed (undefined for a clean close). */
+    closeError;
+    /** We sent or received GOAWAY: no new streams. */
+    goingAway = false;
+    receivedGoAway = false;
+    /** @internal */ peerMaxFrameBytes = DEFAULTS.maxFrameBytes;
+    peerWindowBytes = DEFAULTS.windowBytes;
+    peerMaxStreams = DEFAULTS.maxStreams;
+    opts;
+    version;
+    /** @internal */ timers;
+    /** Window granted beyond the initial size, over all streams (auto-tuning budget). */
+    windowExtraBytes = 0;
+    log;
+    transport;
+    streams = new Map();
+    nextStreamId;
+    lastPeerStreamId = 0;
+    localOpenCount = 0;
+    peerOpenCount = 0;
+    drainQueue = [];
+    keepAliveHandle;
+    handshakeHandle;
+    lastReceivedAt;
+    pingSentAt;
+    pingSeq = 0;
+    /** When the peer's last PING arrived (keepAlivePassive). */
+    peerPingAt;
+    helloHandler;
+    helloSeen = false;
+    readyResolvers;
+    idleResolvers = [];
+    /** Bytes of DATA sent/received over the whole session. */
+    bytesSent = 0;
+    bytesReceived = 0;
+    constructor(transport, role, options = {}) {
+        super();
+        this.role = role;
+        this.transport = transport;
+        this.opts = {
+            windowBytes: options.windowBytes ?? DEFAULTS.windowBytes,
+            maxStreams: options.maxStreams ?? DEFAULTS.maxStreams,
+            maxFrameBytes: options.maxFrameBytes ?? DEFAULTS.maxFrameBytes,
+            maxMetadataBytes: options.maxMetadataBytes ?? DEFAULTS.maxMetadataBytes,
+            sendHighWaterBytes: options.sendHighWaterBytes ?? DEFAULTS.sendHighWaterBytes,
+            keepAliveIntervalMs: options.keepAliveIntervalMs ?? DEFAULTS.keepAliveIntervalMs,
+            keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULTS.keepAliveTimeoutMs,
+            keepAlivePassive: options.keepAlivePassive ?? DEFAULTS.keepAlivePassive,
+            handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+            maxQueuedBytes: options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes,
+            maxWindowBytes: Math.max(options.maxWindowBytes ?? DEFAULTS.maxWindowBytes, options.windowBytes ?? DEFAULTS.windowBytes),
+            windowBudgetBytes: options.windowBudgetBytes ?? DEFAULTS.windowBudgetBytes,
+            windowGrowthMs: options.windowGrowthMs ?? DEFAULTS.windowGrowthMs,
+        };
+        this.version = options.protocolVersion ?? PROTOCOL_VERSION;
+        this.timers = options.timers ?? realTimers;
+        this.log = options.log;
+        this.nextStreamId = role === 'client' ? 1 : 2;
+        this.lastReceivedAt = this.timers.now();
+        transport.onFrame = (buf) => this.onFrame(buf);
+        transport.onClose = (err) => this.shutdown(err === undefined && this.ready
+            ? undefined
+            : new ConnectionError(`connection lost${err ? `: ${err.message}` : ''}`, { cause: err }), false);
+    }
+    /** The largest frame this session can receive; use as ws `maxPayload`. */
+    static maxMessageBytes(options = {}) {
+        return (FRAME_HEADER_SIZE +
+            Math.max(options.maxFrameBytes ?? DEFAULTS.maxFrameBytes, options.maxMetadataBytes ?? DEFAULTS.maxMetadataBytes));
+    }
+    get streamCount() {
+        return this.streams.size;
+    }
+    // ---- handshake ---------------------------------------------------------------
+    /** Client: sends HELLO and resolves with the server's app answer. */
+    connect(app) {
+        if (this.role !== 'client')
+            throw new Error('connect() is for the client side');
+        const done = new Promise((resolve, reject) => {
+            this.readyResolvers = { resolve, reject };
+        });
+        this.handshakeHandle = this.timers.setTimeout(() => {
+            this.shutdown(new ConnectionError(`the relay did not answer the handshake within ${this.opts.handshakeTimeoutMs} ms`, { code: 'QT_ERR_HANDSHAKE_TIMEOUT' }), true);
+        }, this.opts.handshakeTimeoutMs);
+        this.sendHello(app);
+        done.catch(() => { }); // the caller gets the rejection; never an unhandled one
+        return done;
+    }
+    /** Server: answers the client's HELLO with whatever `handler` returns. */
+    accept(handler) {
+        if (this.role !== 'server')
+            throw new Error('accept() is for the server side');
+        this.helloHandler = handler;
+        const done = new Promise((resolve, reject) => {
+            this.readyResolvers = { resolve, reject };
+        });
+        this.handshakeHandle = this.timers.setTimeout(() => {
+            this.shutdown(new ConnectionError('client sent no HELLO in time', { code: 'QT_ERR_HANDSHAKE_TIMEOUT' }), true);
+        }, this.opts.handshakeTimeoutMs);
+        done.catch(() => { }); // the caller gets the rejection; never an unhandled one
+        return done;
+    }
+    sendHello(app) {
+        const hello = {
+            protocol: this.version,
+            windowBytes: this.opts.windowBytes,
+            maxStreams: this.opts.maxStreams,
+            maxFrameBytes: this.opts.maxFrameBytes,
+            app,
+        };
+        this.sendControl(FrameType.HELLO, 0, Buffer.from(JSON.stringify(hello)));
+    }
+    onHello(frame) {
+        if (this.helloSeen)
+            throw new ProtocolError('second HELLO on one session');
+        this.helloSeen = true;
+        const msg = parseJson(frame.payload);
+        if (!isHelloMessage(msg))
+            throw new ProtocolError('HELLO payload is not a valid hello message');
+        this.peerWindowBytes = msg.windowBytes;
+        this.peerMaxStreams = msg.maxStreams;
+        this.peerMaxFrameBytes = Math.min(msg.maxFrameBytes, this.opts.maxFrameBytes);
+        this.peerApp = msg.app;
+        if (this.role === 'client') {
+            this.becomeReady(msg.app);
+            return;
+        }
+        const handler = this.helloHandler;
+        if (handler === undefined)
+            throw new ProtocolError('HELLO arrived before the server called accept()');
+        this.helloHandler = undefined; // used once: don't keep its closure for the session's life
+        Promise.resolve()
+            .then(() => handler(msg.app, this))
+            .then((answer) => {
+            if (this.closed)
+                return;
+            this.sendHello(answer);
+            this.becomeReady(msg.app);
+        }, (err) => {
+            if (this.closed)
+                return;
+            const wireCode = err instanceof HelloRejection ? err.wireCode : ErrorCode.INTERNAL_ERROR;
+            const message = err instanceof Error ? err.message : String(err);
+            this.goAway(wireCode, message);
+            this.shutdown(err instanceof Error ? err : new Error(message), false);
+        });
+    }
+    becomeReady(app) {
+        this.ready = true;
+        this.timers.clearTimeout(this.handshakeHandle);
+        this.handshakeHandle = undefined; // let the spent timer go
+        this.startKeepAlive();
+        this.readyResolvers?.resolve(app);
+        this.readyResolvers = undefined;
+        this.emit('ready', app);
+    }
+    // ---- streams -------------------------------------------------------------------
+    /**
+     * Opens a stream carrying `meta` (JSON). Throws if the session is not ready, is going
+     * away, or the peer's stream limit is reached (callers turn that into a 503).
+     */
+    openStream(meta = {}) {
+        if (this.closed)
+            throw new ConnectionError('session is closed', { code: 'QT_ERR_SESSION_CLOSED' });
+        if (!this.ready)
+            throw new ConnectionError('session handshake not complete', { code: 'QT_ERR_NOT_READY' });
+        if (this.goingAway || this.receivedGoAway) {
+            throw new ConnectionError('session is going away', { code: 'QT_ERR_GOING_AWAY' });
+        }
+        if (this.nextStreamId > 0xffffffff) {
+            // Ids are u32 and never reused: past the last one, a new connection is needed
+            // (the frame header would silently wrap the id to one already used).
+            throw new ConnectionError('stream ids exhausted on this session; reconnect', {
+                code: 'QT_ERR_GOING_AWAY',
+            });
+        }
+        if (this.localOpenCount >= this.peerMaxStreams) {
+            throw new StreamResetError(ErrorCode.REFUSED_STREAM, `peer's limit of ${this.peerMaxStreams} streams reached`);
+        }
+        const payload = Buffer.from(JSON.stringify(meta));
+        if (payload.length > this.opts.maxMetadataBytes) {
+            throw new ProtocolError(`stream metadata of ${payload.length} bytes exceeds ${this.opts.maxMetadataBytes}`, {
+                code: 'QT_ERR_METADATA_TOO_LARGE',
+            });
+        }
+        const id = this.nextStreamId;
+        this.nextStreamId += 2;
+        const stream = this.createStream(id, meta);
+        this.localOpenCount++;
+        this.sendControl(FrameType.OPEN, id, payload);
+        return stream;
+    }
+    createStream(id, meta) {
+        const hwm = Math.min(this.opts.windowBytes, 64 * 1024);
+        const stream = new MuxStream(this, id, meta, this.peerWindowBytes, this.opts.windowBytes, hwm);
+        this.streams.set(id, stream);
+        return stream;
+    }
+    isLocalId(id) {
+        return (id % 2 === 1) === (this.role === 'client');
+    }
+    /** @internal */
+    forget(stream) {
+        if (this.streams.get(stream.id) !== stream)
+            return;
+        this.streams.delete(stream.id);
+        this.windowExtraBytes -= stream.windowSize - stream.initialRecvWindow;
+        if (this.isLocalId(stream.id))
+            this.localOpenCount--;
+        else
+            this.peerOpenCount--;
+        if (this.streams.size === 0)
+            this.notifyIdle();
+    }
+    /**
+     * @internal Auto-tuning: how many bytes `stream` may add to its window now (0 = none).
+     * Called when half its window was consumed within `windowGrowthMs`.
+     */
+    growWindow(stream, sinceLastGrantMs) {
+        if (sinceLastGrantMs > this.opts.windowGrowthMs)
+            return 0;
+        const room = Math.min(stream.windowSize, // double
+        this.opts.maxWindowBytes - stream.windowSize, this.opts.windowBudgetBytes - this.windowExtraBytes);
+        if (room <= 0)
+            return 0;
+        this.windowExtraBytes += room;
+        return room;
+    }
+    /** @internal called after each FIN: a stream closed in both directions is done. */
+    maybeForget(stream) {
+        if (stream.localFin && stream.remoteFin) {
+            this.forget(stream);
+            // Readable may still hold data for the consumer; the Duplex ends on its own.
+        }
+    }
+    // ---- sending ---------------------------------------------------------------------
+    /** True while the transport holds more than the high-water mark: DATA waits. */
+    get congested() {
+        return this.transport.bufferedAmount > this.opts.sendHighWaterBytes;
+    }
+    /** @internal a stream blocked by congestion asks to be resumed on drain. */
+    waitForDrain(stream) {
+        if (stream.queuedForDrain)
+            return;
+        stream.queuedForDrain = true;
+        this.drainQueue.push(stream);
+    }
+    onSent = (err) => {
+        // ws (through the socket's write callback) passes `null` on success, not undefined.
+        if ((err !== undefined && err !== null) || this.drainQueue.length === 0 || this.congested)
+            return;
+        // Resume blocked streams in FIFO order, so a busy stream can't starve the others.
+        const queue = this.drainQueue.splice(0);
+        for (let i = 0; i < queue.length; i++) {
+            const stream = queue[i];
+            stream.queuedForDrain = false;
+            if (!stream.flush()) {
+                // Congested again: keep the rest queued, in order, behind it. They still have
+                // `queuedForDrain` set, so push them directly (waitForDrain would skip them and
+                // they would never be resumed).
+                for (let j = i + 1; j < queue.length; j++)
+                    this.drainQueue.push(queue[j]);
+                return;
+            }
+        }
+    };
+    /** @internal */
+    sendData(stream, payload) {
+        this.bytesSent += payload.length;
+        if (payload.length < POOLED_FRAME_MIN_BYTES ||
+            payload.length + FRAME_HEADER_SIZE > dataFramePool.bufferBytes ||
+            this.transport.framesCopiedOnSend !== true) {
+            this.transport.send(encodeFrame(FrameType.DATA, stream.id, payload, 0, this.version), this.onSent);
+            return;
+        }
+        const buf = dataFramePool.take();
+        this.transport.send(writeFrame(buf, FrameType.DATA, stream.id, payload, 0, this.version), (err) => {
+            dataFramePool.give(buf);
+            this.onSent(err);
+        });
+    }
+    /** @internal */
+    sendWindowUpdate(stream, delta) {
+        this.sendControl(FrameType.WINDOW_UPDATE, stream.id, encodeU32(delta));
+    }
+    /** @internal */
+    sendFin(stream) {
+        this.sendControl(FrameType.FIN, stream.id);
+    }
+    /** @internal */
+    sendReset(stream, code, message) {
+        this.sendControl(FrameType.RESET, stream.id, encodeCodeMessage(code, message));
+    }
+    /** @internal */
+    sendReply(stream, meta) {
+        const payload = Buffer.from(JSON.stringify(meta));
+        if (payload.length > this.opts.maxMetadataBytes) {
+            stream.reset(ErrorCode.INTERNAL_ERROR, 'reply metadata too large');
+            return;
+        }
+        this.sendControl(FrameType.REPLY, stream.id, payload);
+    }
+    sendControl(type, streamId, payload) {
+        if (this.closed)
+            return;
+        // DATA waits when the socket is congested, but control frames (answers to the
+        // peer's PINGs, OPENs, ...) are always queued. A peer that floods us and never
+        // reads would grow that queue without bound: past a hard cap, drop it.
+        if (this.transport.bufferedAmount > this.opts.maxQueuedBytes) {
+            this.log?.warn({ queued: this.transport.bufferedAmount, role: this.role }, 'mux peer is not reading, closing session');
+            this.shutdown(new ProtocolError(`peer is not reading (over ${this.opts.maxQueuedBytes} bytes queued)`, {
+                code: 'QT_ERR_PEER_STALLED',
+            }), true);
+            return;
+        }
+        this.transport.send(encodeFrame(type, streamId, payload, 0, this.version), this.onSent);
+    }
+    // ---- keepalive -------------------------------------------------------------------
+    startKeepAlive() {
+        if (this.opts.keepAliveIntervalMs <= 0)
+            return;
+        this.keepAliveHandle = this.timers.setInterval(() => this.keepAliveTick(), this.opts.keepAliveIntervalMs);
+    }
+    keepAliveTick() {
+        const silentMs = this.timers.now() - this.lastReceivedAt;
+        if (silentMs >= this.opts.keepAliveTimeoutMs) {
+            this.shutdown(new ConnectionError(`peer silent for ${Math.round(silentMs)} ms (heartbeat missed)`, {
+                code: 'QT_ERR_HEARTBEAT',
+            }), true);
+            return;
+        }
+        if (this.opts.keepAlivePassive &&
+            this.peerPingAt !== undefined &&
+            this.timers.now() - this.peerPingAt < this.opts.keepAliveIntervalMs * 1.5) {
+            return; // the peer's PINGs (and our PONGs) already prove both directions work
+        }
+        this.ping();
+    }
+    /** Sends a PING now; the RTT lands in `rttMs` and the 'rtt' event. */
+    ping() {
+        if (this.closed)
+            return;
+        const payload = Buffer.alloc(8);
+        payload.writeUInt32BE(++this.pingSeq, 4);
+        this.pingSentAt = this.timers.now();
+        this.sendControl(FrameType.PING, 0, payload);
+    }
+    // ---- receiving -------------------------------------------------------------------
+    /** One WebSocket message: one or more frames back to back (PROTOCOL.md §1). */
+    onFrame(buf) {
+        if (this.closed)
+            return;
+        this.lastReceivedAt = this.timers.now();
+        const max = Math.max(this.opts.maxFrameBytes, this.opts.maxMetadataBytes);
+        try {
+            let offset = 0;
+            do {
+                const frame = decodeFrameAt(buf, offset, max);
+                offset = frame.end;
+                if (frame.version !== this.version) {
+                    this.onVersionMismatch(frame);
+                    return;
+                }
+                this.dispatch(frame);
+            } while (offset < buf.length && !this.closed);
+        }
+        catch (err) {
+            this.protocolError(err);
+        }
+    }
+    onVersionMismatch(frame) {
+        const ours = this.version;
+        const theirs = frame.version;
+        const who = this.role === 'server' ? 'client' : 'relay';
+        // A GOAWAY from a peer of another version is still readable: report its reason.
+        if (frame.type === FrameType.GOAWAY && frame.payload.length >= 4) {
+            const { message } = decodeCodeMessage(frame.payload);
+            this.shutdown(new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' }), false);
+            return;
+        }
+        const message = this.role === 'server'
+            ? `this relay speaks tunnel protocol v${ours} but the client speaks v${theirs}; ` +
+                `install a quick-tunnel version that matches the relay`
+            : `the relay speaks tunnel protocol v${theirs} but this client speaks v${ours}; ` +
+                `install a quick-tunnel version that matches the relay`;
+        this.goAway(ErrorCode.VERSION_MISMATCH, message);
+        this.log?.warn({ peerVersion: theirs, who }, 'mux protocol version mismatch');
+        this.shutdown(new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' }), false);
+    }
+    dispatch(frame) {
+        const { type, streamId, payload } = frame;
+        if (type === FrameType.HELLO) {
+            if (streamId !== 0)
+                throw new ProtocolError('HELLO on a non-zero stream');
+            if (payload.length > this.opts.maxMetadataBytes)
+                throw new ProtocolError('HELLO too large');
+            this.onHello(frame);
+            return;
+        }
+        if (type === FrameType.GOAWAY) {
+            if (streamId !== 0)
+                throw new ProtocolError('GOAWAY on a non-zero stream');
+            const { code, message } = decodeCodeMessage(payload);
+            this.onGoAway(code, message);
+            return;
+        }
+        if (!this.ready) {
+            throw new ProtocolError(`${frameName(type)} frame before the handshake completed`);
+        }
+        switch (type) {
+            case FrameType.PING:
+                if (streamId !== 0 || payload.length !== 8)
+                    throw new ProtocolError('malformed PING');
+                this.peerPingAt = this.timers.now();
+                this.sendControl(FrameType.PONG, 0, Buffer.from(payload));
+                return;
+            case FrameType.PONG:
+                if (streamId !== 0 || payload.length !== 8)
+                    throw new ProtocolError('malformed PONG');
+                if (this.pingSentAt !== undefined && payload.readUInt32BE(4) === this.pingSeq) {
+                    this.rttMs = this.timers.now() - this.pingSentAt;
+                    this.pingSentAt = undefined;
+                    this.emit('rtt', this.rttMs);
+                }
+                return;
+            case FrameType.OPEN:
+                this.onOpen(streamId, payload);
+                return;
+            default:
+                break;
+        }
+        if (streamId === 0)
+            throw new ProtocolError(`${frameName(type)} frame on stream 0`);
+        const stream = this.streams.get(streamId);
+        if (stream === undefined) {
+            if (!this.wasOpened(streamId)) {
+                throw new ProtocolError(`${frameName(type)} frame for stream ${streamId}, which was never opened`);
+            }
+            // A frame racing a reset or close on a stream we already forgot: ignore it,
+            // as HTTP/2 does. DATA still has to respect the frame size limit (checked above).
+            return;
+        }
+        switch (type) {
+            case FrameType.DATA:
+                if (stream.remoteFin)
+                    throw new ProtocolError(`DATA after FIN on stream ${streamId}`);
+                if (payload.length > this.opts.maxFrameBytes) {
+                    throw new ProtocolError(`DATA frame of ${payload.length} bytes exceeds ${this.opts.maxFrameBytes}`);
+                }
+                if (payload.length > stream.recvWindow) {
+                    throw new ProtocolError(`peer sent ${payload.length} bytes on stream ${streamId} with only ${stream.recvWindow} bytes of window`, { code: 'QT_ERR_FLOW_CONTROL' });
+                }
+                this.bytesReceived += payload.length;
+                stream.onData(payload);
+                return;
+            case FrameType.WINDOW_UPDATE: {
+                if (payload.length !== 4)
+                    throw new ProtocolError('malformed WINDOW_UPDATE');
+                const delta = payload.readUInt32BE(0);
+                if (delta === 0)
+                    throw new ProtocolError('WINDOW_UPDATE of zero');
+                if (stream.sendWindow + delta > 0x7fffffff) {
+                    throw new ProtocolError(`window overflow on stream ${streamId}`, {
+                        code: 'QT_ERR_FLOW_CONTROL',
+                    });
+                }
+                stream.onWindowUpdate(delta);
+                return;
+            }
+            case FrameType.FIN:
+                if (stream.remoteFin)
+                    throw new ProtocolError(`second FIN on stream ${streamId}`);
+                stream.onRemoteFin();
+                return;
+            case FrameType.RESET: {
+                const { code, message } = decodeCodeMessage(payload);
+                stream.onReset(code, message);
+                return;
+            }
+            case FrameType.REPLY: {
+                if (!this.isLocalId(streamId))
+                    throw new ProtocolError('REPLY on a stream the peer opened');
+                if (stream.replyMeta !== undefined)
+                    throw new ProtocolError(`second REPLY on stream ${streamId}`);
+                const meta = parseJson(payload);
+                if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+                    throw new ProtocolError('REPLY metadata is not a JSON object');
+                }
+                stream.replyMeta = meta;
+                stream.emit('reply', stream.replyMeta);
+                return;
+            }
+            default:
+                throw new ProtocolError(`unexpected frame type ${type}`);
+        }
+    }
+    wasOpened(id) {
+        return this.isLocalId(id) ? id < this.nextStreamId : id <= this.lastPeerStreamId;
+    }
+    onOpen(id, payload) {
+        if (this.isLocalId(id) || id === 0)
+            throw new ProtocolError(`peer opened stream ${id} with our parity`);
+        if (id <= this.lastPeerStreamId)
+            throw new ProtocolError(`stream id ${id} reused or not increasing`);
+        if (payload.length > this.opts.maxMetadataBytes)
+            throw new ProtocolError('OPEN metadata too large');
+        const meta = parseJson(payload);
+        if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+            throw new ProtocolError('OPEN metadata is not a JSON object');
+        }
+        this.lastPeerStreamId = id;
+        const refusal = this.goingAway
+            ? 'session is going away'
+            : this.peerOpenCount >= this.opts.maxStreams
+                ? `limit of ${this.opts.maxStreams} concurrent streams reached`
+                : this.listenerCount('stream') === 0
+                    ? 'no stream handler'
+                    : undefined;
+        if (refusal !== undefined) {
+            // Refused: the peer turns this into a 503. Send RESET without creating state
+            // (a stream nobody listens to would throw its reset error as uncaught).
+            this.sendControl(FrameType.RESET, id, encodeCodeMessage(ErrorCode.REFUSED_STREAM, refusal));
+            return;
+        }
+        const stream = this.createStream(id, meta);
+        this.peerOpenCount++;
+        this.emit('stream', stream);
+    }
+    onGoAway(code, message) {
+        this.receivedGoAway = true;
+        if (!this.ready) {
+            // Refused during the handshake: surface the relay's reason as the error.
+            const err = code === ErrorCode.VERSION_MISMATCH
+                ? new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' })
+                : code === ErrorCode.AUTH_FAILED
+                    ? new QuickTunnelError('QT_ERR_AUTH', message)
+                    : new QuickTunnelError('QT_ERR_REJECTED', message || `refused (${errorCodeName(code)})`, {
+                        retryable: code === ErrorCode.SHUTDOWN,
+                    });
+            this.shutdown(err, false);
+            return;
+        }
+        this.emit('goaway', code, message);
+        if (this.streams.size === 0 && code !== ErrorCode.NO_ERROR && code !== ErrorCode.SHUTDOWN) {
+            this.shutdown(new ConnectionError(`peer sent GOAWAY (${errorCodeName(code)}): ${message}`), false);
+        }
+    }
+    protocolError(err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.log?.warn({ err: message, role: this.role }, 'mux protocol error, closing session');
+        this.goAway(ErrorCode.PROTOCOL_ERROR, message);
+        this.shutdown(err instanceof ProtocolError ? err : new ProtocolError(message, { cause: err }), false);
+    }
+    // ---- closing ---------------------------------------------------------------------
+    /** Tells the peer: no new streams from now on. Open streams carry on. */
+    goAway(code = ErrorCode.NO_ERROR, message = '') {
+        if (this.closed)
+            return;
+        this.goingAway = true;
+        this.sendControl(FrameType.GOAWAY, 0, encodeCodeMessage(code, message));
+    }
+    /** Resolves once no stream is open (at once if none is). */
+    whenIdle() {
+        if (this.streams.size === 0 || this.closed)
+            return Promise.resolve();
+        return new Promise((resolve) => this.idleResolvers.push(resolve));
+    }
+    notifyIdle() {
+        const resolvers = this.idleResolvers.splice(0);
+        for (const r of resolvers)
+            r();
+    }
+    /** Closes the session: open streams fail with `err` (or a generic close error). */
+    close(err) {
+        this.shutdown(err, true);
+    }
+    shutdown(err, closeTransport) {
+        if (this.closed)
+            return;
+        this.closed = true;
+        this.closeError = err;
+        this.timers.clearInterval(this.keepAliveHandle);
+        this.timers.clearTimeout(this.handshakeHandle);
+        const streamErr = err ?? new ConnectionError('tunnel connection closed', { code: 'QT_ERR_SESSION_CLOSED' });
+        for (const stream of [...this.streams.values()])
+            stream.onSessionClosed(streamErr);
+        this.streams.clear();
+        this.drainQueue.length = 0;
+        if (closeTransport) {
+            if (err === undefined)
+                this.transport.close(1000, 'closed');
+            else
+                this.transport.terminate();
+        }
+        else {
+            // Flush what we queued (e.g. GOAWAY) and let the socket go.
+            this.transport.close(1000, '');
+        }
+        this.readyResolvers?.reject(err ?? new ConnectionError('connection closed before the handshake completed'));
+        this.readyResolvers = undefined;
+        this.notifyIdle();
+        this.emit('close', err);
+    }
+}
+function frameName(type) {
+    for (const [name, value] of Object.entries(FrameType))
+        if (value === type)
+            return name;
+    return `0x${type.toString(16)}`;
+}
+//# sourceMappingURL=session.js.map

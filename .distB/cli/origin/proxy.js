@@ -1,0 +1,910 @@
+/**
+ * Serves each mux stream the relay opens (one visitor request or WebSocket) against the
+ * local origin: the OPEN metadata becomes an http(s).request, the body streams both ways
+ * with backpressure, and the origin's response head goes back with `stream.reply()`.
+ *
+ * Failure contract with the relay (it turns resets into visitor-facing answers):
+ * - before the reply: RESET CONNECT_ERROR (origin refused, unreachable, TLS or HTTP
+ *   failure) or TIMEOUT, with a message naming the local target;
+ * - after the reply: RESET INTERNAL_ERROR when the origin breaks mid-response, so a
+ *   truncated body never looks complete to the visitor;
+ * - a visitor that goes away (stream reset or session closed) aborts the origin request.
+ *
+ * Keep-alive: requests share a pool of origin connections. Idle pooled sockets are
+ * dropped after `idleSocketTimeoutMs`, before common servers close them (Node also
+ * honours a `Keep-Alive: timeout=N` hint, keeping sockets at most N-1 s), and a request
+ * that fails with ECONNRESET/EPIPE on a reused socket before any response byte is
+ * retried once on a fresh connection, replaying the request body bytes already sent
+ * (kept up to `REPLAY_LIMIT_BYTES`; beyond that the request is not retried).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { isIPv6 } from 'node:net';
+import { pipeline } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { OriginError, StreamResetError, errnoCode } from '../../shared/errors.js';
+import { realTimers } from '../../shared/mux/session.js';
+import { ErrorCode } from '../../shared/protocol/frame.js';
+import { endToEndHeaders, flattenHeaders, isRequestHead, } from '../../shared/protocol/tunnel.js';
+import { CAPTURE_BODY_LIMIT_BYTES, ExchangeCapture, WebSocketFrameCounter } from './capture.js';
+import { LOCALHOST_ADDRESSES } from './target.js';
+export const ORIGIN_PROXY_DEFAULTS = Object.freeze({
+    connectTimeoutMs: 10_000,
+    responseHeadTimeoutMs: 60_000,
+    idleSocketTimeoutMs: 1_500,
+});
+/** Request body bytes kept so a request can be replayed on a fresh connection. */
+export const REPLAY_LIMIT_BYTES = 64 * 1024;
+/** Methods Node sends without chunked framing unless told: they need a body check. */
+const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
+/** How many first response body bytes are inspected for a dev server's host check. */
+const SNIFF_BYTES = 64;
+export class OriginProxy {
+    target;
+    /** @internal */ hostHeaderMode;
+    /** @internal */ connectTimeoutMs;
+    /** @internal */ responseHeadTimeoutMs;
+    /** @internal */ timers;
+    /** @internal pooled keep-alive connections */ pooledAgent;
+    /** @internal one-off connections for retries */ freshAgent;
+    /** @internal sockets handed over by an upgrade, outside the agent */
+    upgradedSockets = new Set();
+    /** @internal body bytes captured per body; undefined = no capture */
+    captureBodyBytes;
+    onEvent;
+    exchanges = new Set();
+    preferredAddress;
+    unreachableWarned = false;
+    hostHintSent = false;
+    nextId = 1;
+    closed = false;
+    constructor(options) {
+        this.target = options.target;
+        this.hostHeaderMode = options.hostHeader ?? 'preserve';
+        this.connectTimeoutMs = options.connectTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.connectTimeoutMs;
+        this.responseHeadTimeoutMs =
+            options.responseHeadTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.responseHeadTimeoutMs;
+        this.timers = options.timers ?? realTimers;
+        this.onEvent = options.onEvent ?? (() => { });
+        this.captureBodyBytes =
+            options.capture === undefined || options.capture === false
+                ? undefined
+                : options.capture === true
+                    ? CAPTURE_BODY_LIMIT_BYTES
+                    : (options.capture.bodyLimitBytes ?? CAPTURE_BODY_LIMIT_BYTES);
+        const connect = {};
+        if (this.target.localhost) {
+            // Both loopback addresses, the one that answered last first; Node's happy
+            // eyeballs (autoSelectFamily) moves to the next on refusal or after 250 ms.
+            connect.lookup = this.lookupLocalhost;
+            connect.autoSelectFamily = true;
+        }
+        const Agent = this.target.protocol === 'https' ? https.Agent : http.Agent;
+        if (this.target.protocol === 'https') {
+            connect.rejectUnauthorized = options.insecure !== true;
+            if (options.ca !== undefined) {
+                const extra = Array.isArray(options.ca) ? options.ca : [options.ca];
+                connect.ca = [...rootCertificates, ...extra];
+            }
+        }
+        this.pooledAgent = new Agent({
+            ...connect,
+            keepAlive: true,
+            timeout: options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs,
+        });
+        this.freshAgent = new Agent({ ...connect, keepAlive: false });
+    }
+    /** The loopback address (127.0.0.1 or ::1) where `localhost` last answered, if any. */
+    get localhostAddress() {
+        return this.preferredAddress;
+    }
+    /** Serves one stream opened by the relay. Never throws; failures become resets. */
+    handle(stream) {
+        // Our own resets destroy the stream with an error; the exchange records why.
+        stream.on('error', () => { });
+        if (this.closed) {
+            stream.reset(ErrorCode.REFUSED_STREAM, 'the tunnel client is shutting down');
+            return;
+        }
+        const head = stream.meta;
+        if (!isRequestHead(head)) {
+            stream.reset(ErrorCode.PROTOCOL_ERROR, 'stream metadata is not a request head');
+            return;
+        }
+        const exchange = new Exchange(this, stream, head, this.nextId++);
+        this.exchanges.add(exchange);
+        exchange.start();
+    }
+    /** Aborts open requests and WebSockets and closes every origin connection. */
+    close() {
+        this.closed = true;
+        for (const exchange of [...this.exchanges]) {
+            exchange.abort('the tunnel client is shutting down');
+        }
+        for (const socket of this.upgradedSockets)
+            socket.destroy();
+        this.upgradedSockets.clear();
+        this.pooledAgent.destroy();
+        this.freshAgent.destroy();
+    }
+    // ---- called by exchanges ----------------------------------------------------------
+    /** @internal */
+    emit(event) {
+        this.onEvent(event);
+    }
+    /** @internal */
+    forget(exchange) {
+        this.exchanges.delete(exchange);
+    }
+    /** @internal a socket to the origin connected: remember which loopback answered. */
+    noteConnected(socket) {
+        const address = socket.remoteAddress;
+        if (this.target.localhost && address !== undefined && LOCALHOST_ADDRESSES.includes(address)) {
+            this.preferredAddress = address;
+        }
+    }
+    /** @internal the origin answered: a later outage is worth a new warning. */
+    noteReachable() {
+        this.unreachableWarned = false;
+    }
+    /** @internal */
+    noteUnreachable(message) {
+        if (this.unreachableWarned)
+            return;
+        this.unreachableWarned = true;
+        this.emit({ type: 'warning', code: 'origin-unreachable', message });
+    }
+    /** @internal a reused socket was dead: its idle siblings likely are too. */
+    dropIdleSockets() {
+        for (const sockets of Object.values(this.pooledAgent.freeSockets)) {
+            for (const socket of sockets ?? [])
+                socket.destroy();
+        }
+    }
+    /** @internal */
+    hostHintPending() {
+        return !this.hostHintSent;
+    }
+    /** @internal */
+    hostRejected(server, hostname) {
+        if (this.hostHintSent)
+            return;
+        this.hostHintSent = true;
+        const message = server === 'vite'
+            ? `the dev server at ${this.target.label} (Vite) refused the public host name ${hostname} ` +
+                `("Blocked request. This host is not allowed"). Fix: run quick-tunnel with ` +
+                `--host-header rewrite, or allow the host in vite.config.js: ` +
+                `server: { allowedHosts: ['${hostname}'] }`
+            : `the dev server at ${this.target.label} (webpack-dev-server) refused the public host ` +
+                `name ${hostname} ("Invalid Host header"). Fix: run quick-tunnel with ` +
+                `--host-header rewrite, or allow the host in webpack.config.js: ` +
+                `devServer: { allowedHosts: ['${hostname}'] }`;
+        this.emit({ type: 'hint', code: 'host-rejected', hostname, message });
+    }
+    lookupLocalhost = (_hostname, options, callback) => {
+        const first = this.preferredAddress ?? LOCALHOST_ADDRESSES[0];
+        const order = [first, ...LOCALHOST_ADDRESSES.filter((a) => a !== first)];
+        const all = order.map((address) => ({ address, family: isIPv6(address) ? 6 : 4 }));
+        process.nextTick(() => {
+            if (options.all === true)
+                callback(null, all);
+            else
+                callback(null, all[0].address, all[0].family);
+        });
+    };
+}
+class OriginTimeoutError extends OriginError {
+    constructor(message) {
+        super(message, { code: 'QT_ERR_ORIGIN_TIMEOUT' });
+    }
+}
+/** One visitor request: its stream, the origin request (and its retry), the response. */
+class Exchange {
+    proxy;
+    stream;
+    head;
+    id;
+    startedAt;
+    label;
+    capture;
+    headers = [];
+    pump;
+    req;
+    res;
+    socket;
+    phase = 'waiting';
+    status;
+    error;
+    retried = false;
+    requestDone = false;
+    responseComplete = false;
+    streamError;
+    finished = false;
+    connectTimer;
+    headTimer;
+    lastProgressAt = 0;
+    constructor(proxy, stream, head, id) {
+        this.proxy = proxy;
+        this.stream = stream;
+        this.head = head;
+        this.id = id;
+        this.startedAt = proxy.timers.now();
+        this.label = proxy.target.label;
+        if (proxy.captureBodyBytes !== undefined) {
+            this.capture = new ExchangeCapture({
+                method: head.method,
+                url: head.url,
+                httpVersion: head.httpVersion,
+                headers: head.headers.map(([k, v]) => [k, v]),
+                remoteAddress: head.remoteAddress,
+                scheme: head.scheme,
+            }, proxy.captureBodyBytes);
+        }
+    }
+    start() {
+        const { head, stream, capture } = this;
+        this.proxy.emit({
+            type: 'request-start',
+            id: this.id,
+            method: head.method,
+            path: head.url,
+            upgrade: head.upgrade,
+            ...(capture !== undefined ? { capture } : {}),
+        });
+        stream.on('error', (err) => {
+            this.streamError = err;
+        });
+        stream.once('close', () => this.onStreamClose());
+        if (head.method.toUpperCase() === 'CONNECT') {
+            this.fail({
+                wireCode: ErrorCode.PROTOCOL_ERROR,
+                message: 'CONNECT is not supported',
+                status: 502,
+            });
+            return;
+        }
+        if (head.upgrade && !head.headers.some(([k]) => k.toLowerCase() === 'upgrade')) {
+            this.fail({
+                wireCode: ErrorCode.PROTOCOL_ERROR,
+                message: 'upgrade request without an Upgrade header',
+                status: 502,
+            });
+            return;
+        }
+        this.headers = this.buildHeaders();
+        // What the origin gets (Transfer-Encoding may still be added below).
+        if (capture !== undefined)
+            capture.request.headers = this.headers;
+        if (head.upgrade) {
+            // The stream carries raw bytes only after the 101; a GET upgrade has no body.
+            this.requestDone = true;
+            this.dispatch(false);
+            return;
+        }
+        const pump = new BodyPump(stream, REPLAY_LIMIT_BYTES, () => {
+            this.lastProgressAt = this.proxy.timers.now();
+        }, capture?.requestBody);
+        this.pump = pump;
+        stream.once('end', () => {
+            this.requestDone = true;
+        });
+        const hasLength = this.headers.some(([k]) => k.toLowerCase() === 'content-length');
+        if (!hasLength && BODYLESS_BY_DEFAULT.has(head.method.toUpperCase())) {
+            // Node frames these methods' bodies only with a length or an explicit chunked
+            // encoding, and the relay removed Transfer-Encoding (hop-by-hop): wait for the
+            // first body byte or the end (immediate for a body-less request) to choose.
+            pump.start((hasBody) => {
+                if (hasBody)
+                    this.headers.push(['Transfer-Encoding', 'chunked']);
+                this.dispatch(false);
+            });
+        }
+        else {
+            pump.start();
+            this.dispatch(false);
+        }
+    }
+    /** Ends the exchange from outside (proxy closing). */
+    abort(reason) {
+        if (!this.stream.destroyed) {
+            this.error ??= reason;
+            this.stream.reset(ErrorCode.CANCEL, reason);
+        }
+        this.destroyOrigin();
+    }
+    buildHeaders() {
+        const { head, proxy } = this;
+        // The relay already removed hop-by-hop headers; do it again rather than trust the wire.
+        const pairs = endToEndHeaders(flattenHeaders(head.headers), head.upgrade);
+        const mode = proxy.hostHeaderMode;
+        const value = mode === 'preserve' ? undefined : mode === 'rewrite' ? proxy.target.hostHeader : mode.value;
+        const at = pairs.findIndex(([k]) => k.toLowerCase() === 'host');
+        if (value === undefined) {
+            if (at < 0)
+                pairs.unshift(['Host', proxy.target.hostHeader]);
+            return pairs;
+        }
+        const out = [];
+        for (const [i, pair] of pairs.entries()) {
+            if (i === at)
+                out.push([pair[0], value]);
+            else if (pair[0].toLowerCase() !== 'host')
+                out.push(pair);
+        }
+        if (at < 0)
+            out.unshift(['Host', value]);
+        return out;
+    }
+    dispatch(fresh) {
+        if (this.stream.destroyed)
+            return;
+        const { proxy, head } = this;
+        const options = {
+            agent: fresh ? proxy.freshAgent : proxy.pooledAgent,
+            host: proxy.target.hostname,
+            port: proxy.target.port,
+            method: head.method,
+            path: head.url,
+            headers: flattenHeaders(this.headers),
+            setHost: false,
+            // No socket timeout while a request is active (the agent's idle timeout applies
+            // to pooled sockets only); our own timers cover connect and response head.
+            timeout: 0,
+        };
+        let req;
+        try {
+            req = proxy.target.protocol === 'https' ? https.request(options) : http.request(options);
+        }
+        catch (err) {
+            // Node validates method, path and header bytes before sending anything.
+            this.fail({
+                wireCode: ErrorCode.PROTOCOL_ERROR,
+                message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
+                status: 502,
+            });
+            return;
+        }
+        this.req = req;
+        req.on('error', (err) => this.onRequestError(req, err));
+        req.on('socket', (socket) => this.onSocket(req, socket));
+        req.on('response', (res) => this.onResponse(req, res));
+        req.on('upgrade', (res, socket, bytes) => this.onUpgrade(req, res, socket, bytes));
+        this.armHeadTimer();
+        if (this.pump === undefined)
+            req.end();
+        else
+            this.pump.attach(req, fresh);
+    }
+    // ---- timers -----------------------------------------------------------------------
+    onSocket(req, socket) {
+        if (!socket.connecting)
+            return; // reused from the pool
+        const ms = this.proxy.connectTimeoutMs;
+        const timers = this.proxy.timers;
+        if (ms > 0) {
+            this.connectTimer = timers.setTimeout(() => {
+                req.destroy(new OriginTimeoutError(`${this.label} did not accept the connection within ${seconds(ms)} (connect timeout)`));
+            }, ms);
+        }
+        socket.once('connect', () => {
+            timers.clearTimeout(this.connectTimer);
+            this.proxy.noteConnected(socket);
+        });
+    }
+    armHeadTimer() {
+        const ms = this.proxy.responseHeadTimeoutMs;
+        const timers = this.proxy.timers;
+        timers.clearTimeout(this.headTimer);
+        this.lastProgressAt = timers.now();
+        if (ms <= 0)
+            return;
+        const check = () => {
+            if (this.phase !== 'waiting')
+                return;
+            const idleMs = timers.now() - this.lastProgressAt;
+            if (idleMs < ms) {
+                this.headTimer = timers.setTimeout(check, ms - idleMs);
+                return;
+            }
+            this.req?.destroy(new OriginTimeoutError(`${this.label} did not answer within ${seconds(ms)} (response timeout)`));
+        };
+        this.headTimer = timers.setTimeout(check, ms);
+    }
+    clearTimers() {
+        this.proxy.timers.clearTimeout(this.connectTimer);
+        this.proxy.timers.clearTimeout(this.headTimer);
+    }
+    // ---- origin events ----------------------------------------------------------------
+    onRequestError(req, err) {
+        // An abandoned attempt, or the exchange already ended and this is the echo.
+        if (req !== this.req || this.error !== undefined)
+            return;
+        this.clearTimers();
+        switch (this.phase) {
+            case 'streaming':
+                this.failMidResponse(err);
+                return;
+            case 'done':
+                // The origin answered in full without taking the whole request body (e.g. 413)
+                // and closed: let the rest of the visitor's body drain into nothing.
+                if (this.responseComplete && !this.requestDone)
+                    this.pump?.discard();
+                return;
+            case 'upgraded':
+                return; // the socket reports its own errors
+        }
+        if (this.stream.destroyed)
+            return;
+        const code = errnoCode(err);
+        if (!this.retried &&
+            req.reusedSocket &&
+            (code === 'ECONNRESET' || code === 'EPIPE') &&
+            (this.pump === undefined || this.pump.replayable)) {
+            // The origin closed an idle keep-alive connection as we reused it: nothing was
+            // processed, so send the request again on a connection of its own.
+            this.retried = true;
+            this.pump?.detach();
+            this.proxy.dropIdleSockets();
+            this.dispatch(true);
+            return;
+        }
+        const failure = this.describe(err, req.reusedSocket);
+        if (failure.warning !== undefined)
+            this.proxy.noteUnreachable(failure.warning);
+        this.fail(failure);
+    }
+    onResponse(req, res) {
+        if (req !== this.req) {
+            res.destroy();
+            return;
+        }
+        this.clearTimers();
+        this.phase = 'streaming';
+        this.res = res;
+        this.status = res.statusCode ?? 502;
+        this.proxy.noteReachable();
+        this.pump?.stopReplay();
+        const { stream } = this;
+        if (stream.destroyed) {
+            res.destroy();
+            return;
+        }
+        const reply = { status: this.status, headers: endToEndHeaders(res.rawHeaders) };
+        if (res.statusMessage)
+            reply.statusMessage = res.statusMessage;
+        stream.reply({ ...reply });
+        const { capture } = this;
+        if (capture !== undefined) {
+            capture.response = { ...reply, headers: [...reply.headers] };
+            // Another 'data' listener only watches: pipeline's flow and backpressure stay.
+            res.on('data', (chunk) => capture.responseBody.add(chunk));
+        }
+        // pipe() rather than pipeline(): pipeline costs an AbortController and a
+        // DOMException per call, ~8% of the CLI's CPU on small requests. What pipeline
+        // did is spelled out: errors and a premature close of either side.
+        res.on('error', (err) => this.failMidResponse(err));
+        res.once('close', () => {
+            // An origin that closes before the body is complete must never look like a
+            // clean (short) response to the visitor.
+            if (!res.complete)
+                this.failMidResponse(new Error('the connection closed before the body was complete'));
+        });
+        stream.once('close', () => {
+            if (!res.complete)
+                res.destroy();
+        });
+        stream.once('finish', () => {
+            if (this.phase === 'done')
+                return;
+            this.phase = 'done';
+            this.responseComplete = true;
+            // A refused upgrade answered normally: the stream may still get the visitor's
+            // FIN; consume it so the stream can close.
+            if (this.head.upgrade)
+                stream.resume();
+        });
+        res.pipe(stream);
+        if (this.proxy.hostHintPending() && this.status < 500 && !res.headers['content-encoding']) {
+            this.sniffHostRejection(res);
+        }
+    }
+    onUpgrade(req, res, socket, bytes) {
+        if (req !== this.req) {
+            socket.destroy();
+            return;
+        }
+        this.clearTimers();
+        this.phase = 'upgraded';
+        this.status = res.statusCode ?? 101;
+        this.proxy.noteReachable();
+        const { stream, proxy } = this;
+        if (stream.destroyed) {
+            socket.destroy();
+            return;
+        }
+        this.socket = socket;
+        proxy.upgradedSockets.add(socket);
+        socket.once('close', () => proxy.upgradedSockets.delete(socket));
+        // Mirror TCP half-close: the origin's FIN becomes the stream's FIN and vice versa,
+        // instead of Node ending our side as soon as the origin ends its own.
+        socket.allowHalfOpen = true;
+        const reply = {
+            status: this.status,
+            headers: endToEndHeaders(res.rawHeaders, true),
+        };
+        if (res.statusMessage)
+            reply.statusMessage = res.statusMessage;
+        stream.reply({ ...reply });
+        const { capture } = this;
+        let toVisitor;
+        if (capture !== undefined) {
+            capture.response = { ...reply, headers: [...reply.headers] };
+            const toOrigin = new WebSocketFrameCounter();
+            toVisitor = new WebSocketFrameCounter();
+            capture.upgraded = { toOrigin, toVisitor };
+            if (bytes.length > 0)
+                toVisitor.push(bytes);
+        }
+        socket.on('error', (err) => this.failTunnel(err));
+        if (bytes.length > 0)
+            stream.write(bytes);
+        pipeline(socket, stream, (err) => {
+            if (err)
+                this.failTunnel(err);
+        });
+        pipeline(stream, socket, (err) => {
+            if (err)
+                this.failTunnel(err);
+        });
+        if (capture?.upgraded !== undefined && toVisitor !== undefined) {
+            // Watchers only, added after the pipes: they never change the flow.
+            const { toOrigin } = capture.upgraded;
+            const counter = toVisitor;
+            socket.on('data', (chunk) => counter.push(chunk));
+            stream.on('data', (chunk) => toOrigin.push(chunk));
+        }
+    }
+    sniffHostRejection(res) {
+        let seen = Buffer.alloc(0);
+        const decide = (final) => {
+            const text = seen.toString('latin1').trimStart();
+            let server;
+            if (text.startsWith('Blocked request. This host'))
+                server = 'vite';
+            else if (text.startsWith('Invalid Host header'))
+                server = 'webpack';
+            if (server === undefined && !final && seen.length < SNIFF_BYTES)
+                return;
+            res.off('data', onData);
+            res.off('end', onEnd);
+            if (server !== undefined)
+                this.proxy.hostRejected(server, hostnameOf(this.sentHost()));
+        };
+        const onData = (chunk) => {
+            seen = Buffer.concat([seen, chunk.subarray(0, SNIFF_BYTES)]);
+            decide(false);
+        };
+        const onEnd = () => decide(true);
+        // A second 'data' listener only watches: pipeline's flow and backpressure stay as they are.
+        res.on('data', onData);
+        res.once('end', onEnd);
+    }
+    sentHost() {
+        return this.headers.find(([k]) => k.toLowerCase() === 'host')?.[1] ?? '';
+    }
+    // ---- endings ----------------------------------------------------------------------
+    /** Fails before the reply: reset the stream with a reason the relay can show. */
+    fail(failure) {
+        this.clearTimers();
+        this.phase = 'done';
+        this.error ??= failure.message;
+        this.status ??= failure.status;
+        this.pump?.stop();
+        this.destroyOrigin();
+        this.stream.reset(failure.wireCode, failure.message);
+    }
+    /** The origin broke after the reply: abort, so the visitor never sees a clean end. */
+    failMidResponse(err) {
+        if (this.phase === 'done' && this.error !== undefined)
+            return;
+        this.phase = 'done';
+        this.pump?.stop();
+        if (this.stream.destroyed) {
+            // The visitor went away first; onStreamClose records that.
+            this.destroyOrigin();
+            return;
+        }
+        const message = `${this.label} failed mid-response: ${messageOf(err)}`;
+        this.error ??= message;
+        this.destroyOrigin();
+        this.stream.reset(ErrorCode.INTERNAL_ERROR, message);
+    }
+    failTunnel(err) {
+        if (!this.stream.destroyed) {
+            const message = `WebSocket connection to ${this.label} failed: ${messageOf(err)}`;
+            this.error ??= message;
+            this.stream.reset(ErrorCode.INTERNAL_ERROR, message);
+        }
+        this.socket?.destroy();
+    }
+    destroyOrigin() {
+        this.clearTimers();
+        this.res?.destroy();
+        this.req?.destroy();
+        this.socket?.destroy();
+    }
+    onStreamClose() {
+        const { stream } = this;
+        const clean = stream.readableEnded && stream.writableFinished;
+        if (!clean) {
+            if (this.error === undefined) {
+                const err = this.streamError;
+                if (err !== undefined && !(err instanceof StreamResetError)) {
+                    this.error = `the tunnel connection closed (${err.message})`;
+                }
+                else {
+                    this.error = this.responseComplete
+                        ? 'the visitor went away before the end of the request body'
+                        : 'the visitor went away';
+                }
+                this.status ??= 499;
+            }
+            this.pump?.stop();
+            if (!this.responseComplete || !this.requestDone)
+                this.destroyOrigin();
+        }
+        this.clearTimers();
+        this.finish();
+    }
+    finish() {
+        if (this.finished)
+            return;
+        this.finished = true;
+        this.proxy.forget(this);
+        const event = {
+            type: 'request',
+            id: this.id,
+            method: this.head.method,
+            path: this.head.url,
+            status: this.status ?? 502,
+            durationMs: Math.max(0, Math.round(this.proxy.timers.now() - this.startedAt)),
+            bytesIn: this.stream.bytesReceived,
+            bytesOut: this.stream.bytesSent,
+            upgrade: this.head.upgrade,
+        };
+        if (this.error !== undefined)
+            event.error = this.error;
+        if (this.capture !== undefined) {
+            this.capture.finishedAt = Date.now();
+            event.capture = this.capture;
+        }
+        this.proxy.emit(event);
+    }
+    /** Turns an error before the response head into a reset code and words. */
+    describe(err, reusedSocket) {
+        const label = this.label;
+        if (err instanceof OriginTimeoutError) {
+            const connect = err.message.includes('connect timeout');
+            return {
+                wireCode: ErrorCode.TIMEOUT,
+                message: err.message,
+                status: 504,
+                ...(connect ? { warning: `${err.message}; visitors get 504 until it answers` } : {}),
+            };
+        }
+        const code = errnoCode(err) ?? 'unknown error';
+        const unreachable = (message, warning) => ({
+            wireCode: ErrorCode.CONNECT_ERROR,
+            message,
+            status: 502,
+            warning,
+        });
+        switch (code) {
+            case 'ECONNREFUSED':
+                return unreachable(`nothing is listening on ${label} (ECONNREFUSED)`, `nothing is listening on ${label}: start your server; visitors get 502 until then`);
+            case 'ENOTFOUND':
+            case 'EAI_AGAIN':
+            case 'EAI_FAIL':
+            case 'EAI_NONAME': {
+                const m = `cannot resolve ${this.proxy.target.hostname} (${code})`;
+                return unreachable(m, `${m}: check the target; visitors get 502 until then`);
+            }
+            case 'EHOSTUNREACH':
+            case 'ENETUNREACH':
+            case 'EHOSTDOWN':
+            case 'ENETDOWN':
+            case 'EADDRNOTAVAIL':
+            case 'ETIMEDOUT': {
+                const m = `${label} is unreachable (${code})`;
+                return unreachable(m, `${m}: visitors get 502 until it answers`);
+            }
+            case 'ECONNRESET':
+            case 'EPIPE': {
+                const message = `${label} closed the connection before answering (${code})`;
+                if (reusedSocket || this.proxy.target.protocol === 'https') {
+                    return { wireCode: ErrorCode.CONNECT_ERROR, message, status: 502 };
+                }
+                // A new connection dropped unanswered: typically an HTTPS server reached
+                // over http://.
+                return {
+                    wireCode: ErrorCode.CONNECT_ERROR,
+                    message: `${message}; if it serves HTTPS, use https://${label}`,
+                    status: 502,
+                };
+            }
+        }
+        if (/^(ERR_TLS_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|ERR_SSL_(?!WRONG_VERSION))/.test(code)) {
+            const m = `TLS verification of ${label} failed: ${messageOf(err)} (${code}); trust its ` +
+                `certificate with --origin-ca FILE or skip the check with --origin-insecure`;
+            return unreachable(m, m);
+        }
+        if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+            const m = `${label} did not answer in TLS (${code}): is it a plain http:// server?`;
+            return unreachable(m, m);
+        }
+        if (code.startsWith('HPE_')) {
+            return {
+                wireCode: ErrorCode.CONNECT_ERROR,
+                message: `${label} sent an invalid HTTP response (${code}: ${messageOf(err)})`,
+                status: 502,
+            };
+        }
+        return {
+            wireCode: ErrorCode.CONNECT_ERROR,
+            message: `request to ${label} failed: ${messageOf(err)} (${code})`,
+            status: 502,
+        };
+    }
+}
+/**
+ * Moves the request body from the mux stream into the origin request with
+ * backpressure (read only what the origin takes; the stream grants the relay credit
+ * as we read), and keeps the bytes already sent, up to a limit, so the request can be
+ * replayed on a fresh connection.
+ */
+class BodyPump {
+    source;
+    replayLimit;
+    onProgress;
+    /** Every chunk read so far while their total fits the limit; undefined after. */
+    replay = [];
+    replayBytes = 0;
+    /** Chunks read before a destination was attached (the framing peek). */
+    held = [];
+    dest;
+    waitingDrain = false;
+    ended = false;
+    stopped = false;
+    onFirst;
+    /** Sees every chunk once as it is read (inspection capture). */
+    preview;
+    constructor(source, replayLimit, onProgress, preview) {
+        this.source = source;
+        this.replayLimit = replayLimit;
+        this.onProgress = onProgress;
+        this.preview = preview;
+    }
+    /** With `onFirst`, reads ahead until the first chunk or the end and reports which. */
+    start(onFirst) {
+        this.onFirst = onFirst;
+        this.source.on('readable', this.pull);
+        this.source.once('end', this.onEnd);
+        if (onFirst !== undefined)
+            this.pull();
+    }
+    get replayable() {
+        return this.replay !== undefined;
+    }
+    /** The origin answered: no retry any more, free the copy. */
+    stopReplay() {
+        this.replay = undefined;
+        this.replayBytes = 0;
+    }
+    /** Sends what was read so far (everything when `replay`) into `dest`, then follows on. */
+    attach(dest, replay) {
+        const chunks = replay ? (this.replay ?? []) : this.held;
+        this.held = [];
+        this.dest = dest;
+        this.waitingDrain = false;
+        let ok = true;
+        for (const chunk of chunks)
+            ok = dest.write(chunk);
+        if (this.ended) {
+            dest.end();
+            return;
+        }
+        if (!ok)
+            this.waitForDrain(dest);
+        else
+            this.pull();
+    }
+    detach() {
+        this.dest?.off('drain', this.onDrain);
+        this.dest = undefined;
+        this.waitingDrain = false;
+    }
+    stop() {
+        this.stopped = true;
+        this.detach();
+        this.source.off('readable', this.pull);
+    }
+    /** Reads the rest of the body into nothing (the origin no longer wants it). */
+    discard() {
+        this.stop();
+        this.source.resume();
+    }
+    pull = () => {
+        if (this.stopped || this.waitingDrain)
+            return;
+        const dest = this.dest;
+        if (dest === undefined) {
+            if (this.onFirst === undefined)
+                return;
+            const chunk = this.source.read();
+            if (chunk !== null) {
+                this.record(chunk);
+                this.held.push(chunk);
+                this.fireFirst(true);
+            }
+            return;
+        }
+        let chunk;
+        while ((chunk = this.source.read()) !== null) {
+            this.record(chunk);
+            this.onProgress();
+            if (!dest.write(chunk)) {
+                this.waitForDrain(dest);
+                return;
+            }
+        }
+    };
+    waitForDrain(dest) {
+        this.waitingDrain = true;
+        dest.once('drain', this.onDrain);
+    }
+    onDrain = () => {
+        this.waitingDrain = false;
+        this.onProgress();
+        this.pull();
+    };
+    onEnd = () => {
+        this.ended = true;
+        this.fireFirst(false);
+        if (this.dest !== undefined && !this.stopped)
+            this.dest.end();
+    };
+    fireFirst(hasBody) {
+        const cb = this.onFirst;
+        this.onFirst = undefined;
+        cb?.(hasBody);
+    }
+    record(chunk) {
+        this.preview?.add(chunk);
+        if (this.replay === undefined)
+            return;
+        this.replayBytes += chunk.length;
+        if (this.replayBytes > this.replayLimit)
+            this.stopReplay();
+        else
+            this.replay.push(chunk);
+    }
+}
+function messageOf(err) {
+    if (err instanceof AggregateError && err.errors.length > 0) {
+        return err.errors.map((e) => messageOf(e)).join('; ');
+    }
+    return err instanceof Error ? err.message || String(errnoCode(err) ?? err.name) : String(err);
+}
+function seconds(ms) {
+    return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+/** `abc.example.com:8080` → `abc.example.com`; `[::1]:3000` → `::1`. */
+function hostnameOf(host) {
+    if (host.startsWith('[')) {
+        const end = host.indexOf(']');
+        return end < 0 ? host.slice(1) : host.slice(1, end);
+    }
+    const i = host.lastIndexOf(':');
+    return i < 0 ? host : host.slice(0, i);
+}
+//# sourceMappingURL=proxy.js.map

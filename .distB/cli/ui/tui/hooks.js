@@ -1,0 +1,70 @@
+/**
+ * React hooks of the TUI: a redraw clock throttled to a frame rate (the store changes
+ * thousands of times a second under load; the screen follows at most `frameMs`
+ * apart), a slow tick for uptime and countdowns, and the terminal size with resizes.
+ */
+import { useEffect, useState } from 'react';
+import { useStdout } from 'ink';
+/**
+ * Re-renders when the store changed, at most once per `frameMs` (0 = at once): returns
+ * the store version drawn.
+ */
+export function useStoreVersion(store, frameMs) {
+    const [version, setVersion] = useState(store.version);
+    useEffect(() => {
+        let timer;
+        let last = 0;
+        const flush = () => {
+            timer = undefined;
+            last = performance.now();
+            setVersion(store.version);
+        };
+        const unsubscribe = store.subscribe(() => {
+            if (timer !== undefined)
+                return;
+            if (frameMs <= 0) {
+                flush();
+                return;
+            }
+            timer = setTimeout(flush, Math.max(0, last + frameMs - performance.now()));
+        });
+        // Changes between the first render and this subscription.
+        flush();
+        return () => {
+            unsubscribe();
+            if (timer !== undefined)
+                clearTimeout(timer);
+        };
+    }, [store, frameMs]);
+    return version;
+}
+/** Re-renders every `ms` (uptime, countdowns, open durations); 0 = never. */
+export function useTick(ms) {
+    const [n, setN] = useState(0);
+    useEffect(() => {
+        if (ms <= 0)
+            return;
+        const timer = setInterval(() => setN((x) => x + 1), ms);
+        return () => clearInterval(timer);
+    }, [ms]);
+    return n;
+}
+/** Columns and rows of the terminal, following resizes; `override` wins (tests). */
+export function useTerminalSize(override) {
+    const { stdout } = useStdout();
+    const read = () => ({
+        width: stdout.columns || 80,
+        height: stdout.rows || 24,
+    });
+    const [size, setSize] = useState(read);
+    useEffect(() => {
+        const onResize = () => setSize(read());
+        stdout.on('resize', onResize);
+        return () => {
+            stdout.off('resize', onResize);
+        };
+        // eslint-disable-next-line react-hooks/exhaustive-deps
+    }, [stdout]);
+    return { width: override.width ?? size.width, height: override.height ?? size.height };
+}
+//# sourceMappingURL=hooks.js.map

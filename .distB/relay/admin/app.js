@@ -1,0 +1,47 @@
+/**
+ * The relay's own HTTP app on the apex host: landing page, health check, the control
+ * API for named tunnels and Prometheus metrics. Loaded lazily on the first apex
+ * request so a tunnel's time-to-URL does not pay for it.
+ */
+import Fastify, {} from 'fastify';
+import { sendApiError } from './auth.js';
+import { metricsRoutes } from './metrics.js';
+import { tunnelRoutes } from './tunnels.js';
+/** API request bodies are tiny ({ name }); refuse anything large early. */
+const BODY_LIMIT_BYTES = 16 * 1024;
+export async function buildAdminApp(deps) {
+    const app = Fastify({ logger: false, trustProxy: false, bodyLimit: BODY_LIMIT_BYTES });
+    // Every error, ours or fastify's (validation, body too large, bad JSON), has one
+    // JSON shape: { statusCode, code, error, message }.
+    app.setErrorHandler((err, _req, reply) => {
+        const status = err.statusCode !== undefined && err.statusCode >= 400 ? err.statusCode : 500;
+        sendApiError(reply, status, status === 500 ? 'QT_ERR_INTERNAL' : (err.code ?? 'QT_ERR_BAD_REQUEST'), status === 500 ? 'internal error' : err.message);
+    });
+    app.setNotFoundHandler((req, reply) => {
+        sendApiError(reply, 404, 'QT_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    });
+    app.get('/healthz', async () => ({
+        ok: true,
+        version: deps.relayVersion,
+        tunnels: deps.registry.size,
+        uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    }));
+    app.get('/', async (_req, reply) => {
+        reply.type('text/html; charset=utf-8');
+        return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>quick-tunnel relay</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}
+code{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}</style></head><body>
+<h1>quick-tunnel relay · ${escape(deps.domain)}</h1>
+<p>This relay exposes local ports as <code>https://&lt;name&gt;.${escape(deps.domain)}</code>.</p>
+<p>Connect with <code>npx quick-tunnel 3000 --relay https://${escape(deps.domain)}${deps.open ? '' : ' --token TOKEN'}</code></p>
+<p>${deps.registry.size} tunnel(s) online.</p></body></html>`;
+    });
+    await app.register(tunnelRoutes, { deps });
+    await app.register(metricsRoutes, { deps });
+    await app.ready();
+    return app;
+}
+function escape(s) {
+    return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+//# sourceMappingURL=app.js.map

@@ -1,0 +1,158 @@
+/**
+ * Named tunnels: the persistent objects (name, id, credential hash, in the store) and
+ * their view over the live connections (the registry). The tunnel endpoint uses it to
+ * admit a client that asks for a name; the control API uses it to create, inspect and
+ * delete tunnels. Every create/delete leaves an audit line on the relay's log (never
+ * the credential).
+ */
+import { randomUUID } from 'node:crypto';
+import { QuickTunnelError } from '../../shared/errors.js';
+import { ErrorCode } from '../../shared/protocol/frame.js';
+import { credentialMatches, generateCredential, hashCredential } from './auth.js';
+import { invalidNameReason } from './labels.js';
+import { NameTakenError } from './store.js';
+/** A refusal with the HTTP status the control API answers with. */
+export class NamedTunnelError extends QuickTunnelError {
+    status;
+    constructor(status, code, message) {
+        super(code, message);
+        this.status = status;
+    }
+}
+/** Lowercases and trims a name typed by a user (DNS names are case-insensitive). */
+export function normalizeName(name) {
+    return name.trim().toLowerCase();
+}
+export class NamedTunnels {
+    opts;
+    now;
+    /** Client process id per session, to count replicas (a client's HA connections share one). */
+    clientIds = new WeakMap();
+    constructor(opts) {
+        this.opts = opts;
+        this.now = opts.now ?? (() => new Date());
+    }
+    get store() {
+        return this.opts.store;
+    }
+    /** True if `label` is reserved by a named tunnel (ephemeral labels must avoid it). */
+    async isReserved(label) {
+        return (await this.opts.store.get(label)) !== undefined;
+    }
+    /**
+     * Reserves `name`: returns the record and the credential, which exists only in this
+     * answer (the store keeps its hash).
+     */
+    async create(rawName) {
+        const name = normalizeName(rawName);
+        const reason = invalidNameReason(name);
+        if (reason !== undefined) {
+            throw new NamedTunnelError(400, 'QT_ERR_BAD_NAME', `'${rawName}' is not a valid tunnel name: ${reason}`);
+        }
+        // A live ephemeral tunnel may hold the label right now (random labels can collide).
+        if (this.opts.registry.has(name) || (await this.opts.store.get(name)) !== undefined) {
+            throw this.taken(name);
+        }
+        const credential = generateCredential();
+        const record = {
+            id: randomUUID(),
+            name,
+            credentialHash: hashCredential(credential),
+            createdAt: this.now().toISOString(),
+            lastSeenAt: null,
+        };
+        try {
+            await this.opts.store.create(record);
+        }
+        catch (err) {
+            if (err instanceof NameTakenError)
+                throw this.taken(name);
+            throw err;
+        }
+        this.opts.log.info({ event: 'created', tunnelId: record.id, name, hostname: this.hostname(name) }, 'named tunnel created');
+        return { record, credential };
+    }
+    taken(name) {
+        return new NamedTunnelError(409, 'QT_ERR_NAME_TAKEN', `the name '${name}' is already taken on this relay: pick another name`);
+    }
+    /** The record for `name` if `credential` is its credential; else a clear refusal. */
+    async authenticate(rawName, credential) {
+        const name = normalizeName(rawName);
+        const record = await this.opts.store.get(name);
+        if (record === undefined) {
+            throw new NamedTunnelError(404, 'QT_ERR_NO_SUCH_TUNNEL', `there is no tunnel named '${name}' on this relay (it was deleted, or never created here): create it with \`quick-tunnel tunnel create ${name}\``);
+        }
+        if (credential === undefined) {
+            throw new NamedTunnelError(401, 'QT_ERR_CREDENTIAL', `tunnel '${name}' is owned by a credential, and none was presented`);
+        }
+        if (!credentialMatches(credential, record.credentialHash)) {
+            throw new NamedTunnelError(401, 'QT_ERR_CREDENTIAL', `the credential for tunnel '${name}' was refused: it is not the one this relay issued for '${name}' (was the tunnel deleted and created again?)`);
+        }
+        return record;
+    }
+    async get(rawName) {
+        return this.opts.store.get(normalizeName(rawName));
+    }
+    /** Records the client process id (HELLO `clientId`) of a session, for the replica count. */
+    noteClient(session, clientId) {
+        if (clientId !== undefined)
+            this.clientIds.set(session, clientId);
+    }
+    /** Updates lastSeenAt (on every registration and unregistration). */
+    seen(name) {
+        this.opts.store.touch(name, this.now()).catch((err) => {
+            this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), name }, 'could not record last-seen time');
+        });
+    }
+    status(record) {
+        const tunnel = this.opts.registry.lookup(record.name);
+        const sessions = tunnel?.kind === 'named' ? tunnel.sessions.filter((s) => !s.closed) : [];
+        const replicas = new Set();
+        sessions.forEach((s, i) => replicas.add(this.clientIds.get(s) ?? `session-${i}`));
+        const hostname = this.hostname(record.name);
+        return {
+            id: record.id,
+            name: record.name,
+            hostname,
+            urls: this.opts.urlsFor(hostname),
+            createdAt: record.createdAt,
+            lastSeenAt: record.lastSeenAt,
+            connected: sessions.length > 0,
+            connections: sessions.length,
+            replicas: replicas.size,
+        };
+    }
+    async list() {
+        return (await this.opts.store.list()).map((r) => this.status(r));
+    }
+    /**
+     * Deletes `name`. While connections serve it, refuses unless `force`; with `force`
+     * those connections get GOAWAY(REJECTED) and are closed, so their clients stop
+     * instead of reconnecting.
+     */
+    async delete(record, force) {
+        const status = this.status(record);
+        if (status.connected && !force) {
+            throw new NamedTunnelError(409, 'QT_ERR_TUNNEL_CONNECTED', `tunnel '${record.name}' is connected (${status.replicas} replica(s), ${status.connections} connection(s)): stop it first, or force the deletion`);
+        }
+        await this.opts.store.delete(record.name);
+        const tunnel = this.opts.registry.lookup(record.name);
+        const sessions = tunnel?.kind === 'named' ? [...tunnel.sessions] : [];
+        for (const s of sessions) {
+            s.goAway(ErrorCode.REJECTED, `tunnel '${record.name}' was deleted`);
+            s.close();
+        }
+        this.opts.log.info({
+            event: 'deleted',
+            tunnelId: record.id,
+            name: record.name,
+            forced: force,
+            connectionsClosed: sessions.length,
+        }, 'named tunnel deleted');
+        return { connectionsClosed: sessions.length };
+    }
+    hostname(name) {
+        return `${name}.${this.opts.domain}`;
+    }
+}
+//# sourceMappingURL=named.js.map

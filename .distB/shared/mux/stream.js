@@ -1,0 +1,221 @@
+/**
+ * One mux stream as a Node Duplex, so `stream.pipeline()` works with backpressure in
+ * both directions.
+ *
+ * Flow control is credit-based (yamux / HTTP/2): we may send at most `sendWindow`
+ * bytes of DATA that the peer has not acknowledged with WINDOW_UPDATE, and we grant
+ * the peer new credit only when our consumer has actually taken bytes out of the
+ * readable side. A stream piped into a slow socket therefore holds its sender back,
+ * and memory per stream stays below one window.
+ */
+import { Duplex } from 'node:stream';
+import { StreamResetError } from '../errors.js';
+import { ErrorCode, errorCodeName } from '../protocol/frame.js';
+export class MuxStream extends Duplex {
+    id;
+    /** Metadata sent with OPEN (by whichever side opened the stream). */
+    meta;
+    /** Metadata the accepting side sent back with REPLY, once it arrived. */
+    replyMeta;
+    /** @internal */ sendWindow;
+    /** @internal bytes the peer may still send before it must wait for our credit */
+    recvWindow;
+    /** @internal */ initialRecvWindow;
+    /** @internal Current window size: grows from initialRecvWindow by auto-tuning. */
+    windowSize;
+    lastGrantAt;
+    /** @internal */ remoteFin = false;
+    /** @internal */ localFin = false;
+    /** @internal */ replied = false;
+    session;
+    pending;
+    finalCb;
+    pushedBytes = 0;
+    creditedBytes = 0;
+    closedByPeer = false;
+    /** @internal set while the stream waits in the session's congestion queue */
+    queuedForDrain = false;
+    /** Total DATA bytes sent and received, for metrics and request logs. */
+    bytesSent = 0;
+    bytesReceived = 0;
+    constructor(session, id, meta, sendWindow, recvWindow, highWaterMark) {
+        super({
+            allowHalfOpen: true,
+            readableHighWaterMark: highWaterMark,
+            writableHighWaterMark: highWaterMark,
+        });
+        this.session = session;
+        this.id = id;
+        this.meta = meta;
+        this.sendWindow = sendWindow;
+        this.recvWindow = recvWindow;
+        this.initialRecvWindow = recvWindow;
+        this.windowSize = recvWindow;
+        this.lastGrantAt = session.timers.now();
+    }
+    /** Sends the accepting side's metadata (e.g. response status and headers). */
+    reply(meta) {
+        if (this.replied)
+            throw new Error(`stream ${this.id} already replied`);
+        if (this.destroyed)
+            return;
+        this.replied = true;
+        this.session.sendReply(this, meta);
+    }
+    /** Aborts the stream in both directions and tells the peer why. */
+    reset(code = ErrorCode.CANCEL, message = '') {
+        if (this.destroyed)
+            return;
+        this.session.sendReset(this, code, message);
+        this.closedByPeer = true; // nothing more to tell the peer
+        this.destroy(new StreamResetError(code, `stream reset locally: ${errorCodeName(code)} ${message}`.trim()));
+    }
+    /** Bytes written by our producer that wait for window or for the socket. */
+    get queuedBytes() {
+        // writableLength already counts the chunk in `pending` until its callback runs;
+        // only the part of it sent so far has left.
+        return this.writableLength - (this.pending ? this.pending.offset : 0);
+    }
+    // ---- called by the session -------------------------------------------------
+    /** @internal */
+    onData(payload) {
+        this.recvWindow -= payload.length;
+        this.bytesReceived += payload.length;
+        this.pushedBytes += payload.length;
+        this.push(payload);
+        this.maybeGrantCredit();
+    }
+    /** @internal */
+    onRemoteFin() {
+        this.remoteFin = true;
+        this.push(null);
+        this.session.maybeForget(this);
+    }
+    /** @internal */
+    onReset(code, message) {
+        this.closedByPeer = true;
+        const detail = message ? `: ${message}` : '';
+        this.destroy(new StreamResetError(code, `stream reset by peer (${errorCodeName(code)})${detail}`));
+    }
+    /** @internal */
+    onWindowUpdate(delta) {
+        this.sendWindow += delta;
+        this.flush();
+    }
+    /** @internal the session went away: fail everything still open. */
+    onSessionClosed(err) {
+        this.closedByPeer = true;
+        this.destroy(err);
+    }
+    /**
+     * @internal Sends as much of the pending write as window and socket allow. Returns
+     * false if it stopped because the socket is congested (the session re-calls us on
+     * drain).
+     */
+    flush() {
+        while (this.pending !== undefined) {
+            if (this.destroyed)
+                return true;
+            if (this.sendWindow <= 0)
+                return true; // wait for WINDOW_UPDATE
+            if (this.session.congested) {
+                this.session.waitForDrain(this);
+                return false;
+            }
+            const p = this.pending;
+            const n = Math.min(p.chunk.length - p.offset, this.sendWindow, this.session.peerMaxFrameBytes);
+            const slice = p.chunk.subarray(p.offset, p.offset + n);
+            p.offset += n;
+            this.sendWindow -= n;
+            this.bytesSent += n;
+            this.session.sendData(this, slice);
+            if (p.offset >= p.chunk.length) {
+                this.pending = undefined;
+                p.cb();
+            }
+        }
+        if (this.finalCb !== undefined) {
+            const cb = this.finalCb;
+            this.finalCb = undefined;
+            this.sendFin();
+            cb();
+        }
+        return true;
+    }
+    // ---- Duplex implementation ---------------------------------------------------
+    _read() {
+        this.maybeGrantCredit();
+    }
+    /**
+     * Readable calls `_read` before it takes the chunk being read out of its buffer, so
+     * at that point `readableLength` still counts bytes the consumer is taking. A consumer
+     * that drains the whole buffer in one `read()` (`for await`, 'readable' + `read()`)
+     * would then never grant credit and both sides would wait forever. Checking after
+     * every `read()` sees what was really consumed.
+     */
+    read(size) {
+        const chunk = super.read(size);
+        this.maybeGrantCredit();
+        return chunk;
+    }
+    _write(chunk, _encoding, cb) {
+        if (chunk.length === 0) {
+            cb();
+            return;
+        }
+        this.pending = { chunk, offset: 0, cb };
+        this.flush();
+    }
+    _final(cb) {
+        if (this.pending === undefined) {
+            this.sendFin();
+            cb();
+        }
+        else {
+            this.finalCb = cb;
+        }
+    }
+    _destroy(err, cb) {
+        if (!this.closedByPeer && !(this.localFin && this.remoteFin)) {
+            this.session.sendReset(this, err ? ErrorCode.INTERNAL_ERROR : ErrorCode.CANCEL, '');
+        }
+        const p = this.pending;
+        this.pending = undefined;
+        this.session.forget(this);
+        p?.cb(err ?? new Error('stream destroyed'));
+        cb(err);
+    }
+    sendFin() {
+        if (this.localFin || this.destroyed)
+            return;
+        this.localFin = true;
+        this.session.sendFin(this);
+        this.session.maybeForget(this);
+    }
+    /**
+     * Credit goes back only for bytes the consumer has taken (pushed minus still
+     * buffered), and in batches of half a window so updates stay rare.
+     */
+    maybeGrantCredit() {
+        if (this.remoteFin || this.destroyed)
+            return;
+        const consumed = this.pushedBytes - this.readableLength;
+        const grant = consumed - this.creditedBytes;
+        if (grant <= 0)
+            return;
+        if (grant >= this.windowSize / 2 || this.recvWindow <= 0) {
+            this.creditedBytes = consumed;
+            const now = this.session.timers.now();
+            // Half a window gone in a few ms with nothing left buffered: the window, not the
+            // consumer, is what limits this stream. Grow it (within the session's budget).
+            const extra = this.readableLength === 0 && grant >= this.windowSize / 2
+                ? this.session.growWindow(this, now - this.lastGrantAt)
+                : 0;
+            this.lastGrantAt = now;
+            this.windowSize += extra;
+            this.recvWindow += grant + extra;
+            this.session.sendWindowUpdate(this, grant + extra);
+        }
+    }
+}
+//# sourceMappingURL=stream.js.map
