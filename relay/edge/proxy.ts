@@ -164,6 +164,12 @@ function announcedLength(meta: ResponseHead, method: string | undefined): number
   return header === undefined ? undefined : Number(header[1]);
 }
 
+/** Whether a request carries a body (RFC 9112 §6.3: only with a length or a transfer coding). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** True for a stream the client refused before reading it (safe to send elsewhere). */
 function refused(err: unknown): boolean {
   return err instanceof StreamResetError && err.resetCode === ErrorCode.REFUSED_STREAM;
@@ -234,9 +240,15 @@ export function forwardRequest(
     const s = opened.stream;
     stream = s;
     // Visitor → CLI: the request body, with backpressure (pipe pauses req when the
-    // stream's window is exhausted).
+    // stream's window is exhausted). Most requests have none (HTTP/1.1 frames a request
+    // body only with Content-Length or Transfer-Encoding): their stream ends with the
+    // OPEN, and the visitor's request is drained without pipe's per-request listeners.
     if (req.readableEnded) s.end();
-    else req.pipe(s);
+    else if (hasBody(req)) req.pipe(s);
+    else {
+      s.end();
+      req.resume();
+    }
 
     // The tunnel client's side: a response head (REPLY), then the body. The stream is
     // read from the start, so a client that sends body bytes before a head, or ends

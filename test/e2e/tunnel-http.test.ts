@@ -90,6 +90,26 @@ t.test('methods, headers and bodies pass through', async (t) => {
     );
   }
 
+  // The relay forwards a body only for a request that frames one (RFC 9112 §6.3); the
+  // others end their stream with the OPEN.
+  const framings: [string, string[], string | undefined, string][] = [
+    ['GET', ['Content-Length', '5'], 'hello', 'a GET with a Content-Length body'],
+    ['DELETE', ['Transfer-Encoding', 'chunked'], 'a chunked body', 'a chunked DELETE body'],
+    ['POST', ['Content-Length', '0'], undefined, 'a POST with Content-Length: 0'],
+    ['GET', [], undefined, 'a GET without framing headers'],
+  ];
+  for (const [method, headers, body, what] of framings) {
+    const res = await visit(env, tunnel.hostname, {
+      method,
+      path: '/framing',
+      headers,
+      ...(body !== undefined ? { body } : {}),
+    });
+    t.equal(res.status, 200, `${what}: status`);
+    const echo = JSON.parse(res.body.toString()) as Record<string, unknown>;
+    t.equal(echo['body'], body ?? '', `${what}: the origin gets the body`);
+  }
+
   const head = await visit(env, tunnel.hostname, { method: 'HEAD', path: '/x' });
   t.equal(head.status, 200);
   t.equal(head.body.length, 0, 'HEAD has no body');
