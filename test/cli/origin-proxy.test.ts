@@ -416,6 +416,38 @@ t.test('20 MiB upload and download, checked by sha256', async (t) => {
   t.equal(downEvent.bytesOut, data.length);
 });
 
+t.test('a response the relay does not read holds the origin back', async (t) => {
+  const total = 64 * 1024 * 1024;
+  const piece = Buffer.alloc(256 * 1024, 0x61);
+  let written = 0;
+  const { port } = await origin(t, (_req, res) => {
+    res.setHeader('Content-Length', total);
+    const write = (): void => {
+      while (written < total) {
+        written += piece.length;
+        if (!res.write(piece)) {
+          res.once('drain', write);
+          return;
+        }
+      }
+      res.end();
+    };
+    write();
+  });
+  const { relay } = await rig(t, `127.0.0.1:${port}`);
+  const stream = open(relay, head({ url: '/big' }));
+  stream.end();
+  await once(stream, 'reply');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Bounded by the stream window, the buffers' high-water marks and the kernel's
+  // socket buffers, never by the body's size.
+  t.ok(written < total / 2, `origin wrote ${(written / 2 ** 20).toFixed(1)} MiB of 64 unread`);
+  let received = 0;
+  stream.on('data', (chunk: Buffer) => (received += chunk.length));
+  await once(stream, 'end');
+  t.equal(received, total, 'all of it arrives once read');
+});
+
 t.test('server-sent events flow chunk by chunk', async (t) => {
   let sse: http.ServerResponse | undefined;
   const opened = new EventEmitter();
