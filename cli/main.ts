@@ -354,7 +354,10 @@ async function main(argv: string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-tuneGarbageCollector();
+// Before yargs runs, so it covers everything the command loads. A `relay` word anywhere
+// (flags may come first) means the relay; a tunnel named "relay" only costs its client
+// some RSS.
+tuneGarbageCollector(hideBin(process.argv).includes('relay') ? 'relay' : 'client');
 main(hideBin(process.argv)).then(
   (code) => process.exit(code),
   (err: unknown) => {
