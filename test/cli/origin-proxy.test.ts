@@ -114,6 +114,32 @@ function head(over: Partial<RequestHead> = {}): RequestHead {
   };
 }
 
+/**
+ * Writes `total` bytes, `pieceAt(offset)` at a time, with backpressure as a file stream
+ * would; `onWritten` sees the running total as each piece is handed to `res`.
+ */
+function writeInPieces(
+  res: http.ServerResponse,
+  total: number,
+  pieceAt: (offset: number) => Buffer,
+  onWritten?: (bytes: number) => void,
+): void {
+  let offset = 0;
+  const write = (): void => {
+    while (offset < total) {
+      const piece = pieceAt(offset);
+      offset += piece.length;
+      onWritten?.(offset);
+      if (!res.write(piece)) {
+        res.once('drain', write);
+        return;
+      }
+    }
+    res.end();
+  };
+  write();
+}
+
 /** Opens a stream as the relay would; the stream stays open until the caller ends it. */
 function open(relay: MuxSession, h: RequestHead): MuxStream {
   return relay.openStream({ ...h });
@@ -371,21 +397,7 @@ t.test('20 MiB upload and download, checked by sha256', async (t) => {
       return;
     }
     res.setHeader('Content-Length', data.length);
-    // Written in pieces with backpressure, as a file stream would.
-    let offset = 0;
-    const step = 256 * 1024;
-    const write = (): void => {
-      while (offset < data.length) {
-        const piece = data.subarray(offset, offset + step);
-        offset += piece.length;
-        if (!res.write(piece)) {
-          res.once('drain', write);
-          return;
-        }
-      }
-      res.end();
-    };
-    write();
+    writeInPieces(res, data.length, (offset) => data.subarray(offset, offset + 256 * 1024));
   });
   const { relay, requestEvent } = await rig(t, `127.0.0.1:${port}`);
 
@@ -422,17 +434,12 @@ t.test('a response the relay does not read holds the origin back', async (t) => 
   let written = 0;
   const { port } = await origin(t, (_req, res) => {
     res.setHeader('Content-Length', total);
-    const write = (): void => {
-      while (written < total) {
-        written += piece.length;
-        if (!res.write(piece)) {
-          res.once('drain', write);
-          return;
-        }
-      }
-      res.end();
-    };
-    write();
+    writeInPieces(
+      res,
+      total,
+      () => piece,
+      (bytes) => (written = bytes),
+    );
   });
   const { relay } = await rig(t, `127.0.0.1:${port}`);
   const stream = open(relay, head({ url: '/big' }));
