@@ -20,10 +20,11 @@
  *   - the relay may grow it to RELAY_YOUNG_CAP_BYTES: with 10,000 visitor connections
  *     open, a young generation at its initial size made every scavenge copy their
  *     per-request state (many-visitors p99 8–9 → 31–49 ms, relay CPU +15%), while the
- *     cap keeps that p99 at ~10 ms and still saves ~15 MiB (e2e peak RSS 142–161 →
- *     122–134 MiB). V8 has no runtime setting for a size limit, so a 100 ms timer turns
+ *     cap keeps that p99 at ~9 ms and still saves ~15 MiB (e2e peak RSS 142–161 →
+ *     122–143 MiB). V8 has no runtime setting for a size limit, so a 100 ms timer turns
  *     growth off once the young generation reaches the cap (and on again if V8 shrinks
- *     it); under load it takes V8 seconds to double from there, so the check keeps up.
+ *     it); doubling from there takes V8 several scavenges, and test/shared/runtime.test.ts
+ *     checks that the timer keeps up under steady load.
  *
  * These flags are read by V8 when it sweeps or grows the heap, so setting them at runtime
  * is safe (unlike `--single-threaded-gc` or `--max-semi-space-size`, which V8 fixes at
