@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
-import { DOMAIN, build, entry, freePort, median, relayArgs } from './scale-support.js';
+import { DOMAIN, build, entry, freePort, median, procSample, relayArgs } from './scale-support.js';
 import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -40,6 +40,8 @@ const PARAMS = {
 
 interface LoadResult {
   rps: number;
+  /** Requests completed in the measured window. */
+  requests: number;
   p50Ms: number;
   p99Ms: number;
   errors: number;
@@ -159,7 +161,8 @@ async function wrk(
   const errLine = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   const errors = non2xx + (errLine ? errLine.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
-  return { rps, p50Ms: p50, p99Ms: p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  return { rps, requests, p50Ms: p50, p99Ms: p99, errors };
 }
 
 /** A Node load generator: N keep-alive loops for `durationS`, latencies recorded. */
@@ -197,7 +200,13 @@ async function nodeLoad(
   latencies.sort((a, b) => a - b);
   const q = (p: number): number =>
     latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN;
-  return { rps: latencies.length / elapsed, p50Ms: q(0.5), p99Ms: q(0.99), errors };
+  return {
+    rps: latencies.length / elapsed,
+    requests: latencies.length,
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    errors,
+  };
 }
 
 async function transfer(
@@ -323,9 +332,20 @@ export const e2eBench: BenchCase = {
       log(
         `small GET direct:  ${direct.rps.toFixed(0)} req/s  p50 ${direct.p50Ms.toFixed(2)} ms  p99 ${direct.p99Ms.toFixed(2)} ms`,
       );
+      // CPU time per request of each process: steadier than req/s on a shared machine,
+      // and relay + CLI over the origin's own figure cancels most of the host's drift.
+      const pids = [relay.pid!, cli.pid!, origin.pid!];
+      const cpuBefore = await Promise.all(pids.map((pid) => procSample(pid)));
       const tunnel = await load(httpPort, host);
+      const cpuAfter = await Promise.all(pids.map((pid) => procSample(pid)));
+      const [relayUs, cliUs, originUs] = pids.map((_, i) =>
+        Math.round(((cpuAfter[i]!.cpuMs - cpuBefore[i]!.cpuMs) * 1000) / tunnel.requests),
+      ) as [number, number, number];
       log(
         `small GET tunnel:  ${tunnel.rps.toFixed(0)} req/s  p50 ${tunnel.p50Ms.toFixed(2)} ms  p99 ${tunnel.p99Ms.toFixed(2)} ms  errors ${tunnel.errors}`,
+      );
+      log(
+        `CPU per request:   relay ${relayUs} µs, CLI ${cliUs} µs, origin ${originUs} µs (relay + CLI = ${((relayUs + cliUs) / originUs).toFixed(1)}x the origin)`,
       );
 
       const relayGetPeak = relayRss.stop();
@@ -377,6 +397,9 @@ export const e2eBench: BenchCase = {
         tunnelP50Ms: tunnel.p50Ms,
         tunnelP99Ms: tunnel.p99Ms,
         tunnelErrors: tunnel.errors,
+        relayCpuUsPerRequest: relayUs,
+        cliCpuUsPerRequest: cliUs,
+        originCpuUsPerRequest: originUs,
         transferMiB: bytes / 2 ** 20,
         transferRuns,
         directDownloadMBps: Math.round(directDown.median),

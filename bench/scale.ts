@@ -942,6 +942,10 @@ export const soakBench: BenchCase = {
           committedLastMiB: round(after.at(-1)?.committed ?? NaN, 1),
         };
       };
+      const slopeText = (kibPerMin: number): string =>
+        Number.isNaN(kibPerMin)
+          ? 'no slope (under 3 full GCs after warm-up: run longer)'
+          : `${kibPerMin} KiB/min`;
       const relayLive = liveOf(markCompacts(await relay.logText()));
       const cliLive = liveOf(markCompacts(cli.gcLines));
       log('RSS samples (min: relay MiB, cli MiB):');
@@ -957,12 +961,12 @@ export const soakBench: BenchCase = {
         ['CPU', cpuText(cpu), '% of one core'],
         [
           'relay live heap (full GCs)',
-          `${relayLive.firstMiB} → ${relayLive.lastMiB} MiB, ${relayLive.slopeKiBPerMin} KiB/min`,
+          `${relayLive.firstMiB} → ${relayLive.lastMiB} MiB, ${slopeText(relayLive.slopeKiBPerMin)}`,
           `${relayLive.count} full GCs; flat = no leak`,
         ],
         [
           'cli live heap (full GCs)',
-          `${cliLive.firstMiB} → ${cliLive.lastMiB} MiB, ${cliLive.slopeKiBPerMin} KiB/min`,
+          `${cliLive.firstMiB} → ${cliLive.lastMiB} MiB, ${slopeText(cliLive.slopeKiBPerMin)}`,
           `${cliLive.count} full GCs; flat = no leak`,
         ],
         [
