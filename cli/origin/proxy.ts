@@ -603,19 +603,35 @@ class Exchange {
     });
     // The body, with backpressure: what pipe() does, without its per-call listeners
     // on both sides (errors and early closes are handled above).
+    // The first body bytes are also checked for a dev server's host rejection, here
+    // rather than in listeners of their own: it runs on nearly every response.
+    let sniffing =
+      this.proxy.hostHintPending() && this.status < 500 && !res.headers['content-encoding'];
+    let seen: Buffer | undefined;
+    const sniff = (chunk: Buffer | undefined): void => {
+      if (chunk !== undefined) {
+        seen = seen === undefined ? chunk : Buffer.concat([seen, chunk.subarray(0, SNIFF_BYTES)]);
+      }
+      const verdict = hostRejection(seen ?? Buffer.alloc(0), chunk === undefined);
+      if (verdict === 'undecided') return;
+      sniffing = false;
+      seen = undefined;
+      if (verdict !== 'none') this.proxy.hostRejected(verdict, hostnameOf(this.sentHost()));
+    };
     const resumeResponse = (): void => {
       res.resume();
     };
     res.on('data', (chunk: Buffer) => {
+      if (sniffing) sniff(chunk);
       if (!stream.write(chunk)) {
         res.pause();
         stream.once('drain', resumeResponse);
       }
     });
-    res.once('end', () => stream.end());
-    if (this.proxy.hostHintPending() && this.status < 500 && !res.headers['content-encoding']) {
-      this.sniffHostRejection(res);
-    }
+    res.once('end', () => {
+      if (sniffing) sniff(undefined);
+      stream.end();
+    });
   }
 
   private onUpgrade(
@@ -673,28 +689,6 @@ class Exchange {
       socket.on('data', (chunk: Buffer) => counter.push(chunk));
       stream.on('data', (chunk: Buffer) => toOrigin.push(chunk));
     }
-  }
-
-  private sniffHostRejection(res: http.IncomingMessage): void {
-    let seen = Buffer.alloc(0);
-    const decide = (final: boolean): void => {
-      const text = seen.toString('latin1').trimStart();
-      let server: 'vite' | 'webpack' | undefined;
-      if (text.startsWith('Blocked request. This host')) server = 'vite';
-      else if (text.startsWith('Invalid Host header')) server = 'webpack';
-      if (server === undefined && !final && seen.length < SNIFF_BYTES) return;
-      res.off('data', onData);
-      res.off('end', onEnd);
-      if (server !== undefined) this.proxy.hostRejected(server, hostnameOf(this.sentHost()));
-    };
-    const onData = (chunk: Buffer): void => {
-      seen = Buffer.concat([seen, chunk.subarray(0, SNIFF_BYTES)]);
-      decide(false);
-    };
-    const onEnd = (): void => decide(true);
-    // A second 'data' listener only watches: pipeline's flow and backpressure stay as they are.
-    res.on('data', onData);
-    res.once('end', onEnd);
   }
 
   private sentHost(): string {
@@ -1015,6 +1009,34 @@ class BodyPump {
     if (this.replayBytes > this.replayLimit) this.stopReplay();
     else this.replay.push(chunk);
   }
+}
+
+const HOST_REJECTIONS = [
+  { server: 'vite', text: 'Blocked request. This host' },
+  { server: 'webpack', text: 'Invalid Host header' },
+] as const;
+
+/**
+ * Whether a response body starts like a dev server's refusal of a foreign Host, from its
+ * first bytes (`final`: the body ended there). Most bodies are told apart by their first
+ * non-blank byte, without decoding any text.
+ */
+function hostRejection(body: Buffer, final: boolean): 'vite' | 'webpack' | 'none' | 'undecided' {
+  let start = 0;
+  while (start < body.length && start < SNIFF_BYTES && isBlank(body[start]!)) start++;
+  if (start === body.length) return final || start >= SNIFF_BYTES ? 'none' : 'undecided';
+  const first = body[start]!;
+  if (first !== 0x42 /* B */ && first !== 0x49 /* I */) return 'none';
+  const text = body.toString('latin1', start, start + SNIFF_BYTES);
+  for (const { server, text: refusal } of HOST_REJECTIONS) {
+    if (text.startsWith(refusal)) return server;
+    if (refusal.startsWith(text) && !final) return 'undecided';
+  }
+  return 'none';
+}
+
+function isBlank(byte: number): boolean {
+  return byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
 }
 
 function messageOf(err: unknown): string {

@@ -841,6 +841,21 @@ t.test('Vite and webpack-dev-server host rejections produce one hint', async (t)
     rp.events.some((e) => e.type === 'hint'),
     'an ordinary 403 is no hint',
   );
+
+  // The refusal split across writes (and after blank lines) is still recognised.
+  const split = await origin(t, (_req, res) => {
+    res.writeHead(403, { 'Content-Type': 'text/plain' });
+    res.write('\r\n  Bloc');
+    setTimeout(() => res.end('ked request. This host ("x") is not allowed.'), 20);
+  });
+  const rs = await rig(t, `127.0.0.1:${split.port}`);
+  const body = await send(rs.relay, head());
+  t.match(body.body.toString(), /Blocked request/);
+  t.match(
+    await rs.waitFor((e): e is OriginEvent => e.type === 'hint'),
+    { message: /Vite/ },
+    'a refusal that arrives in pieces',
+  );
 });
 
 // ---- WebSocket ----------------------------------------------------------------------
