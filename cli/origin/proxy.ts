@@ -601,10 +601,10 @@ class Exchange {
       // FIN; consume it so the stream can close.
       if (this.head.upgrade) stream.resume();
     });
-    // The body, with backpressure: what pipe() does, without its per-call listeners
-    // on both sides (errors and early closes are handled above).
-    // The first body bytes are also checked for a dev server's host rejection, here
-    // rather than in listeners of their own: it runs on nearly every response.
+    // The body, with backpressure: what pipe() does, without its per-call listeners on
+    // both sides (errors and early closes are handled above). The same handler checks
+    // the first body bytes for a dev server's host rejection, which runs on nearly every
+    // response until a hint has been shown.
     let sniffing =
       this.proxy.hostHintPending() && this.status < 500 && !res.headers['content-encoding'];
     let seen: Buffer | undefined;
@@ -612,7 +612,7 @@ class Exchange {
       if (chunk !== undefined) {
         seen = seen === undefined ? chunk : Buffer.concat([seen, chunk.subarray(0, SNIFF_BYTES)]);
       }
-      const verdict = hostRejection(seen ?? Buffer.alloc(0), chunk === undefined);
+      const verdict = hostRejection(seen ?? NO_BYTES, chunk === undefined);
       if (verdict === 'undecided') return;
       sniffing = false;
       seen = undefined;
@@ -1010,6 +1010,8 @@ class BodyPump {
     else this.replay.push(chunk);
   }
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 const HOST_REJECTIONS = [
   { server: 'vite', text: 'Blocked request. This host' },
