@@ -36,6 +36,8 @@ import {
 } from '../../shared/protocol/tunnel.js';
 import { CAPTURE_BODY_LIMIT_BYTES, ExchangeCapture, WebSocketFrameCounter } from './capture.js';
 import type { OriginEvent } from './events.js';
+import { Http1Pool, type Http1Request } from './http1.js';
+import type { ParsedResponseHead } from './response-parser.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
 
 /**
@@ -111,6 +113,8 @@ export class OriginProxy {
   /** @internal */ readonly timers: ProxyTimers;
   /** @internal pooled keep-alive connections */ readonly pooledAgent: http.Agent;
   /** @internal one-off connections for retries */ readonly freshAgent: http.Agent;
+  /** @internal our own pooled client for body-less requests to an http origin */
+  readonly pool: Http1Pool | undefined;
   /** @internal sockets handed over by an upgrade, outside the agent */
   readonly upgradedSockets = new Set<Duplex>();
   /** @internal body bytes captured per body; undefined = no capture */
@@ -160,6 +164,19 @@ export class OriginProxy {
       timeout: options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs,
     });
     this.freshAgent = new Agent({ ...connect, keepAlive: false });
+    this.pool =
+      this.target.protocol === 'http'
+        ? new Http1Pool({
+            host: this.target.hostname,
+            port: this.target.port,
+            ...(connect.lookup !== undefined ? { lookup: connect.lookup } : {}),
+            ...(connect.autoSelectFamily !== undefined
+              ? { autoSelectFamily: connect.autoSelectFamily }
+              : {}),
+            idleTimeoutMs: options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs,
+            maxHeaderBytes: http.maxHeaderSize,
+          })
+        : undefined;
   }
 
   /** The loopback address (127.0.0.1 or ::1) where `localhost` last answered, if any. */
@@ -195,6 +212,7 @@ export class OriginProxy {
     this.upgradedSockets.clear();
     this.pooledAgent.destroy();
     this.freshAgent.destroy();
+    this.pool?.close();
   }
 
   // ---- called by exchanges ----------------------------------------------------------
@@ -234,6 +252,7 @@ export class OriginProxy {
     for (const sockets of Object.values(this.pooledAgent.freeSockets)) {
       for (const socket of sockets ?? []) socket.destroy();
     }
+    this.pool?.dropIdle();
   }
 
   /** @internal */
@@ -287,6 +306,20 @@ class OriginTimeoutError extends OriginError {
 
 type Phase = 'waiting' | 'streaming' | 'upgraded' | 'done';
 
+/** Where a response body comes from: an IncomingMessage or our own client's request. */
+interface ResponseSource {
+  pause(): void;
+  resume(): void;
+  complete(): boolean;
+  destroy(): void;
+}
+
+/** The body handlers `beginResponse` returns. */
+interface ResponseBody {
+  data(chunk: Buffer): void;
+  end(): void;
+}
+
 /** One visitor request: its stream, the origin request (and its retry), the response. */
 class Exchange {
   private readonly proxy: OriginProxy;
@@ -300,6 +333,8 @@ class Exchange {
   private pump: BodyPump | undefined;
   private req: http.ClientRequest | undefined;
   private res: http.IncomingMessage | undefined;
+  /** The attempt when it runs on our own client (body-less request, http origin). */
+  private lean: Http1Request | undefined;
   private socket: Duplex | undefined;
   private phase: Phase = 'waiting';
   private status: number | undefined;
@@ -393,7 +428,7 @@ class Exchange {
       // first body byte or the end (immediate for a body-less request) to choose.
       pump.start((hasBody) => {
         if (hasBody) this.headers.push(['Transfer-Encoding', 'chunked']);
-        this.dispatch(false);
+        this.dispatch(false, !hasBody);
       });
     } else {
       pump.start();
@@ -431,9 +466,13 @@ class Exchange {
     return out;
   }
 
-  private dispatch(fresh: boolean): void {
+  private dispatch(fresh: boolean, bodyless = false): void {
     if (this.stream.destroyed) return;
     const { proxy, head } = this;
+    if (bodyless && !fresh && !head.upgrade && proxy.pool !== undefined) {
+      this.dispatchLean(proxy.pool);
+      return;
+    }
     const options: https.RequestOptions = {
       agent: fresh ? proxy.freshAgent : proxy.pooledAgent,
       host: proxy.target.hostname,
@@ -468,25 +507,83 @@ class Exchange {
     else this.pump.attach(req, fresh);
   }
 
+  /** Sends a body-less request on our own pooled client (see http1.ts). */
+  private dispatchLean(pool: Http1Pool): void {
+    let body: ResponseBody | undefined;
+    let lean: Http1Request;
+    try {
+      lean = pool.request(this.head.method, this.head.url, this.headers, {
+        onConnect: (socket) => {
+          if (this.lean === lean) this.onConnected(socket);
+        },
+        onHead: (res: ParsedResponseHead) => {
+          if (this.lean !== lean) return;
+          body = this.beginResponse(
+            res.status,
+            res.statusMessage,
+            res.rawHeaders,
+            res.contentEncoding,
+            {
+              pause: () => lean.pause(),
+              resume: () => lean.resume(),
+              complete: () => lean.finished,
+              destroy: () => lean.destroy(),
+            },
+          );
+        },
+        onBody: (chunk) => {
+          if (this.lean === lean) body?.data(chunk);
+        },
+        onComplete: () => {
+          if (this.lean === lean) body?.end();
+        },
+        onError: (err, responseStarted) => {
+          // Once response bytes came, the origin processed the request: never resent.
+          if (this.lean === lean) this.onAttemptError(err, lean.reused && !responseStarted);
+        },
+      });
+    } catch (err) {
+      this.fail({
+        wireCode: ErrorCode.PROTOCOL_ERROR,
+        message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
+        status: 502,
+      });
+      return;
+    }
+    this.lean = lean;
+    if (lean.connecting) this.armConnectTimer();
+    this.armHeadTimer();
+  }
+
   // ---- timers -----------------------------------------------------------------------
 
   private onSocket(req: http.ClientRequest, socket: Socket): void {
     if (!socket.connecting) return; // reused from the pool
+    this.armConnectTimer();
+    socket.once('connect', () => this.onConnected(socket));
+  }
+
+  private armConnectTimer(): void {
     const ms = this.proxy.connectTimeoutMs;
-    const timers = this.proxy.timers;
-    if (ms > 0) {
-      this.connectTimer = timers.setTimeout(() => {
-        req.destroy(
-          new OriginTimeoutError(
-            `${this.label} did not accept the connection within ${seconds(ms)} (connect timeout)`,
-          ),
-        );
-      }, ms);
-    }
-    socket.once('connect', () => {
-      timers.clearTimeout(this.connectTimer);
-      this.proxy.noteConnected(socket);
-    });
+    if (ms <= 0) return;
+    this.connectTimer = this.proxy.timers.setTimeout(() => {
+      this.abortAttempt(
+        new OriginTimeoutError(
+          `${this.label} did not accept the connection within ${seconds(ms)} (connect timeout)`,
+        ),
+      );
+    }, ms);
+  }
+
+  private onConnected(socket: Socket): void {
+    this.proxy.timers.clearTimeout(this.connectTimer);
+    this.proxy.noteConnected(socket);
+  }
+
+  /** Ends the attempt under way with `err` (reported as the attempt's own error). */
+  private abortAttempt(err: Error): void {
+    if (this.lean !== undefined) this.lean.destroy(err);
+    else this.req?.destroy(err);
   }
 
   private armHeadTimer(): void {
@@ -502,7 +599,7 @@ class Exchange {
         this.headTimer = timers.setTimeout(check, ms - idleMs);
         return;
       }
-      this.req?.destroy(
+      this.abortAttempt(
         new OriginTimeoutError(
           `${this.label} did not answer within ${seconds(ms)} (response timeout)`,
         ),
@@ -520,7 +617,16 @@ class Exchange {
 
   private onRequestError(req: http.ClientRequest, err: Error): void {
     // An abandoned attempt, or the exchange already ended and this is the echo.
-    if (req !== this.req || this.error !== undefined) return;
+    if (req !== this.req) return;
+    this.onAttemptError(err, req.reusedSocket);
+  }
+
+  /**
+   * The attempt under way failed. `reusedSocket`: it ran on a pooled connection and
+   * no response byte had arrived, so the origin may have closed it as we reused it.
+   */
+  private onAttemptError(err: Error, reusedSocket: boolean): void {
+    if (this.error !== undefined) return;
     this.clearTimers();
     switch (this.phase) {
       case 'streaming':
@@ -538,19 +644,20 @@ class Exchange {
     const code = errnoCode(err);
     if (
       !this.retried &&
-      req.reusedSocket &&
+      reusedSocket &&
       (code === 'ECONNRESET' || code === 'EPIPE') &&
       (this.pump === undefined || this.pump.replayable)
     ) {
       // The origin closed an idle keep-alive connection as we reused it: nothing was
       // processed, so send the request again on a connection of its own.
       this.retried = true;
+      this.lean = undefined;
       this.pump?.detach();
       this.proxy.dropIdleSockets();
       this.dispatch(true);
       return;
     }
-    const failure = this.describe(err, req.reusedSocket);
+    const failure = this.describe(err, reusedSocket);
     if (failure.warning !== undefined) this.proxy.noteUnreachable(failure.warning);
     this.fail(failure);
   }
@@ -560,25 +667,22 @@ class Exchange {
       res.destroy();
       return;
     }
-    this.clearTimers();
-    this.phase = 'streaming';
     this.res = res;
-    this.status = res.statusCode ?? 502;
-    this.proxy.noteReachable();
-    this.pump?.stopReplay();
-    const { stream } = this;
-    if (stream.destroyed) {
+    const body = this.beginResponse(
+      res.statusCode ?? 502,
+      res.statusMessage,
+      res.rawHeaders,
+      res.headers['content-encoding'],
+      {
+        pause: () => res.pause(),
+        resume: () => res.resume(),
+        complete: () => res.complete,
+        destroy: () => res.destroy(),
+      },
+    );
+    if (body === undefined) {
       res.destroy();
       return;
-    }
-    const reply: ResponseHead = { status: this.status, headers: endToEndHeaders(res.rawHeaders) };
-    if (res.statusMessage) reply.statusMessage = res.statusMessage;
-    stream.reply({ ...reply });
-    const { capture } = this;
-    if (capture !== undefined) {
-      capture.response = { ...reply, headers: [...reply.headers] };
-      // Another 'data' listener only watches: the flow and backpressure below stay.
-      res.on('data', (chunk: Buffer) => capture.responseBody.add(chunk));
     }
     // Neither pipeline() (an AbortController and a DOMException per call, ~8% of the
     // CLI's CPU on small requests) nor pipe(): errors, a premature close of either side
@@ -590,8 +694,38 @@ class Exchange {
       if (!res.complete)
         this.failMidResponse(new Error('the connection closed before the body was complete'));
     });
+    res.on('data', body.data);
+    res.once('end', body.end);
+  }
+
+  /**
+   * The origin's response head arrived: reply on the stream and return the body's
+   * handlers (undefined when the visitor is already gone). The body moves with
+   * backpressure, what pipe() does without its per-call listeners; the same handler
+   * checks the first body bytes for a dev server's host rejection, which runs on nearly
+   * every response until a hint has been shown.
+   */
+  private beginResponse(
+    status: number,
+    statusMessage: string | undefined,
+    rawHeaders: string[],
+    contentEncoding: string | undefined,
+    source: ResponseSource,
+  ): ResponseBody | undefined {
+    this.clearTimers();
+    this.phase = 'streaming';
+    this.status = status;
+    this.proxy.noteReachable();
+    this.pump?.stopReplay();
+    const { stream } = this;
+    if (stream.destroyed) return undefined;
+    const reply: ResponseHead = { status, headers: endToEndHeaders(rawHeaders) };
+    if (statusMessage) reply.statusMessage = statusMessage;
+    stream.reply({ ...reply });
+    const { capture } = this;
+    if (capture !== undefined) capture.response = { ...reply, headers: [...reply.headers] };
     stream.once('close', () => {
-      if (!res.complete) res.destroy();
+      if (!source.complete()) source.destroy();
     });
     stream.once('finish', () => {
       if (this.phase === 'done') return;
@@ -601,12 +735,7 @@ class Exchange {
       // FIN; consume it so the stream can close.
       if (this.head.upgrade) stream.resume();
     });
-    // The body, with backpressure: what pipe() does, without its per-call listeners on
-    // both sides (errors and early closes are handled above). The same handler checks
-    // the first body bytes for a dev server's host rejection, which runs on nearly every
-    // response until a hint has been shown.
-    let sniffing =
-      this.proxy.hostHintPending() && this.status < 500 && !res.headers['content-encoding'];
+    let sniffing = this.proxy.hostHintPending() && status < 500 && !contentEncoding;
     let seen: Buffer | undefined;
     const sniff = (chunk: Buffer | undefined): void => {
       if (chunk !== undefined) {
@@ -618,20 +747,21 @@ class Exchange {
       seen = undefined;
       if (verdict !== 'none') this.proxy.hostRejected(verdict, hostnameOf(this.sentHost()));
     };
-    const resumeResponse = (): void => {
-      res.resume();
+    const resume = (): void => source.resume();
+    return {
+      data: (chunk: Buffer) => {
+        capture?.responseBody.add(chunk);
+        if (sniffing) sniff(chunk);
+        if (!stream.write(chunk)) {
+          source.pause();
+          stream.once('drain', resume);
+        }
+      },
+      end: () => {
+        if (sniffing) sniff(undefined);
+        stream.end();
+      },
     };
-    res.on('data', (chunk: Buffer) => {
-      if (sniffing) sniff(chunk);
-      if (!stream.write(chunk)) {
-        res.pause();
-        stream.once('drain', resumeResponse);
-      }
-    });
-    res.once('end', () => {
-      if (sniffing) sniff(undefined);
-      stream.end();
-    });
   }
 
   private onUpgrade(
@@ -735,6 +865,7 @@ class Exchange {
 
   private destroyOrigin(): void {
     this.clearTimers();
+    this.lean?.destroy();
     this.res?.destroy();
     this.req?.destroy();
     this.socket?.destroy();

@@ -529,10 +529,12 @@ t.test('idle pooled sockets closed by the origin never reach a visitor', async (
   t.notOk((await rb.requestEvent('/2')).error);
 });
 
-t.test('a reused socket the origin drops is retried once on a fresh connection', async (t) => {
-  // A raw HTTP/1.1 origin that serves the first request of each connection and drops
-  // the connection, unanswered, once it has read a second one: the race of an idle
-  // timeout, made certain.
+/**
+ * A raw HTTP/1.1 origin that serves the first request of each connection and drops the
+ * connection, unanswered, once it has read a second one: the race of an idle timeout,
+ * made certain. Answers `conn N req 1 body <first 40 body bytes>`.
+ */
+function dropsSecondRequest(): { server: net.Server; connections: () => number } {
   let connections = 0;
   const server = net.createServer((socket) => {
     const n = ++connections;
@@ -559,6 +561,11 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
       }
     });
   });
+  return { server, connections: () => connections };
+}
+
+t.test('a reused socket the origin drops is retried once on a fresh connection', async (t) => {
+  const { server, connections: count } = dropsSecondRequest();
   const port = await listen(t, server);
   const { relay, events } = await rig(t, `127.0.0.1:${port}`);
   const post = (url: string, body: string): RequestHead =>
@@ -571,21 +578,23 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
       ],
     });
 
-  t.equal((await send(relay, head())).body.toString(), 'conn 1 req 1 body ');
+  // Requests with a body share one pool, body-less ones another (http1.ts): warm the
+  // first with an empty body.
+  t.equal((await send(relay, post('/', ''), '')).body.toString(), 'conn 1 req 1 body ');
   const payload = '{"event":"invoice.paid"}';
   const retried = await send(relay, post('/hook', payload), payload);
   t.equal(retried.reply.status, 200);
   t.equal(retried.body.toString(), `conn 2 req 1 body ${payload}`, 'body replayed');
-  t.equal(connections, 2);
+  t.equal(count(), 2);
 
   // A body larger than the replay buffer cannot be sent again: the visitor gets the error.
-  t.equal((await send(relay, head({ url: '/warm' }))).body.toString(), 'conn 3 req 1 body ');
+  t.equal((await send(relay, post('/warm', ''), '')).body.toString(), 'conn 3 req 1 body ');
   const big = 'x'.repeat(REPLAY_LIMIT_BYTES + 1);
   await t.rejects(send(relay, post('/big', big), big), {
     resetCode: ErrorCode.CONNECT_ERROR,
     message: new RegExp(`127\\.0\\.0\\.1:${port} closed the connection before answering`),
   });
-  t.equal(connections, 3, 'not retried');
+  t.equal(count(), 3, 'not retried');
 
   t.notOk(events.some((e) => e.type === 'warning'));
   const done = events.filter((e): e is RequestEvent => e.type === 'request');
@@ -598,6 +607,21 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
       ['/big', 502, false],
     ],
   );
+});
+
+t.test('a body-less request on a reused connection the origin drops is retried', async (t) => {
+  const { server, connections } = dropsSecondRequest();
+  const port = await listen(t, server);
+  const { relay, events } = await rig(t, `127.0.0.1:${port}`);
+  t.equal((await send(relay, head({ url: '/a' }))).body.toString(), 'conn 1 req 1 body ');
+  const retried = await send(relay, head({ url: '/b' }));
+  t.equal(retried.reply.status, 200);
+  t.equal(retried.body.toString(), 'conn 2 req 1 body ', 'sent again on a new connection');
+  t.equal(connections(), 2);
+  // And a HEAD, whose answer has a length but no body.
+  t.equal((await send(relay, head({ url: '/c', method: 'HEAD' }))).reply.status, 200);
+  t.equal(connections(), 3);
+  t.notOk(events.some((e) => e.type === 'warning'));
 });
 
 // ---- failures -----------------------------------------------------------------------
