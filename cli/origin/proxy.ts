@@ -530,6 +530,8 @@ class Exchange {
               destroy: () => lean.destroy(),
             },
           );
+          // The visitor is gone: stop reading (the body may never end, e.g. SSE).
+          if (body === undefined) lean.destroy();
         },
         onBody: (chunk) => {
           if (this.lean === lean) body?.data(chunk);

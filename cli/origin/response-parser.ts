@@ -4,11 +4,17 @@
  * HEAD request or a 1xx/204/304 status, chunked, Content-Length, or until the
  * connection closes). Body bytes are handed on as slices of the input, never copied.
  *
- * It is as strict as Node's own client parser (llhttp without lenient flags): CRLF
- * line endings, a token for every header name, no control characters in values, no
- * obs-fold, no Content-Length with Transfer-Encoding, one Content-Length value. What
- * it refuses becomes a `ResponseParseError` with the llhttp-style code Node would
- * give (`HPE_*`), so the error a user sees does not depend on which client ran.
+ * It refuses what Node's own client parser (llhttp, no lenient flags) refuses, checked
+ * case by case against Node in test/cli/response-parser.test.ts: bare LF line endings,
+ * a header name that is not a token, control characters in values, obs-fold, a
+ * Content-Length with Transfer-Encoding, a list or a repeat of Content-Length, chunk
+ * sizes with whitespace. What it refuses becomes a `ResponseParseError` with an
+ * llhttp-style code (`HPE_*`), mostly the one Node gives. Where it differs, it is
+ * stricter: only HTTP/1.0 and 1.1 status lines, Content-Length up to 15 digits, chunk
+ * sizes up to 13 hex digits, and a 101 to a request that asked for no upgrade.
+ *
+ * The parser may keep a reference to part of an input buffer until the next call:
+ * callers must not reuse a buffer they passed (socket 'data' buffers are fresh).
  */
 
 /** The final (non-1xx) response head. */
@@ -67,6 +73,15 @@ const MAX_CHUNK_SIZE_DIGITS = 13;
 
 function fail(code: string, message: string): never {
   throw new ResponseParseError(code, message);
+}
+
+/** Throws on an LF at or after `from` that no CR precedes (llhttp wants CRLF). */
+function refuseBareLf(buf: Buffer, from: number): void {
+  let at = buf.indexOf(10, from);
+  while (at >= 0) {
+    if (at === 0 || buf[at - 1] !== 13) fail('HPE_CR_EXPECTED', 'a line ends in LF without CR');
+    at = buf.indexOf(10, at + 1);
+  }
 }
 
 /** Strips optional whitespace (SP, HTAB only: 0xA0 and the like are value bytes). */
@@ -220,6 +235,11 @@ export class ResponseParser {
   // ---- head ------------------------------------------------------------------------
 
   private readHead(data: Buffer, at: number): number {
+    if (this.pending === undefined) {
+      // Empty lines before a status line are skipped, as llhttp does.
+      while (at + 1 < data.length && data[at] === 13 && data[at + 1] === 10) at += 2;
+      if (at === data.length) return at;
+    }
     let buf = data.subarray(at);
     let searchFrom = 0;
     if (this.pending !== undefined) {
@@ -228,6 +248,7 @@ export class ResponseParser {
     }
     const end = buf.indexOf(CRLFCRLF, searchFrom);
     if (end < 0) {
+      refuseBareLf(buf, searchFrom);
       if (buf.length > this.maxHeaderBytes) {
         fail('HPE_HEADER_OVERFLOW', `the response head is over ${this.maxHeaderBytes} bytes`);
       }
@@ -255,6 +276,9 @@ export class ResponseParser {
     const lines = text.split('\r\n');
     const statusLine = STATUS_LINE.exec(lines[0]!);
     if (statusLine === null) {
+      if (/^HTTP\/1\.[01] /.test(lines[0]!)) {
+        fail('HPE_INVALID_STATUS', `invalid status ${JSON.stringify(lines[0]!.slice(9, 24))}`);
+      }
       fail(
         'HPE_INVALID_CONSTANT',
         `not an HTTP/1.x status line: ${JSON.stringify(lines[0]!.slice(0, 64))}`,
@@ -287,26 +311,26 @@ export class ResponseParser {
       }
       const value = trimOws(line.slice(colon + 1));
       if (BAD_VALUE.test(value)) {
-        fail('HPE_INVALID_HEADER_TOKEN', `invalid character in header ${JSON.stringify(name)}`);
+        fail(
+          value.includes('\r')
+            ? 'HPE_LF_EXPECTED'
+            : value.includes('\n')
+              ? 'HPE_CR_EXPECTED'
+              : 'HPE_INVALID_HEADER_TOKEN',
+          `invalid character in header ${JSON.stringify(name)}`,
+        );
       }
       rawHeaders.push(name, value);
       switch (name.length) {
         case 14:
           if (name.toLowerCase() === 'content-length') {
-            for (const member of value.split(',')) {
-              const digits = trimOws(member);
-              if (!/^\d{1,15}$/.test(digits)) {
-                fail(
-                  'HPE_INVALID_CONTENT_LENGTH',
-                  `invalid Content-Length ${JSON.stringify(value)}`,
-                );
-              }
-              const n = Number(digits);
-              if (contentLength !== undefined && contentLength !== n) {
-                fail('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length values');
-              }
-              contentLength = n;
+            if (!/^\d{1,15}$/.test(value)) {
+              fail('HPE_INVALID_CONTENT_LENGTH', `invalid Content-Length ${JSON.stringify(value)}`);
             }
+            if (contentLength !== undefined) {
+              fail('HPE_UNEXPECTED_CONTENT_LENGTH', 'more than one Content-Length');
+            }
+            contentLength = Number(value);
           }
           break;
         case 17:
@@ -328,7 +352,7 @@ export class ResponseParser {
         }
       }
     }
-    if (status < 200) {
+    if (status >= 100 && status < 200) {
       if (status === 101) {
         fail('HPE_UNEXPECTED_UPGRADE', 'the origin switched protocols (101) unasked');
       }
@@ -340,7 +364,7 @@ export class ResponseParser {
       this.state = 'done';
     } else if (transferEncoding !== undefined) {
       if (contentLength !== undefined) {
-        fail('HPE_UNEXPECTED_CONTENT_LENGTH', 'Content-Length together with Transfer-Encoding');
+        fail('HPE_INVALID_TRANSFER_ENCODING', 'Content-Length together with Transfer-Encoding');
       }
       if (transferEncoding.at(-1) === 'chunked') {
         this.state = 'chunk-size';
@@ -375,6 +399,7 @@ export class ResponseParser {
     at: number,
     limit: number,
     what: string,
+    tooLong = 'HPE_INVALID_CHUNK_SIZE',
   ): [string, number] | number {
     let buf = data.subarray(at);
     let searchFrom = 0;
@@ -385,11 +410,13 @@ export class ResponseParser {
     }
     const end = buf.indexOf(CRLF, searchFrom);
     if (end < 0) {
-      if (buf.length > limit) fail('HPE_INVALID_CHUNK_SIZE', `${what} is too long`);
+      refuseBareLf(buf, searchFrom);
+      if (buf.length > limit) fail(tooLong, `${what} is too long`);
       this.pending = buf;
       return data.length;
     }
-    if (end > limit) fail('HPE_INVALID_CHUNK_SIZE', `${what} is too long`);
+    refuseBareLf(buf.subarray(0, end), searchFrom);
+    if (end > limit) fail(tooLong, `${what} is too long`);
     this.pending = undefined;
     return [buf.toString('latin1', 0, end), at + end + 2 - held];
   }
@@ -399,12 +426,12 @@ export class ResponseParser {
     if (typeof read === 'number') return read;
     const [line, next] = read;
     const semicolon = line.indexOf(';');
-    const digits = trimOws(semicolon < 0 ? line : line.slice(0, semicolon));
+    const digits = semicolon < 0 ? line : line.slice(0, semicolon);
     if (!/^[0-9a-fA-F]+$/.test(digits) || digits.length > MAX_CHUNK_SIZE_DIGITS) {
       fail('HPE_INVALID_CHUNK_SIZE', `invalid chunk size ${JSON.stringify(line.slice(0, 32))}`);
     }
     if (semicolon >= 0 && BAD_VALUE.test(line.slice(semicolon))) {
-      fail('HPE_INVALID_CHUNK_SIZE', 'invalid character in a chunk extension');
+      fail('HPE_STRICT', 'invalid character in a chunk extension');
     }
     this.remaining = parseInt(digits, 16);
     this.state = this.remaining === 0 ? 'trailers' : 'chunk-data';
@@ -417,9 +444,7 @@ export class ResponseParser {
     const want = 2 - held;
     const available = Math.min(want, data.length - at);
     for (let i = 0; i < available; i++) {
-      if (data[at + i] !== CRLF[held + i]) {
-        fail('HPE_INVALID_CHUNK_SIZE', 'chunk data longer than its size');
-      }
+      if (data[at + i] !== CRLF[held + i]) fail('HPE_STRICT', 'chunk data longer than its size');
     }
     if (available < want) {
       this.pending = CRLF.subarray(0, held + available);
@@ -431,7 +456,13 @@ export class ResponseParser {
   }
 
   private readTrailers(data: Buffer, at: number): number {
-    const read = this.readLine(data, at, this.maxHeaderBytes, 'a trailer line');
+    const read = this.readLine(
+      data,
+      at,
+      this.maxHeaderBytes,
+      'a trailer line',
+      'HPE_HEADER_OVERFLOW',
+    );
     if (typeof read === 'number') return read;
     const [line, next] = read;
     if (line === '') {
