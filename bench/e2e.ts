@@ -87,6 +87,9 @@ async function firstLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): P
     rl.on('line', (l) => {
       if (re.test(l)) {
         clearTimeout(timer);
+        // Stop parsing: the CLI then logs a line per request, and reading those here would
+        // take CPU from the processes being measured (callers drain stdout with resume()).
+        rl.close();
         resolve(l);
       }
     });
