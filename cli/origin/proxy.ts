@@ -1,7 +1,10 @@
 /**
  * Serves each mux stream the relay opens (one visitor request or WebSocket) against the
- * local origin: the OPEN metadata becomes an http(s).request, the body streams both ways
- * with backpressure, and the origin's response head goes back with `stream.reply()`.
+ * local origin: the OPEN metadata becomes an origin request, the body streams both ways
+ * with backpressure, and the origin's response head goes back with `stream.reply()`. A
+ * body-less request to an http origin (most of them) goes over our own HTTP/1.1 client
+ * (http1.ts: a fraction of the CPU per request); requests with a body, upgrades, https
+ * origins and retries use http(s).request.
  *
  * Failure contract with the relay (it turns resets into visitor-facing answers):
  * - before the reply: RESET CONNECT_ERROR (origin refused, unreachable, TLS or HTTP
@@ -10,7 +13,8 @@
  *   truncated body never looks complete to the visitor;
  * - a visitor that goes away (stream reset or session closed) aborts the origin request.
  *
- * Keep-alive: requests share a pool of origin connections. Idle pooled sockets are
+ * Keep-alive: requests share a pool of origin connections (one per client: body-less
+ * requests to an http origin have their own). Idle pooled sockets are
  * dropped after `idleSocketTimeoutMs`, before common servers close them (Node also
  * honours a `Keep-Alive: timeout=N` hint, keeping sockets at most N-1 s), and a request
  * that fails with ECONNRESET/EPIPE on a reused socket before any response byte is
