@@ -113,8 +113,8 @@ export class ResponseParser {
   private remaining = 0;
   /** Bytes of trailers so far. */
   private trailerBytes = 0;
-  /** Bytes received for the current response. */
-  private received = 0;
+  /** A byte of the current response arrived (empty lines before it do not count). */
+  private received = false;
   private generation = 0;
 
   constructor(events: ResponseParserEvents, options: { maxHeaderBytes: number }) {
@@ -129,7 +129,7 @@ export class ResponseParser {
 
   /** No byte of the response has arrived yet. */
   get untouched(): boolean {
-    return this.received === 0;
+    return !this.received;
   }
 
   /** The body runs until the connection closes. */
@@ -145,7 +145,7 @@ export class ResponseParser {
     this.pending = undefined;
     this.remaining = 0;
     this.trailerBytes = 0;
-    this.received = 0;
+    this.received = false;
   }
 
   /** Stops: an `execute` in progress returns at once (safe to call from a callback). */
@@ -162,7 +162,6 @@ export class ResponseParser {
    */
   execute(data: Buffer): number {
     const generation = this.generation;
-    if (this.active) this.received += data.length;
     let at = 0;
     while (at < data.length) {
       if (this.generation !== generation) return data.length;
@@ -240,6 +239,7 @@ export class ResponseParser {
       while (at + 1 < data.length && data[at] === 13 && data[at + 1] === 10) at += 2;
       if (at === data.length) return at;
     }
+    this.received = true;
     let buf = data.subarray(at);
     let searchFrom = 0;
     if (this.pending !== undefined) {

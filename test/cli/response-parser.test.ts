@@ -1165,3 +1165,15 @@ t.test('differential against Node’s client parser', async (t) => {
   }
   t.comment(['| case | Node | ours |', '|---|---|---|', ...rows].join('\n'));
 });
+
+t.test('empty lines before a status line do not count as a response started', async (t) => {
+  // A stale keep-alive connection that sent a stray CRLF and closed: still retryable.
+  const r = rig();
+  r.parser.expect('GET');
+  t.equal(r.parser.execute(raw('\r\n\r\n')), 4);
+  t.equal(r.parser.untouched, true);
+  t.throws(() => r.parser.finish(), { code: 'ECONNRESET' });
+  r.parser.expect('GET');
+  r.parser.execute(raw('\r\nH'));
+  t.equal(r.parser.untouched, false);
+});
