@@ -493,12 +493,7 @@ class Exchange {
     try {
       req = proxy.target.protocol === 'https' ? https.request(options) : http.request(options);
     } catch (err) {
-      // Node validates method, path and header bytes before sending anything.
-      this.fail({
-        wireCode: ErrorCode.PROTOCOL_ERROR,
-        message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
-        status: 502,
-      });
+      this.refuseUnsendable(err);
       return;
     }
     this.req = req;
@@ -549,16 +544,21 @@ class Exchange {
         },
       });
     } catch (err) {
-      this.fail({
-        wireCode: ErrorCode.PROTOCOL_ERROR,
-        message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
-        status: 502,
-      });
+      this.refuseUnsendable(err);
       return;
     }
     this.lean = lean;
     if (lean.connecting) this.armConnectTimer();
     this.armHeadTimer();
+  }
+
+  /** Both clients check method, path and header bytes before sending anything. */
+  private refuseUnsendable(err: unknown): void {
+    this.fail({
+      wireCode: ErrorCode.PROTOCOL_ERROR,
+      message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
+      status: 502,
+    });
   }
 
   // ---- timers -----------------------------------------------------------------------
