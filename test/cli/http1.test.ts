@@ -282,6 +282,20 @@ function send(
   return call;
 }
 
+/** The next GET opens a second connection to `origin` and gets `body` on it. */
+async function nextOnNewConnection(
+  t: Test,
+  pool: Http1Pool,
+  origin: Origin,
+  body: string,
+): Promise<void> {
+  const next = send(pool, 'GET', '/next');
+  t.equal(next.request.reused, false, 'the next request opens a new connection');
+  await next.settled();
+  t.equal(next.body(), body);
+  t.equal(origin.conns.length, 2);
+}
+
 /** Resolves when the connection `call` opened has closed (its 'close' event was emitted). */
 function clientClosed(call: Call, what = 'the client socket to close'): Promise<void> {
   if (call.socketClose === undefined) throw new Error('the request opened no connection');
@@ -507,11 +521,7 @@ t.test('response framings', async (t) => {
       t.equal(endedAtComplete, true, 'completed only when the server closed');
       await clientClosed(call, 'the client socket to close');
       t.equal(pool.size, 0);
-      const next = send(pool, 'GET', '/next');
-      t.equal(next.request.reused, false, 'the next request opens a new connection');
-      await next.settled();
-      t.equal(next.body(), 'fresh');
-      t.equal(origin.conns.length, 2);
+      await nextOnNewConnection(t, pool, origin, 'fresh');
     });
   }
 
@@ -623,11 +633,7 @@ t.test('connections that must not be reused are closed by the client', async (t)
       await origin.until(() => origin.conns[0]!.isClosed, 'the server to see the client close');
       await clientClosed(call, 'the client socket to close');
       t.equal(pool.size, 0);
-      const next = send(pool, 'GET', '/next');
-      t.equal(next.request.reused, false, 'the next request opens a new connection');
-      await next.settled();
-      t.equal(next.body(), 'fresh');
-      t.equal(origin.conns.length, 2);
+      await nextOnNewConnection(t, pool, origin, 'fresh');
       t.equal(origin.conns[0]!.requests.length, 1);
     });
   }
@@ -710,11 +716,7 @@ t.test('idle connections', async (t) => {
       await clientClosed(call, 'the client socket to close');
       t.equal(pool.size, 0);
       t.same(shape(call), ['connect', 'head', 'body', 'complete'], 'nothing reported');
-      const next = send(pool, 'GET', '/next');
-      t.equal(next.request.reused, false, 'the next request opens a new connection');
-      await next.settled();
-      t.equal(next.body(), 'path=/next');
-      t.equal(origin.conns.length, 2);
+      await nextOnNewConnection(t, pool, origin, 'path=/next');
     });
   }
 
