@@ -15,6 +15,7 @@ import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } fr
 import {
   ErrorCode,
   FRAME_HEADER_SIZE,
+  FRAME_HEADROOM,
   FrameType,
   PROTOCOL_VERSION,
   decodeCodeMessage,
@@ -135,7 +136,11 @@ const POOLED_FRAME_MIN_BYTES = 16 * 1024;
  * frame size: 64 buffers (4 MiB) is what a few sessions at their send high-water mark
  * (1 MiB each) keep in flight.
  */
-export const dataFramePool = new FrameBufferPool(FRAME_HEADER_SIZE + DEFAULTS.maxFrameBytes, 64);
+export const dataFramePool = new FrameBufferPool(
+  FRAME_HEADER_SIZE + DEFAULTS.maxFrameBytes,
+  64,
+  FRAME_HEADROOM,
+);
 
 /** Decides what a server answers to a client's HELLO app payload. Throwing rejects. */
 export type HelloHandler = (app: unknown, session: MuxSession) => unknown | Promise<unknown>;
@@ -496,6 +501,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
         dataFramePool.give(buf);
         this.onSent(err);
       },
+      dataFramePool.headroom,
     );
   }
 

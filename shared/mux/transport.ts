@@ -11,9 +11,11 @@ export interface FrameTransport {
   /**
    * Queue one frame. `cb` runs once the bytes are handed to the OS (or on failure). The
    * same callback passed for consecutive frames that leave in one message may run once
-   * for all of them.
+   * for all of them. `headroom`: how many bytes just before `frame` in its ArrayBuffer
+   * are free for the transport to write its own header into (up to FRAME_HEADROOM), so
+   * that header and frame can leave as one buffer.
    */
-  send(frame: Buffer, cb?: (err?: Error) => void): void;
+  send(frame: Buffer, cb?: (err?: Error) => void, headroom?: number): void;
   /**
    * True when no reference to a sent frame's buffer is kept once `send`'s callback ran
    * (its bytes were copied to the socket or to TLS), so the buffer may be reused then.
@@ -81,6 +83,49 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
   return { perMessageDeflate: false, maxPayload: MuxSession.maxMessageBytes(options) };
 }
 
+/**
+ * How `wsTransport` may write a frame's WebSocket message itself, as one buffer, instead
+ * of through `ws.send`: as the server (unmasked), or as a client whose masking key is
+ * all zero (`zeroMask`, so the payload needs no XOR). undefined: always use `ws.send`.
+ * Reads two fields of ws's internals (`_isServer`, the sender's `_generateMask`); if a
+ * ws release renames them we fall back to `ws.send`, and test/shared/ws-options.test.ts
+ * fails to say so.
+ */
+export function rawFrameMode(ws: WebSocket): 'server' | 'zero-mask' | undefined {
+  const internals = ws as unknown as {
+    _isServer?: unknown;
+    _sender?: { _generateMask?: unknown };
+  };
+  if (internals._isServer === true) return 'server';
+  if (internals._isServer === false && internals._sender?._generateMask === zeroMask) {
+    return 'zero-mask';
+  }
+  return undefined;
+}
+
+/**
+ * Writes the header of a final binary WebSocket frame carrying `length` payload bytes
+ * so that it ends at `end` in `buf`, and returns where it starts. `masked` adds the
+ * MASK bit and an all-zero masking key (RFC 6455 §5.2).
+ */
+function writeWsHeader(buf: Buffer, end: number, length: number, masked: boolean): number {
+  const start = end - wsHeaderBytes(length, masked);
+  const lengthBytes = end - start - 2 - (masked ? 4 : 0);
+  buf[start] = 0x82; // FIN + binary
+  const maskBit = masked ? 0x80 : 0;
+  if (lengthBytes === 0) buf[start + 1] = maskBit | length;
+  else if (lengthBytes === 2) {
+    buf[start + 1] = maskBit | 126;
+    buf.writeUInt16BE(length, start + 2);
+  } else {
+    buf[start + 1] = maskBit | 127;
+    buf.writeUInt32BE(Math.floor(length / 2 ** 32), start + 2);
+    buf.writeUInt32BE(length >>> 0, start + 6);
+  }
+  if (masked) buf.writeUInt32BE(0, end - 4);
+  return start;
+}
+
 /** Frames up to this size are gathered into one message per turn (see wsTransport). */
 const BATCH_FRAME_MAX_BYTES = 4 * 1024;
 /**
@@ -89,25 +134,129 @@ const BATCH_FRAME_MAX_BYTES = 4 * 1024;
  */
 const BATCH_MAX_BYTES = 16 * 1024;
 
+type SendCallback = (err?: Error) => void;
+
+/** One write in flight in TLS, one waiting in the socket; see DirectWriter. */
+const MAX_OUTSTANDING_WRITES = 2;
+
+/** Bytes of the header of a WebSocket frame with `length` payload bytes. */
+function wsHeaderBytes(length: number, masked: boolean): number {
+  return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (masked ? 4 : 0);
+}
+
+/**
+ * Writes WebSocket messages we framed ourselves (each one buffer) to ws's socket.
+ *
+ * Why not `ws.send`: ws hands the socket a header and a payload, and over TLS every
+ * write of more than one buffer is first copied into one allocation (node's
+ * TLSWrap::DoWrite), which for bulk transfers was 8-12% of the sender's CPU. For the
+ * same reason at most two writes are outstanding (one in flight, one waiting in the
+ * socket): a TLS write always completes asynchronously, and writes that pile up in the
+ * socket's buffer leave together as one multi-buffer write, copied again. The rest wait
+ * here, and small ones are merged on the way out (a copy of small bytes is cheaper than
+ * a TLS record and a syscall each).
+ */
+class DirectWriter {
+  /** Writes handed to the socket whose callback has not run yet (see above). */
+  private outstanding = 0;
+  private readonly queue: { buf: Buffer; cbs: SendCallback[] }[] = [];
+  queuedBytes = 0;
+
+  constructor(
+    private readonly socket: Writable,
+    private readonly ws: WebSocket,
+  ) {}
+
+  write(buf: Buffer, cbs: SendCallback[]): void {
+    if (this.outstanding < MAX_OUTSTANDING_WRITES && this.queue.length === 0) this.start(buf, cbs);
+    else {
+      this.queue.push({ buf, cbs });
+      this.queuedBytes += buf.length;
+    }
+  }
+
+  /** Hands everything queued to the socket now (before ws writes a close frame). */
+  flush(): void {
+    while (this.queue.length > 0) this.startNext();
+  }
+
+  /** Fails what is still queued (the connection is gone). */
+  fail(err: Error): void {
+    const queue = this.queue.splice(0);
+    this.queuedBytes = 0;
+    for (const { cbs } of queue) for (const cb of cbs) cb(err);
+  }
+
+  private start(buf: Buffer, cbs: SendCallback[]): void {
+    this.outstanding++;
+    this.socket.write(buf, (err) => {
+      this.outstanding--;
+      for (const cb of cbs) cb(err ?? undefined);
+      while (this.outstanding < MAX_OUTSTANDING_WRITES && this.queue.length > 0) this.startNext();
+    });
+  }
+
+  private startNext(): void {
+    if (this.ws.readyState !== this.ws.OPEN) {
+      this.fail(new Error('WebSocket is not open'));
+      return;
+    }
+    const first = this.queue.shift()!;
+    let end = 0;
+    let bytes = first.buf.length;
+    if (bytes < BATCH_MAX_BYTES) {
+      while (
+        end < this.queue.length &&
+        this.queue[end]!.buf.length < BATCH_MAX_BYTES &&
+        bytes + this.queue[end]!.buf.length <= 4 * BATCH_MAX_BYTES
+      ) {
+        bytes += this.queue[end]!.buf.length;
+        end++;
+      }
+    }
+    if (end === 0) {
+      this.queuedBytes -= bytes;
+      this.start(first.buf, first.cbs);
+      return;
+    }
+    const merged = [first, ...this.queue.splice(0, end)];
+    this.queuedBytes -= bytes;
+    this.start(
+      Buffer.concat(
+        merged.map((m) => m.buf),
+        bytes,
+      ),
+      merged.flatMap((m) => m.cbs),
+    );
+  }
+}
+
 /** Adapts a connected `ws` WebSocket (binaryType nodebuffer). */
 export function wsTransport(ws: WebSocket): FrameTransport {
   ws.binaryType = 'nodebuffer';
   let closed = false;
-  // Frames sent in one turn of the event loop leave in one write: a small request is
+  // Frames sent in one turn of the event loop leave together: a small request is
   // OPEN + FIN one way and REPLY + DATA + FIN the other, and over TLS each separate
-  // write would be its own record and syscall. The socket is corked at the first send
-  // and uncorked after this loop iteration's I/O callbacks (setImmediate).
+  // write would be its own record and syscall.
   //
   // Small frames of the same turn also share one WebSocket message (PROTOCOL.md §1):
   // each message costs a header, a socket write and a parse on the other side, and
   // under load a turn sends dozens of control frames. Large frames go alone, after
   // the small ones queued before them, so the order on the wire is the order sent.
+  //
+  // Where ws's framing is simple enough to do here (rawFrameMode), messages are built
+  // as one buffer each and written by a DirectWriter; otherwise (a client with random
+  // masking keys) through ws.send, with the socket corked for the turn (setImmediate).
   const socket = (ws as unknown as { _socket?: Writable })._socket;
+  const raw = socket === undefined ? undefined : rawFrameMode(ws);
+  const masked = raw === 'zero-mask';
+  const writer = raw === undefined ? undefined : new DirectWriter(socket!, ws);
   let turnScheduled = false;
+  let corked = false;
   let batch: Buffer[] = [];
   let batchBytes = 0;
-  let batchCallbacks: ((err?: Error) => void)[] = [];
-  const sendMessage = (data: Buffer, callbacks: ((err?: Error) => void)[]): void => {
+  let batchCallbacks: SendCallback[] = [];
+  const sendMessage = (data: Buffer, callbacks: SendCallback[]): void => {
     if (callbacks.length === 0) ws.send(data, { binary: true });
     else if (callbacks.length === 1) ws.send(data, { binary: true }, callbacks[0]);
     else
@@ -128,28 +277,51 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       for (const cb of callbacks) cb(err);
       return;
     }
-    sendMessage(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), callbacks);
+    if (writer === undefined) {
+      sendMessage(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), callbacks);
+      return;
+    }
+    const header = wsHeaderBytes(bytes, masked);
+    const message = Buffer.allocUnsafe(header + bytes);
+    writeWsHeader(message, header, bytes, masked);
+    let offset = header;
+    for (const frame of frames) offset += frame.copy(message, offset);
+    writer.write(message, callbacks);
   };
   const endTurn = (): void => {
     turnScheduled = false;
     flushBatch();
-    socket?.uncork();
+    if (corked) {
+      corked = false;
+      socket?.uncork();
+    }
+  };
+  /** A large frame as its own message, built in its headroom when it has enough. */
+  const sendLarge = (frame: Buffer, cb: SendCallback | undefined, headroom: number): void => {
+    const header = wsHeaderBytes(frame.length, masked);
+    let message: Buffer;
+    if (headroom >= header) {
+      message = Buffer.from(frame.buffer, frame.byteOffset - header, header + frame.length);
+    } else {
+      message = Buffer.allocUnsafe(header + frame.length);
+      frame.copy(message, header);
+    }
+    writeWsHeader(message, header, frame.length, masked);
+    writer!.write(message, cb === undefined ? [] : [cb]);
   };
   const transport: FrameTransport = {
     onFrame: noop,
     onClose: noop,
-    // ws either writes our buffer to the socket as is (zero mask, unmasked) or copies it
-    // to mask it, and calls back once the socket is done with it. Only frames above
-    // BATCH_FRAME_MAX_BYTES are sent as they are; smaller ones are copied into a batch.
+    // Every path copies the frame's bytes out (into a batch, into TLS, or to the
+    // kernel) before calling back, so the session may reuse a frame's buffer then.
     framesCopiedOnSend: true,
-    send(frame, cb) {
+    send(frame, cb, headroom = 0) {
       if (ws.readyState !== ws.OPEN) {
         cb?.(new Error('WebSocket is not open'));
         return;
       }
       if (!turnScheduled) {
         turnScheduled = true;
-        socket?.cork();
         setImmediate(endTurn);
       }
       if (frame.length <= BATCH_FRAME_MAX_BYTES) {
@@ -158,16 +330,22 @@ export function wsTransport(ws: WebSocket): FrameTransport {
         batchBytes += frame.length;
         // The session passes the same callback for most frames: once per message is enough.
         if (cb !== undefined && batchCallbacks.at(-1) !== cb) batchCallbacks.push(cb);
-        return;
+      } else {
+        flushBatch();
+        if (writer !== undefined) sendLarge(frame, cb, headroom);
+        else sendMessage(frame, cb === undefined ? [] : [cb]);
       }
-      flushBatch();
-      sendMessage(frame, cb === undefined ? [] : [cb]);
+      if (writer === undefined && !corked && turnScheduled) {
+        corked = true;
+        socket?.cork();
+      }
     },
     get bufferedAmount() {
-      return ws.bufferedAmount + batchBytes;
+      return ws.bufferedAmount + batchBytes + (writer?.queuedBytes ?? 0);
     },
     close(code = 1000, reason = '') {
       flushBatch();
+      writer?.flush();
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
     },
     terminate() {
@@ -178,6 +356,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       ws.terminate();
       const err = new Error('WebSocket terminated');
       for (const cb of callbacks) cb(err);
+      writer?.fail(err);
     },
   };
   ws.on('message', (data, isBinary) => {
@@ -198,6 +377,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
     const err =
       lastError ??
       (code === 1000 ? undefined : new Error(`WebSocket closed (${code} ${reason.toString()})`));
+    writer?.fail(err ?? new Error('WebSocket closed'));
     transport.onClose(err);
   });
   return transport;

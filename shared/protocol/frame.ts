@@ -16,6 +16,11 @@ import { ProtocolError } from '../errors.js';
 
 export const PROTOCOL_VERSION = 1;
 export const FRAME_HEADER_SIZE = 12;
+/**
+ * Room pooled frames keep free before their first byte for the transport's own header:
+ * the largest WebSocket frame header (2 bytes, 8 of length, a 4-byte masking key).
+ */
+export const FRAME_HEADROOM = 14;
 
 export const FrameType = {
   /** Handshake: JSON capabilities + application payload. Stream 0 only. */
@@ -130,10 +135,15 @@ export function writeFrame(
 export class FrameBufferPool {
   private readonly free: Buffer[] = [];
 
-  /** `bufferBytes`: header + the largest payload a pooled frame carries. */
+  /**
+   * `bufferBytes`: header + the largest payload a pooled frame carries. `headroom`:
+   * bytes kept free before the frame, where a transport can put its own header so
+   * that header and frame leave in one buffer (see FrameTransport.send).
+   */
   constructor(
     readonly bufferBytes: number,
     private readonly maxBuffers: number,
+    readonly headroom = 0,
   ) {}
 
   /** Frames built in a pooled buffer, and how many of those reused one (tests, metrics). */
@@ -143,7 +153,8 @@ export class FrameBufferPool {
   take(): Buffer {
     this.taken++;
     const buf = this.free.pop();
-    if (buf === undefined) return Buffer.allocUnsafeSlow(this.bufferBytes);
+    if (buf === undefined)
+      return Buffer.allocUnsafeSlow(this.headroom + this.bufferBytes).subarray(this.headroom);
     this.reused++;
     return buf;
   }

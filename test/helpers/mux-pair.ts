@@ -14,6 +14,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { MuxSession, type HelloHandler, type MuxOptions } from '../../shared/mux/session.js';
 import {
   memoryTransportPair,
+  tunnelClientWsOptions,
   wsTransport,
   type FrameTransport,
 } from '../../shared/mux/transport.js';
@@ -43,6 +44,13 @@ export interface PairOptions {
   server?: MuxOptions;
   clientApp?: unknown;
   onHello?: HelloHandler;
+  /**
+   * tls-ws only. 'zero' (default): the client's ws options come from
+   * tunnelClientWsOptions, as in the CLI (zero masking key, so both sides frame
+   * messages themselves). 'random': ws's own random keys, so the client sends through
+   * ws.send.
+   */
+  clientMasking?: 'zero' | 'random';
 }
 
 /** Two sessions on a fresh connection, before any handshake frame was sent. */
@@ -80,13 +88,15 @@ export async function sessionPair(kind: PairKind, options: PairOptions = {}): Pr
   await once(httpsServer, 'listening');
   const port = (httpsServer.address() as AddressInfo).port;
   const serverConnected = once(wss, 'connection') as Promise<[WebSocket]>;
+  const url = `wss://127.0.0.1:${port}/`;
   const wsOptions: WebSocket.ClientOptions & { servername: string } = {
+    ...(options.clientMasking === 'random'
+      ? { perMessageDeflate: false, maxPayload: MuxSession.maxMessageBytes(options.client) }
+      : tunnelClientWsOptions(url, options.client)),
     ca: cert,
     servername: 'qt.localhost',
-    perMessageDeflate: false,
-    maxPayload: MuxSession.maxMessageBytes(options.client),
   };
-  const clientWs = new WebSocket(`wss://127.0.0.1:${port}/`, wsOptions);
+  const clientWs = new WebSocket(url, wsOptions);
   const [[serverWs]] = await Promise.all([serverConnected, once(clientWs, 'open')]);
   const serverTransport = wsTransport(serverWs);
   const clientTransport = wsTransport(clientWs);

@@ -51,24 +51,29 @@ t.test('over a real WebSocket, one turn of small frames is one message', async (
   t.ok(messages > 0 && messages <= 4, `40 small frames arrived in ${messages} message(s)`);
 });
 
-t.test('large DATA frames keep their order among small frames', async (t) => {
-  const pair = await muxPair('tls-ws');
-  t.teardown(() => pair.close());
-  echoStreams(pair.server);
-  // Writes of every size around the batching limits, on several streams at once.
-  const sizes = [1, 100, 4 * KiB, 4 * KiB + 1, 16 * KiB, 70 * KiB, 3, 300 * KiB, 5];
-  const results = await Promise.all(
-    [0, 1, 2].map(async (n) => {
-      const stream = pair.client.openStream({ n });
-      const chunks = sizes.map((size, i) => Buffer.alloc(size, (n * 31 + i) & 0xff));
-      const sent = Buffer.concat(chunks);
-      const got: Buffer[] = [];
-      stream.on('data', (c: Buffer) => got.push(c));
-      for (const c of chunks) stream.write(c);
-      stream.end();
-      await once(stream, 'end');
-      return sha256(Buffer.concat(got)) === sha256(sent);
-    }),
+for (const clientMasking of ['zero', 'random'] as const) {
+  t.test(
+    `large DATA frames keep their order among small frames (${clientMasking} mask)`,
+    async (t) => {
+      const pair = await muxPair('tls-ws', { clientMasking });
+      t.teardown(() => pair.close());
+      echoStreams(pair.server);
+      // Writes of every size around the batching limits, on several streams at once.
+      const sizes = [1, 100, 4 * KiB, 4 * KiB + 1, 16 * KiB, 70 * KiB, 3, 300 * KiB, 5];
+      const results = await Promise.all(
+        [0, 1, 2].map(async (n) => {
+          const stream = pair.client.openStream({ n });
+          const chunks = sizes.map((size, i) => Buffer.alloc(size, (n * 31 + i) & 0xff));
+          const sent = Buffer.concat(chunks);
+          const got: Buffer[] = [];
+          stream.on('data', (c: Buffer) => got.push(c));
+          for (const c of chunks) stream.write(c);
+          stream.end();
+          await once(stream, 'end');
+          return sha256(Buffer.concat(got)) === sha256(sent);
+        }),
+      );
+      t.same(results, [true, true, true], 'every echo matches what was written');
+    },
   );
-  t.same(results, [true, true, true], 'every echo matches what was written');
-});
+}
