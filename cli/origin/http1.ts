@@ -1,13 +1,18 @@
 /**
- * The CLI's own HTTP/1.1 client for plain-http origins, used for requests without a
- * body (most of a page load: documents, assets, API GETs). Node's http.request costs
- * a ClientRequest, an agent lookup, an IncomingMessage stream and a dozen listeners
- * added and removed per request; here a pooled connection keeps its listeners for
- * life and a request is one write and a parser callback per read. Measured on the
- * 2-core VM: see the commit that added it.
+ * The CLI's own HTTP/1.1 client for plain-http origins, used for every request but
+ * upgrades. Node's http.request costs a ClientRequest, an agent lookup, an
+ * IncomingMessage stream and a dozen listeners added and removed per request; here a
+ * pooled connection keeps its listeners for life and a body-less request is one write
+ * and a parser callback per read. Measured on the 2-core VM: see the commits that
+ * added it and request bodies.
  *
- * Everything else (request bodies, upgrades, https origins, the one-off connection of
- * a retry) still goes through http.request in proxy.ts.
+ * Request bodies are framed as Node frames them: by the Content-Length header when
+ * there is one, else chunked (a `Transfer-Encoding: chunked` header is added unless the
+ * method is one Node sends without a body by default). A connection is reused only
+ * when both the request and the response went through in full; a response that ends
+ * before the request body does closes the connection.
+ *
+ * Upgrades and https origins go through http.request in proxy.ts.
  *
  * Pooling follows Node's agent: idle connections are reused most recent first, closed
  * after `idleTimeoutMs` or the server's `Keep-Alive: timeout=N` hint less a second,
@@ -44,6 +49,14 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_PATH = /[^\u0021-\u00ff]/;
 /** What Node refuses in a header value (ERR_INVALID_CHAR). */
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** Methods Node sends without a body (no chunked encoding) unless a header frames one. */
+const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
+
+/** How the request body is delimited: not at all, by Content-Length, or chunked. */
+type BodyFraming = { kind: 'none' } | { kind: 'length'; bytes: number } | { kind: 'chunked' };
+
+const CHUNK_END = Buffer.from('\r\n', 'latin1');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
 class InvalidRequestError extends Error {
   readonly code: string;
@@ -53,8 +66,15 @@ class InvalidRequestError extends Error {
   }
 }
 
-/** The request head as written, validated as Node's ClientRequest would. */
-function requestHead(method: string, path: string, headers: HeaderPairs): string {
+/**
+ * The request head as written, validated as Node's ClientRequest would, and how the
+ * body that follows it is framed.
+ */
+function requestHead(
+  method: string,
+  path: string,
+  headers: HeaderPairs,
+): { head: string; framing: BodyFraming } {
   if (!TOKEN.test(method)) {
     throw new InvalidRequestError(
       'ERR_INVALID_HTTP_TOKEN',
@@ -68,6 +88,9 @@ function requestHead(method: string, path: string, headers: HeaderPairs): string
     );
   }
   let head = `${method} ${path} HTTP/1.1\r\n`;
+  let length: string | undefined;
+  let chunked = false;
+  let encoded = false;
   for (const [name, value] of headers) {
     if (!TOKEN.test(name)) {
       throw new InvalidRequestError(
@@ -82,28 +105,118 @@ function requestHead(method: string, path: string, headers: HeaderPairs): string
       );
     }
     head += `${name}: ${value}\r\n`;
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') length = value;
+    else if (lower === 'transfer-encoding') {
+      encoded = true;
+      chunked = /(?:^|,)[ \t]*chunked[ \t]*$/i.test(value);
+    }
+  }
+  let framing: BodyFraming;
+  if (chunked) framing = { kind: 'chunked' };
+  else if (length !== undefined && !encoded) {
+    const bytes = /^[ \t]*\d{1,15}[ \t]*$/.test(length) ? Number(length) : NaN;
+    if (Number.isNaN(bytes)) {
+      throw new InvalidRequestError(
+        'ERR_INVALID_CONTENT_LENGTH',
+        `Invalid Content-Length ["${length}"]`,
+      );
+    }
+    framing = bytes === 0 ? { kind: 'none' } : { kind: 'length', bytes };
+  } else if (encoded || NO_BODY_BY_DEFAULT.has(method.toUpperCase())) framing = { kind: 'none' };
+  else {
+    head += 'Transfer-Encoding: chunked\r\n';
+    framing = { kind: 'chunked' };
   }
   // As Node's keep-alive agent sends it: HTTP/1.0-minded servers need it to keep the socket.
-  return `${head}Connection: keep-alive\r\n\r\n`;
+  return { head: `${head}Connection: keep-alive\r\n\r\n`, framing };
 }
 
 function hangUp(): Error {
   return Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
 }
 
-/** One request on one connection. */
+/**
+ * One request on one connection. Its body is written with `write()` and `end()` (the
+ * part of a Writable that proxy.ts's body pump uses, 'drain' included); a request
+ * without a body is complete once sent.
+ */
 export class Http1Request {
   /** The connection served a request before this one. */
   readonly reused: boolean;
   private readonly connection: Http1Connection;
   /** @internal */ readonly sink: Http1Sink;
+  private readonly framing: BodyFraming;
   private done = false;
+  /** Body bytes written so far. */
+  private bodyBytes = 0;
+  private bodyEnded: boolean;
+  private drainListener: (() => void) | undefined;
 
   /** @internal */
-  constructor(connection: Http1Connection, sink: Http1Sink, reused: boolean) {
+  constructor(connection: Http1Connection, sink: Http1Sink, reused: boolean, framing: BodyFraming) {
     this.connection = connection;
     this.sink = sink;
     this.reused = reused;
+    this.framing = framing;
+    this.bodyEnded = framing.kind === 'none';
+  }
+
+  /**
+   * The whole request, body included, has been handed to the socket (for a
+   * Content-Length body: all its bytes, whether or not `end()` came yet).
+   */
+  get sent(): boolean {
+    return this.framing.kind === 'length' ? this.bodyBytes === this.framing.bytes : this.bodyEnded;
+  }
+
+  /**
+   * Writes body bytes; false when the socket is full ('drain' follows). Bytes for a
+   * request that already ended (answered, failed, abandoned) are dropped.
+   */
+  write(chunk: Buffer): boolean {
+    if (this.done || this.bodyEnded || chunk.length === 0) return true;
+    const { socket } = this.connection;
+    if (this.framing.kind === 'length') {
+      if (this.bodyBytes + chunk.length > this.framing.bytes) {
+        this.destroy(new Error('the request body is longer than its Content-Length'));
+        return true;
+      }
+      this.bodyBytes += chunk.length;
+      return socket.write(chunk);
+    }
+    if (this.framing.kind === 'none') return true;
+    this.bodyBytes += chunk.length;
+    socket.cork();
+    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    const ok = socket.write(CHUNK_END);
+    socket.uncork();
+    return ok;
+  }
+
+  /** The body is complete. */
+  end(): void {
+    if (this.done || this.bodyEnded) return;
+    this.bodyEnded = true;
+    if (this.framing.kind === 'chunked') this.connection.socket.write(LAST_CHUNK);
+  }
+
+  once(event: 'drain', listener: () => void): this {
+    this.drainListener = listener;
+    return this;
+  }
+
+  off(event: 'drain', listener: () => void): this {
+    if (this.drainListener === listener) this.drainListener = undefined;
+    return this;
+  }
+
+  /** @internal the socket drained. */
+  drained(): void {
+    const listener = this.drainListener;
+    this.drainListener = undefined;
+    listener?.();
   }
 
   /** Still waiting for the TCP connection. */
@@ -133,8 +246,9 @@ export class Http1Request {
   }
 
   /** @internal the connection is done with this request. */
-  end(): void {
+  close(): void {
     this.done = true;
+    this.drainListener = undefined;
   }
 }
 
@@ -173,6 +287,7 @@ class Http1Connection {
     socket.on('timeout', () => {
       if (this.current === undefined) socket.destroy();
     });
+    socket.on('drain', () => this.current?.drained());
   }
 
   assign(request: Http1Request, method: string, head: string): void {
@@ -190,7 +305,7 @@ class Http1Connection {
   abandon(request: Http1Request): void {
     if (this.current !== request) return;
     this.current = undefined;
-    request.end();
+    request.close();
     this.parser.reset();
     this.socket.destroy();
   }
@@ -241,8 +356,11 @@ class Http1Connection {
 
   private complete(request: Http1Request, reusable: boolean): void {
     this.current = undefined;
-    request.end();
-    if (reusable && this.keepAlive && this.idleMs > 0 && !this.socket.destroyed) {
+    request.close();
+    // A response that ended before the request body did: the rest of the body is not
+    // wanted, and the connection cannot carry another request after half a body.
+    const sent = request.sent;
+    if (reusable && sent && this.keepAlive && this.idleMs > 0 && !this.socket.destroyed) {
       // The request may have paused the socket for backpressure and will not resume it.
       if (this.socket.isPaused()) this.socket.resume();
       this.pool.release(this, this.idleMs);
@@ -255,7 +373,7 @@ class Http1Connection {
   private fail(request: Http1Request, err: Error): void {
     const started = !this.parser.untouched;
     this.current = undefined;
-    request.end();
+    request.close();
     this.parser.reset();
     this.socket.destroy();
     request.sink.onError(err, started);
@@ -280,17 +398,25 @@ export class Http1Pool {
   }
 
   /**
-   * Sends a body-less request. Throws (before any I/O) when the method, path or a
-   * header is not valid HTTP; everything later is reported to `sink`.
+   * Sends a request head; its body, if the headers frame one, follows with the returned
+   * request's `write()` and `end()`. Throws (before any I/O) when the method, path or a
+   * header is not valid HTTP; everything later is reported to `sink`. `fresh`: on a
+   * new connection, not a pooled one (the retry after a pooled one failed).
    */
-  request(method: string, path: string, headers: HeaderPairs, sink: Http1Sink): Http1Request {
-    const head = requestHead(method, path, headers);
-    let connection = this.idle.pop();
+  request(
+    method: string,
+    path: string,
+    headers: HeaderPairs,
+    sink: Http1Sink,
+    options: { fresh?: boolean } = {},
+  ): Http1Request {
+    const { head, framing } = requestHead(method, path, headers);
+    let connection = options.fresh === true ? undefined : this.idle.pop();
     while (connection !== undefined && connection.socket.destroyed) connection = this.idle.pop();
     const reused = connection !== undefined;
     if (connection === undefined) connection = this.connect(sink);
     else connection.socket.setTimeout(0).ref();
-    const request = new Http1Request(connection, sink, reused);
+    const request = new Http1Request(connection, sink, reused, framing);
     connection.assign(request, method, head);
     return request;
   }

@@ -1,10 +1,10 @@
 /**
  * Serves each mux stream the relay opens (one visitor request or WebSocket) against the
  * local origin: the OPEN metadata becomes an origin request, the body streams both ways
- * with backpressure, and the origin's response head goes back with `stream.reply()`. A
- * body-less request to an http origin (most of them) goes over our own HTTP/1.1 client
- * (http1.ts: a fraction of the CPU per request); requests with a body, upgrades, https
- * origins and retries use http(s).request.
+ * with backpressure, and the origin's response head goes back with `stream.reply()`.
+ * Requests to an http origin, with or without a body, go over our own HTTP/1.1 client
+ * (http1.ts: a fraction of the CPU per request); upgrades and https origins use
+ * http(s).request.
  *
  * Failure contract with the relay (it turns resets into visitor-facing answers):
  * - before the reply: RESET CONNECT_ERROR (origin refused, unreachable, TLS or HTTP
@@ -13,8 +13,8 @@
  *   truncated body never looks complete to the visitor;
  * - a visitor that goes away (stream reset or session closed) aborts the origin request.
  *
- * Keep-alive: requests share a pool of origin connections (one per client: body-less
- * requests to an http origin have their own). Idle pooled sockets are
+ * Keep-alive: requests share a pool of origin connections (http1.ts's for an http origin,
+ * Node's agent for https and for upgrades). Idle pooled sockets are
  * dropped after `idleSocketTimeoutMs`, before common servers close them (Node also
  * honours a `Keep-Alive: timeout=N` hint, keeping sockets at most N-1 s), and a request
  * that fails with ECONNRESET/EPIPE on a reused socket before any response byte is
@@ -117,7 +117,7 @@ export class OriginProxy {
   /** @internal */ readonly timers: ProxyTimers;
   /** @internal pooled keep-alive connections */ readonly pooledAgent: http.Agent;
   /** @internal one-off connections for retries */ readonly freshAgent: http.Agent;
-  /** @internal our own pooled client for body-less requests to an http origin */
+  /** @internal our own pooled client for requests (not upgrades) to an http origin */
   readonly pool: Http1Pool | undefined;
   /** @internal sockets handed over by an upgrade, outside the agent */
   readonly upgradedSockets = new Set<Duplex>();
@@ -337,7 +337,7 @@ class Exchange {
   private pump: BodyPump | undefined;
   private req: http.ClientRequest | undefined;
   private res: http.IncomingMessage | undefined;
-  /** The attempt when it runs on our own client (body-less request, http origin). */
+  /** The attempt when it runs on our own client (http origin, not an upgrade). */
   private lean: Http1Request | undefined;
   private socket: Duplex | undefined;
   private phase: Phase = 'waiting';
@@ -432,7 +432,7 @@ class Exchange {
       // first body byte or the end (immediate for a body-less request) to choose.
       pump.start((hasBody) => {
         if (hasBody) this.headers.push(['Transfer-Encoding', 'chunked']);
-        this.dispatch(false, !hasBody);
+        this.dispatch(false);
       });
     } else {
       pump.start();
@@ -470,11 +470,11 @@ class Exchange {
     return out;
   }
 
-  private dispatch(fresh: boolean, bodyless = false): void {
+  private dispatch(fresh: boolean): void {
     if (this.stream.destroyed) return;
     const { proxy, head } = this;
-    if (bodyless && !fresh && !head.upgrade && proxy.pool !== undefined) {
-      this.dispatchLean(proxy.pool);
+    if (!head.upgrade && proxy.pool !== undefined) {
+      this.dispatchLean(proxy.pool, fresh);
       return;
     }
     const options: https.RequestOptions = {
@@ -506,43 +506,53 @@ class Exchange {
     else this.pump.attach(req, fresh);
   }
 
-  /** Sends a body-less request on our own pooled client (see http1.ts). */
-  private dispatchLean(pool: Http1Pool): void {
+  /** Sends the request on our own pooled client (see http1.ts). */
+  private dispatchLean(pool: Http1Pool, fresh: boolean): void {
     let body: ResponseBody | undefined;
     let lean: Http1Request;
     try {
-      lean = pool.request(this.head.method, this.head.url, this.headers, {
-        onConnect: (socket) => {
-          if (this.lean === lean) this.onConnected(socket);
+      lean = pool.request(
+        this.head.method,
+        this.head.url,
+        this.headers,
+        {
+          onConnect: (socket) => {
+            if (this.lean === lean) this.onConnected(socket);
+          },
+          onHead: (res: ParsedResponseHead) => {
+            if (this.lean !== lean) return;
+            body = this.beginResponse(
+              res.status,
+              res.statusMessage,
+              res.rawHeaders,
+              res.contentEncoding,
+              {
+                pause: () => lean.pause(),
+                resume: () => lean.resume(),
+                complete: () => lean.finished,
+                destroy: () => lean.destroy(),
+              },
+            );
+            // The visitor is gone: stop reading (the body may never end, e.g. SSE).
+            if (body === undefined) lean.destroy();
+          },
+          onBody: (chunk) => {
+            if (this.lean === lean) body?.data(chunk);
+          },
+          onComplete: () => {
+            if (this.lean !== lean) return;
+            body?.end();
+            // Answered before the whole body was sent (e.g. a 413): the client closed the
+            // connection; let the rest of the visitor's body drain into nothing.
+            if (!lean.sent) this.pump?.discard();
+          },
+          onError: (err, responseStarted) => {
+            // Once response bytes came, the origin processed the request: never resent.
+            if (this.lean === lean) this.onAttemptError(err, lean.reused && !responseStarted);
+          },
         },
-        onHead: (res: ParsedResponseHead) => {
-          if (this.lean !== lean) return;
-          body = this.beginResponse(
-            res.status,
-            res.statusMessage,
-            res.rawHeaders,
-            res.contentEncoding,
-            {
-              pause: () => lean.pause(),
-              resume: () => lean.resume(),
-              complete: () => lean.finished,
-              destroy: () => lean.destroy(),
-            },
-          );
-          // The visitor is gone: stop reading (the body may never end, e.g. SSE).
-          if (body === undefined) lean.destroy();
-        },
-        onBody: (chunk) => {
-          if (this.lean === lean) body?.data(chunk);
-        },
-        onComplete: () => {
-          if (this.lean === lean) body?.end();
-        },
-        onError: (err, responseStarted) => {
-          // Once response bytes came, the origin processed the request: never resent.
-          if (this.lean === lean) this.onAttemptError(err, lean.reused && !responseStarted);
-        },
-      });
+        { fresh },
+      );
     } catch (err) {
       this.refuseUnsendable(err);
       return;
@@ -550,6 +560,7 @@ class Exchange {
     this.lean = lean;
     if (lean.connecting) this.armConnectTimer();
     this.armHeadTimer();
+    this.pump?.attach(lean, fresh);
   }
 
   /** Both clients check method, path and header bytes before sending anything. */
@@ -1005,6 +1016,14 @@ class Exchange {
   }
 }
 
+/** What BodyPump writes into: an http.ClientRequest or our client's Http1Request. */
+interface BodyDestination {
+  write(chunk: Buffer): boolean;
+  end(): void;
+  once(event: 'drain', listener: () => void): unknown;
+  off(event: 'drain', listener: () => void): unknown;
+}
+
 /**
  * Moves the request body from the mux stream into the origin request with
  * backpressure (read only what the origin takes; the stream grants the relay credit
@@ -1020,7 +1039,7 @@ class BodyPump {
   private replayBytes = 0;
   /** Chunks read before a destination was attached (the framing peek). */
   private held: Buffer[] = [];
-  private dest: http.ClientRequest | undefined;
+  private dest: BodyDestination | undefined;
   private waitingDrain = false;
   private ended = false;
   private stopped = false;
@@ -1059,7 +1078,7 @@ class BodyPump {
   }
 
   /** Sends what was read so far (everything when `replay`) into `dest`, then follows on. */
-  attach(dest: http.ClientRequest, replay: boolean): void {
+  attach(dest: BodyDestination, replay: boolean): void {
     const chunks = replay ? (this.replay ?? []) : this.held;
     this.held = [];
     this.dest = dest;
@@ -1116,7 +1135,7 @@ class BodyPump {
     }
   };
 
-  private waitForDrain(dest: http.ClientRequest): void {
+  private waitForDrain(dest: BodyDestination): void {
     this.waitingDrain = true;
     dest.once('drain', this.onDrain);
   }

@@ -98,8 +98,9 @@ interface Origin {
 }
 
 /**
- * A plain TCP server that splits what it reads into request heads (the pool sends only
- * body-less requests) and hands each to `onRequest`, which answers with raw bytes.
+ * A plain TCP server that splits what it reads into request heads and hands each to
+ * `onRequest`, which answers with raw bytes. (Request bodies are not parsed: tests that
+ * send one answer from the test body, once `received()` shows the whole request.)
  */
 async function rawOrigin(t: Test, onRequest: OnRequest = answerWithPath): Promise<Origin> {
   const waiters = new Set<() => void>();
@@ -233,6 +234,7 @@ function send(
   path: string,
   headers: HeaderPairs = [['Host', 'app.test']],
   hooks: Hooks = {},
+  options: { fresh?: boolean } = {},
 ): Call {
   let resolveDone: () => void = () => {};
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
@@ -278,7 +280,7 @@ function send(
       hooks.onError?.(call, err);
     },
   };
-  call.request = pool.request(method, path, headers, sink);
+  call.request = pool.request(method, path, headers, sink, options);
   return call;
 }
 
@@ -1289,7 +1291,271 @@ t.test('dropIdle leaves a connection in use alone', async (t) => {
   t.equal(pool.size, 1);
 });
 
-// ---- 8. maxIdle ---------------------------------------------------------------------
+// ---- 8. request bodies ----------------------------------------------------------------
+
+t.test('request bodies', async (t) => {
+  /** Waits until connection `i` received exactly `expected`, then answers `response`. */
+  const answerWhen = async (
+    origin: Origin,
+    i: number,
+    expected: string,
+    response = ok('done'),
+  ): Promise<void> => {
+    await origin.until(
+      () => (origin.conns[i]?.received().length ?? 0) >= expected.length,
+      'the whole request to arrive',
+    );
+    t.equal(origin.conns[i]!.received(), expected, 'the request on the wire');
+    origin.conns[i]!.socket.write(response);
+  };
+
+  t.test('Content-Length: the body as written; the connection is reused', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const post = send(pool, 'POST', '/upload', [
+      ['Host', 'app.test'],
+      ['Content-Length', '11'],
+    ]);
+    t.equal(post.request.sent, false, 'not sent before the body');
+    t.equal(post.request.write(Buffer.from('hello ')), true);
+    t.equal(post.request.write(Buffer.from('world')), true);
+    post.request.end();
+    t.equal(post.request.sent, true);
+    await answerWhen(
+      origin,
+      0,
+      'POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 11\r\n' +
+        'Connection: keep-alive\r\n\r\nhello world',
+    );
+    await post.settled();
+    t.same(shape(post), ['connect', 'head', 'body', 'complete']);
+    const next = send(pool, 'GET', '/next');
+    t.equal(next.request.reused, true, 'the next request reuses the connection');
+    await answerWhen(
+      origin,
+      0,
+      origin.conns[0]!.received() +
+        'GET /next HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n',
+    );
+    await next.settled();
+    t.equal(origin.conns.length, 1);
+  });
+
+  t.test('no length: chunked, as Node frames a POST, then reused', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const post = send(pool, 'POST', '/hook', [['Host', 'app.test']]);
+    post.request.write(Buffer.from('abc'));
+    post.request.write(Buffer.alloc(0));
+    post.request.write(Buffer.from('0123456789abcdefg'));
+    post.request.end();
+    post.request.end();
+    post.request.write(Buffer.from('after the end: dropped'));
+    await answerWhen(
+      origin,
+      0,
+      'POST /hook HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
+        'Connection: keep-alive\r\n\r\n3\r\nabc\r\n11\r\n0123456789abcdefg\r\n0\r\n\r\n',
+    );
+    await post.settled();
+    t.equal(post.body(), 'done');
+    await nextReused(t, pool, origin);
+  });
+
+  t.test('an empty POST is an empty chunked body, as Node sends it', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const post = send(pool, 'POST', '/empty', [['Host', 'app.test']]);
+    post.request.end();
+    await answerWhen(
+      origin,
+      0,
+      'POST /empty HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
+        'Connection: keep-alive\r\n\r\n0\r\n\r\n',
+    );
+    await post.settled();
+  });
+
+  t.test('a given Transfer-Encoding: chunked frames the body; no second header', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const get = send(pool, 'GET', '/search', [
+      ['Host', 'app.test'],
+      ['Transfer-Encoding', 'chunked'],
+    ]);
+    get.request.write(Buffer.from('q=1'));
+    get.request.end();
+    await answerWhen(
+      origin,
+      0,
+      'GET /search HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
+        'Connection: keep-alive\r\n\r\n3\r\nq=1\r\n0\r\n\r\n',
+    );
+    await get.settled();
+  });
+
+  t.test('Content-Length: 0 and body-less methods send no body framing', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const put = send(pool, 'PUT', '/zero', [
+      ['Host', 'app.test'],
+      ['Content-Length', '0'],
+    ]);
+    t.equal(put.request.sent, true, 'sent with its head');
+    put.request.end();
+    await answerWhen(
+      origin,
+      0,
+      'PUT /zero HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n',
+    );
+    await put.settled();
+    const del = send(pool, 'DELETE', '/x');
+    t.equal(del.request.sent, true);
+    await answerWhen(
+      origin,
+      0,
+      origin.conns[0]!.received() +
+        'DELETE /x HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n',
+    );
+    await del.settled();
+  });
+
+  t.test('a response before the whole body: the connection is not reused', async (t) => {
+    const origin = await rawOrigin(t, (conn, request) => {
+      if (pathOf(request) === '/too-big') {
+        conn.socket.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n');
+      } else answerWithPath(conn, request);
+    });
+    const pool = newPool(t, origin.port);
+    const post = send(pool, 'POST', '/too-big', [
+      ['Host', 'app.test'],
+      ['Content-Length', '1000000'],
+    ]);
+    post.request.write(Buffer.alloc(1000, 0x61));
+    await post.settled();
+    t.equal(post.head?.status, 413);
+    t.same(shape(post), ['connect', 'head', 'complete']);
+    t.equal(post.request.sent, false, 'the body was not all sent');
+    await clientClosed(post, 'the client to close the half-used connection');
+    t.equal(post.request.write(Buffer.alloc(10)), true, 'later body bytes are dropped');
+    await nextOnNewConnection(t, pool, origin, 'path=/next');
+  });
+
+  t.test('a body longer than its Content-Length fails the request', async (t) => {
+    const origin = await rawOrigin(t, () => {});
+    const pool = newPool(t, origin.port);
+    const post = send(pool, 'POST', '/x', [
+      ['Host', 'app.test'],
+      ['Content-Length', '3'],
+    ]);
+    post.request.write(Buffer.from('abcdef'));
+    await post.settled();
+    t.match(post.error?.message, /longer than its Content-Length/);
+    t.equal(post.responseStarted, false);
+    await poll(() => pool.size === 0, 'the connection to be closed');
+  });
+
+  t.test('write() returns false on a full socket; drain follows', async (t) => {
+    // Its own origin: rawOrigin keeps everything as text, too slow for megabytes.
+    const chunk = randomBytes(256 * 1024);
+    const total = 64 * chunk.length;
+    let server: net.Socket | undefined;
+    let received = 0;
+    const hash = createHash('sha256');
+    const port = await listen(
+      t,
+      net.createServer((socket) => {
+        server = socket;
+        let head = true;
+        socket.on('data', (data: Buffer) => {
+          if (head) {
+            head = false;
+            data = data.subarray(data.indexOf('\r\n\r\n') + 4);
+          }
+          received += data.length;
+          hash.update(data);
+          if (received === total) socket.write(ok('stored'));
+        });
+      }),
+    );
+    const pool = newPool(t, port);
+    const post = send(pool, 'POST', '/big', [
+      ['Host', 'app.test'],
+      ['Content-Length', String(total)],
+    ]);
+    await poll(() => server !== undefined, 'the connection');
+    server!.pause();
+    const expected = createHash('sha256');
+    let written = 0;
+    let full = false;
+    while (written < total && !full) {
+      full = !post.request.write(chunk);
+      expected.update(chunk);
+      written += chunk.length;
+    }
+    t.ok(full, `write() returned false after ${written} of ${total} bytes`);
+    let drains = 0;
+    const drained = new Promise<void>((resolve) =>
+      post.request.once('drain', () => {
+        drains++;
+        resolve();
+      }),
+    );
+    server!.resume();
+    await within(drained, 'drain');
+    while (written < total) {
+      post.request.write(chunk);
+      expected.update(chunk);
+      written += chunk.length;
+    }
+    post.request.end();
+    await post.settled();
+    t.equal(post.body(), 'stored');
+    t.equal(received, total, 'every byte arrived');
+    t.equal(hash.digest('hex'), expected.digest('hex'), 'intact');
+    t.equal(drains, 1, 'the drain listener ran once');
+  });
+
+  t.test('fresh: a new connection although an idle one is there', async (t) => {
+    const origin = await rawOrigin(t);
+    const pool = newPool(t, origin.port);
+    await send(pool, 'GET', '/first').settled();
+    const retry = send(pool, 'GET', '/retry', undefined, {}, { fresh: true });
+    t.equal(retry.request.reused, false);
+    await retry.settled();
+    t.equal(retry.body(), 'path=/retry');
+    t.equal(origin.conns.length, 2);
+  });
+
+  t.test('an invalid Content-Length throws at once', async (t) => {
+    const origin = await rawOrigin(t);
+    const pool = newPool(t, origin.port);
+    for (const value of ['', 'abc', '1, 2', '-1', '1e3', '9999999999999999']) {
+      t.throws(
+        () =>
+          send(pool, 'POST', '/', [
+            ['Host', 'app.test'],
+            ['Content-Length', value],
+          ]),
+        { code: 'ERR_INVALID_CONTENT_LENGTH' },
+        JSON.stringify(value),
+      );
+    }
+    t.equal(pool.size, 0, 'no connection');
+  });
+});
+
+/** The next GET reuses the single connection to `origin`. */
+async function nextReused(t: Test, pool: Http1Pool, origin: Origin): Promise<void> {
+  const next = send(pool, 'GET', '/next');
+  t.equal(next.request.reused, true, 'the next request reuses the connection');
+  origin.conns[0]!.socket.write(ok('next'));
+  await next.settled();
+  t.equal(next.body(), 'next');
+  t.equal(origin.conns.length, 1);
+}
+
+// ---- 9. maxIdle ---------------------------------------------------------------------
 
 t.test('maxIdle 1: of two concurrent connections, one is kept', async (t) => {
   const origin = await rawOrigin(t);

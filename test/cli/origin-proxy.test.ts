@@ -255,6 +255,84 @@ t.test('methods, query strings and bodies reach the origin', async (t) => {
   t.ok(Number(header(headRes.reply.headers, 'content-length')[0]) > 0, 'but keeps its length');
 });
 
+t.test('requests with and without a body share one keep-alive connection', async (t) => {
+  const { server, port } = await origin(t, echo);
+  let connections = 0;
+  server.on('connection', () => connections++);
+  const { relay } = await rig(t, `127.0.0.1:${port}`);
+  const withLength = (body: string): RequestHead =>
+    head({
+      method: 'POST',
+      url: '/hook',
+      headers: [
+        ['Host', VISITOR_HOST],
+        ['Content-Length', String(body.length)],
+      ],
+    });
+  const lengths: number[] = [];
+  for (const body of ['', '{"a":1}', 'chunked, no length', '', 'x'.repeat(200_000)]) {
+    const h = body === 'chunked, no length' ? head({ method: 'PUT', url: '/c' }) : withLength(body);
+    const { reply, body: got } = await send(relay, h, body);
+    t.equal(reply.status, 200);
+    lengths.push(echoed(got).length);
+    lengths.push(echoed((await send(relay, head({ url: '/get' }))).body).length);
+  }
+  t.same(lengths, [0, 0, 7, 0, 18, 0, 0, 0, 200_000, 0], 'every body arrived whole');
+  t.equal(connections, 1, 'ten requests, one connection');
+});
+
+t.test('an origin that answers before reading the body: the rest is dropped', async (t) => {
+  let connections = 0;
+  const { server, port } = await origin(t, (req, res) => {
+    if (req.url === '/upload') {
+      // Answers at once without reading the 8 MiB body (Node then drains it).
+      res.writeHead(413, { 'Content-Length': '8' }).end('too big\n');
+      return;
+    }
+    echo(req, res);
+  });
+  server.on('connection', () => connections++);
+  const { relay, requestEvent } = await rig(t, `127.0.0.1:${port}`);
+  const total = 8 * 1024 * 1024;
+  const s = open(
+    relay,
+    head({
+      method: 'POST',
+      url: '/upload',
+      headers: [
+        ['Host', VISITOR_HOST],
+        ['Content-Length', String(total)],
+      ],
+    }),
+  );
+  const body = collect(s);
+  let sent = 0;
+  const chunk = Buffer.alloc(64 * 1024, 0x62);
+  const pump = (): void => {
+    while (sent < total) {
+      sent += chunk.length;
+      if (sent >= total) {
+        s.end(chunk);
+        return;
+      }
+      if (!s.write(chunk)) {
+        s.once('drain', pump);
+        return;
+      }
+    }
+  };
+  pump();
+  t.equal((await body).toString(), 'too big\n');
+  t.equal((s.replyMeta as unknown as ResponseHead).status, 413);
+  const event = await requestEvent('/upload');
+  t.equal(event.status, 413);
+  t.equal(event.error, undefined, 'a complete answer, not a failure');
+  t.equal(sent, total, 'the visitor could send its whole body (drained into nothing)');
+  const next = await send(relay, head({ url: '/next' }));
+  t.equal(echoed(next.body).url, '/next', 'the next request is served');
+  t.equal(connections, 2, 'on a new connection');
+});
+
 t.test('204 and 304 end cleanly', async (t) => {
   const { port } = await origin(t, (req, res) => {
     if (req.url === '/204') res.writeHead(204, { 'X-Kind': 'no-content' }).end();
@@ -578,8 +656,7 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
       ],
     });
 
-  // Requests with a body share one pool, body-less ones another (http1.ts): warm the
-  // first with an empty body.
+  // Warm the pool: the connection this request leaves idle is the one the origin drops.
   t.equal((await send(relay, post('/', ''), '')).body.toString(), 'conn 1 req 1 body ');
   const payload = '{"event":"invoice.paid"}';
   const retried = await send(relay, post('/hook', payload), payload);
