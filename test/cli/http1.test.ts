@@ -1362,37 +1362,47 @@ t.test('request bodies', async (t) => {
     await nextReused(t, pool, origin);
   });
 
-  t.test('an empty POST is an empty chunked body, as Node sends it', async (t) => {
-    const origin = await rawOrigin(t, () => {});
-    const pool = newPool(t, origin.port);
-    const post = send(pool, 'POST', '/empty', [['Host', 'app.test']]);
-    post.request.end();
-    await answerWhen(
-      origin,
-      0,
-      'POST /empty HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
+  const framings: {
+    name: string;
+    method: string;
+    headers: HeaderPairs;
+    body: string[];
+    wire: string;
+  }[] = [
+    {
+      name: 'an empty POST is an empty chunked body, as Node sends it',
+      method: 'POST',
+      headers: [['Host', 'app.test']],
+      body: [],
+      wire:
+        'POST /p HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
         'Connection: keep-alive\r\n\r\n0\r\n\r\n',
-    );
-    await post.settled();
-  });
-
-  t.test('a given Transfer-Encoding: chunked frames the body; no second header', async (t) => {
-    const origin = await rawOrigin(t, () => {});
-    const pool = newPool(t, origin.port);
-    const get = send(pool, 'GET', '/search', [
-      ['Host', 'app.test'],
-      ['Transfer-Encoding', 'chunked'],
-    ]);
-    get.request.write(Buffer.from('q=1'));
-    get.request.end();
-    await answerWhen(
-      origin,
-      0,
-      'GET /search HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
+    },
+    {
+      name: 'a given Transfer-Encoding: chunked frames the body; no second header',
+      method: 'GET',
+      headers: [
+        ['Host', 'app.test'],
+        ['Transfer-Encoding', 'chunked'],
+      ],
+      body: ['q=1'],
+      wire:
+        'GET /p HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n' +
         'Connection: keep-alive\r\n\r\n3\r\nq=1\r\n0\r\n\r\n',
-    );
-    await get.settled();
-  });
+    },
+  ];
+  for (const { name, method, headers, body, wire } of framings) {
+    t.test(name, async (t) => {
+      const origin = await rawOrigin(t, () => {});
+      const pool = newPool(t, origin.port);
+      const call = send(pool, method, '/p', headers);
+      for (const piece of body) call.request.write(Buffer.from(piece));
+      call.request.end();
+      await answerWhen(origin, 0, wire);
+      await call.settled();
+      t.equal(call.body(), 'done');
+    });
+  }
 
   t.test('Content-Length: 0 and body-less methods send no body framing', async (t) => {
     const origin = await rawOrigin(t, () => {});

@@ -114,6 +114,18 @@ function head(over: Partial<RequestHead> = {}): RequestHead {
   };
 }
 
+/** A request head with a body of `length` bytes announced by Content-Length. */
+function headWithLength(method: string, url: string, length: number): RequestHead {
+  return head({
+    method,
+    url,
+    headers: [
+      ['Host', VISITOR_HOST],
+      ['Content-Length', String(length)],
+    ],
+  });
+}
+
 /**
  * Writes `total` bytes, `pieceAt(offset)` at a time, with backpressure as a file stream
  * would; `onWritten` sees the running total as each piece is handed to `res`.
@@ -230,14 +242,7 @@ t.test('methods, query strings and bodies reach the origin', async (t) => {
   }
   for (const method of ['POST', 'PUT', 'PATCH']) {
     const payload = `payload of ${method}`;
-    const h = head({
-      method,
-      url,
-      headers: [
-        ['Host', VISITOR_HOST],
-        ['Content-Length', String(payload.length)],
-      ],
-    });
+    const h = headWithLength(method, url, payload.length);
     const { reply, body } = await send(relay, h, payload);
     t.equal(reply.status, 200, method);
     t.match(echoed(body), { method, url, length: payload.length }, method);
@@ -260,18 +265,12 @@ t.test('requests with and without a body share one keep-alive connection', async
   let connections = 0;
   server.on('connection', () => connections++);
   const { relay } = await rig(t, `127.0.0.1:${port}`);
-  const withLength = (body: string): RequestHead =>
-    head({
-      method: 'POST',
-      url: '/hook',
-      headers: [
-        ['Host', VISITOR_HOST],
-        ['Content-Length', String(body.length)],
-      ],
-    });
   const lengths: number[] = [];
   for (const body of ['', '{"a":1}', 'chunked, no length', '', 'x'.repeat(200_000)]) {
-    const h = body === 'chunked, no length' ? head({ method: 'PUT', url: '/c' }) : withLength(body);
+    const h =
+      body === 'chunked, no length'
+        ? head({ method: 'PUT', url: '/c' })
+        : headWithLength('POST', '/hook', body.length);
     const { reply, body: got } = await send(relay, h, body);
     t.equal(reply.status, 200);
     lengths.push(echoed(got).length);
@@ -294,17 +293,7 @@ t.test('an origin that answers before reading the body: the rest is dropped', as
   server.on('connection', () => connections++);
   const { relay, requestEvent } = await rig(t, `127.0.0.1:${port}`);
   const total = 8 * 1024 * 1024;
-  const s = open(
-    relay,
-    head({
-      method: 'POST',
-      url: '/upload',
-      headers: [
-        ['Host', VISITOR_HOST],
-        ['Content-Length', String(total)],
-      ],
-    }),
-  );
+  const s = open(relay, headWithLength('POST', '/upload', total));
   const body = collect(s);
   let sent = 0;
   const chunk = Buffer.alloc(64 * 1024, 0x62);
@@ -479,17 +468,7 @@ t.test('20 MiB upload and download, checked by sha256', async (t) => {
   });
   const { relay, requestEvent } = await rig(t, `127.0.0.1:${port}`);
 
-  const up = open(
-    relay,
-    head({
-      method: 'POST',
-      url: '/upload',
-      headers: [
-        ['Host', VISITOR_HOST],
-        ['Content-Length', String(data.length)],
-      ],
-    }),
-  );
+  const up = open(relay, headWithLength('POST', '/upload', data.length));
   const upBody = collect(up);
   for (let offset = 0; offset < data.length; offset += 1024 * 1024) {
     if (!up.write(data.subarray(offset, offset + 1024 * 1024))) await once(up, 'drain');
@@ -646,15 +625,7 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
   const { server, connections: count } = dropsSecondRequest();
   const port = await listen(t, server);
   const { relay, events } = await rig(t, `127.0.0.1:${port}`);
-  const post = (url: string, body: string): RequestHead =>
-    head({
-      method: 'POST',
-      url,
-      headers: [
-        ['Host', VISITOR_HOST],
-        ['Content-Length', String(body.length)],
-      ],
-    });
+  const post = (url: string, body: string): RequestHead => headWithLength('POST', url, body.length);
 
   // Warm the pool: the connection this request leaves idle is the one the origin drops.
   t.equal((await send(relay, post('/', ''), '')).body.toString(), 'conn 1 req 1 body ');
