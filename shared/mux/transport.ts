@@ -88,7 +88,7 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
  * of through `ws.send`: as the server (unmasked), or as a client whose masking key is
  * all zero (`zeroMask`, so the payload needs no XOR). undefined: always use `ws.send`.
  * Reads two fields of ws's internals (`_isServer`, the sender's `_generateMask`); if a
- * ws release renames them we fall back to `ws.send`, and test/shared/ws-options.test.ts
+ * ws release renames them we fall back to `ws.send`, and test/shared/ws-transport.test.ts
  * fails to say so.
  */
 export function rawFrameMode(ws: WebSocket): 'server' | 'zero-mask' | undefined {
@@ -324,21 +324,22 @@ export function wsTransport(ws: WebSocket): FrameTransport {
         turnScheduled = true;
         setImmediate(endTurn);
       }
+      if (writer === undefined && !corked) {
+        // ws.send writes at once: hold its writes of this turn together.
+        corked = true;
+        socket?.cork();
+      }
       if (frame.length <= BATCH_FRAME_MAX_BYTES) {
         if (batchBytes + frame.length > BATCH_MAX_BYTES) flushBatch();
         batch.push(frame);
         batchBytes += frame.length;
         // The session passes the same callback for most frames: once per message is enough.
         if (cb !== undefined && batchCallbacks.at(-1) !== cb) batchCallbacks.push(cb);
-      } else {
-        flushBatch();
-        if (writer !== undefined) sendLarge(frame, cb, headroom);
-        else sendMessage(frame, cb === undefined ? [] : [cb]);
+        return;
       }
-      if (writer === undefined && !corked && turnScheduled) {
-        corked = true;
-        socket?.cork();
-      }
+      flushBatch();
+      if (writer !== undefined) sendLarge(frame, cb, headroom);
+      else sendMessage(frame, cb === undefined ? [] : [cb]);
     },
     get bufferedAmount() {
       return ws.bufferedAmount + batchBytes + (writer?.queuedBytes ?? 0);
