@@ -43,9 +43,10 @@ const noop = (): void => {};
  * (1 GiB client → relay, 2-core VM): without the optional native `bufferutil` (it has
  * no prebuild for linux-arm64, for one) random keys cost ~4.2 s of CPU per GiB on
  * *each* side and cap uploads near 200 MB/s, against ~1.1 s/GiB and 600-700 MB/s
- * over TLS with a zero key. With `bufferutil` the two are within noise over TLS (ws
+ * over TLS with a zero key. With `bufferutil` the two were within noise over TLS (ws
  * merges header and masked payload into one buffer, while with a zero key TLS
- * concatenates the two: one copy either way).
+ * concatenated the two: one copy either way); since wsTransport writes zero-key
+ * messages itself, a large frame is not copied at all (see DirectWriter).
  *
  * Why this is safe for us: RFC 6455 masks client frames so that a hostile script in a
  * *browser* cannot make the byte stream look like HTTP to a transparent proxy on the
@@ -84,45 +85,48 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
 }
 
 /**
- * How `wsTransport` may write a frame's WebSocket message itself, as one buffer, instead
- * of through `ws.send`: as the server (unmasked), or as a client whose masking key is
- * all zero (`zeroMask`, so the payload needs no XOR). undefined: always use `ws.send`.
- * Reads two fields of ws's internals (`_isServer`, the sender's `_generateMask`); if a
- * ws release renames them we fall back to `ws.send`, and test/shared/ws-transport.test.ts
- * fails to say so.
+ * Whether `wsTransport` writes this WebSocket's messages itself, one buffer each (see
+ * DirectWriter), instead of through `ws.send`: only for a client whose masking key is
+ * all zero (`zeroMask`, so there is no XOR to do), i.e. the CLI over wss://. The
+ * relay's side stays on `ws.send`: measured both ways (256 MiB transfers and
+ * `npm run bench -- mux`), writing its 64 KiB frames one by one gained nothing on the
+ * relay and cost the CLI, as receiver, 5-19% more CPU (each frame then ends in a
+ * TLS record of a few bytes, where corked turns filled every record). Reads two fields
+ * of ws's internals (`_isServer`, the sender's `_generateMask`); if a ws release
+ * renames them we fall back to `ws.send`, and test/shared/ws-transport.test.ts fails
+ * to say so.
  */
-export function rawFrameMode(ws: WebSocket): 'server' | 'zero-mask' | undefined {
+export function writesMessagesItself(ws: WebSocket): boolean {
   const internals = ws as unknown as {
     _isServer?: unknown;
     _sender?: { _generateMask?: unknown };
   };
-  if (internals._isServer === true) return 'server';
-  if (internals._isServer === false && internals._sender?._generateMask === zeroMask) {
-    return 'zero-mask';
-  }
-  return undefined;
+  return internals._isServer === false && internals._sender?._generateMask === zeroMask;
+}
+
+/** Bytes of the header of a masked WebSocket frame with `length` payload bytes. */
+function wsHeaderBytes(length: number): number {
+  return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + 4;
 }
 
 /**
- * Writes the header of a final binary WebSocket frame carrying `length` payload bytes
- * so that it ends at `end` in `buf`, and returns where it starts. `masked` adds the
- * MASK bit and an all-zero masking key (RFC 6455 §5.2).
+ * Writes the header of a final, masked binary WebSocket frame carrying `length`
+ * payload bytes so that it ends at `end` in `buf`, and returns where it starts. The
+ * masking key is all zero (RFC 6455 §5.2; see zeroMask).
  */
-function writeWsHeader(buf: Buffer, end: number, length: number, masked: boolean): number {
-  const start = end - wsHeaderBytes(length, masked);
-  const lengthBytes = end - start - 2 - (masked ? 4 : 0);
+function writeWsHeader(buf: Buffer, end: number, length: number): number {
+  const start = end - wsHeaderBytes(length);
   buf[start] = 0x82; // FIN + binary
-  const maskBit = masked ? 0x80 : 0;
-  if (lengthBytes === 0) buf[start + 1] = maskBit | length;
-  else if (lengthBytes === 2) {
-    buf[start + 1] = maskBit | 126;
+  if (length < 126) buf[start + 1] = 0x80 | length;
+  else if (length < 65536) {
+    buf[start + 1] = 0x80 | 126;
     buf.writeUInt16BE(length, start + 2);
   } else {
-    buf[start + 1] = maskBit | 127;
+    buf[start + 1] = 0x80 | 127;
     buf.writeUInt32BE(Math.floor(length / 2 ** 32), start + 2);
     buf.writeUInt32BE(length >>> 0, start + 6);
   }
-  if (masked) buf.writeUInt32BE(0, end - 4);
+  buf.writeUInt32BE(0, end - 4);
   return start;
 }
 
@@ -138,11 +142,6 @@ type SendCallback = (err?: Error) => void;
 
 /** One write in flight in TLS, one waiting in the socket; see DirectWriter. */
 const MAX_OUTSTANDING_WRITES = 2;
-
-/** Bytes of the header of a WebSocket frame with `length` payload bytes. */
-function wsHeaderBytes(length: number, masked: boolean): number {
-  return 2 + (length < 126 ? 0 : length < 65536 ? 2 : 8) + (masked ? 4 : 0);
-}
 
 /**
  * Writes WebSocket messages we framed ourselves (each one buffer) to ws's socket.
@@ -244,13 +243,12 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   // under load a turn sends dozens of control frames. Large frames go alone, after
   // the small ones queued before them, so the order on the wire is the order sent.
   //
-  // Where ws's framing is simple enough to do here (rawFrameMode), messages are built
-  // as one buffer each and written by a DirectWriter; otherwise (a client with random
-  // masking keys) through ws.send, with the socket corked for the turn (setImmediate).
+  // The CLI's side over wss:// builds each message as one buffer and a DirectWriter
+  // writes it (see writesMessagesItself); the relay's side, and a client with random
+  // masking keys, go through ws.send, with the socket corked for the turn (setImmediate).
   const socket = (ws as unknown as { _socket?: Writable })._socket;
-  const raw = socket === undefined ? undefined : rawFrameMode(ws);
-  const masked = raw === 'zero-mask';
-  const writer = raw === undefined ? undefined : new DirectWriter(socket!, ws);
+  const writer =
+    socket !== undefined && writesMessagesItself(ws) ? new DirectWriter(socket, ws) : undefined;
   let turnScheduled = false;
   let corked = false;
   let batch: Buffer[] = [];
@@ -281,9 +279,9 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       sendMessage(frames.length === 1 ? frames[0]! : Buffer.concat(frames, bytes), callbacks);
       return;
     }
-    const header = wsHeaderBytes(bytes, masked);
+    const header = wsHeaderBytes(bytes);
     const message = Buffer.allocUnsafe(header + bytes);
-    writeWsHeader(message, header, bytes, masked);
+    writeWsHeader(message, header, bytes);
     let offset = header;
     for (const frame of frames) offset += frame.copy(message, offset);
     writer.write(message, callbacks);
@@ -298,7 +296,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   };
   /** A large frame as its own message, built in its headroom when it has enough. */
   const sendLarge = (frame: Buffer, cb: SendCallback | undefined, headroom: number): void => {
-    const header = wsHeaderBytes(frame.length, masked);
+    const header = wsHeaderBytes(frame.length);
     let message: Buffer;
     if (headroom >= header) {
       message = Buffer.from(frame.buffer, frame.byteOffset - header, header + frame.length);
@@ -306,7 +304,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       message = Buffer.allocUnsafe(header + frame.length);
       frame.copy(message, header);
     }
-    writeWsHeader(message, header, frame.length, masked);
+    writeWsHeader(message, header, frame.length);
     writer!.write(message, cb === undefined ? [] : [cb]);
   };
   const transport: FrameTransport = {
