@@ -357,15 +357,30 @@ export const e2eBench: BenchCase = {
       cliRss = rssSampler(cli.pid!);
       // Each transfer: one cold run (the first through a fresh process: JIT, heap and
       // window sizes still growing), then `transfer-runs` measured ones, median reported.
+      // Also the CPU time relay and CLI spend per measured transfer (median): steadier
+      // than MB/s on a shared machine, and what an A/B of two builds should compare.
       const series = async (
         kind: 'download' | 'upload',
         port: number,
         h: string,
-      ): Promise<{ cold: number; median: number }> => {
+      ): Promise<{ cold: number; median: number; relayCpuMs: number; cliCpuMs: number }> => {
         const cold = await transfer(kind, port, h, bytes);
         const runs: number[] = [];
-        for (let i = 0; i < transferRuns; i++) runs.push(await transfer(kind, port, h, bytes));
-        return { cold, median: median(runs) };
+        const relayMs: number[] = [];
+        const cliMs: number[] = [];
+        for (let i = 0; i < transferRuns; i++) {
+          const before = await Promise.all([procSample(relay.pid!), procSample(cli.pid!)]);
+          runs.push(await transfer(kind, port, h, bytes));
+          const after = await Promise.all([procSample(relay.pid!), procSample(cli.pid!)]);
+          relayMs.push(after[0].cpuMs - before[0].cpuMs);
+          cliMs.push(after[1].cpuMs - before[1].cpuMs);
+        }
+        return {
+          cold,
+          median: median(runs),
+          relayCpuMs: Math.round(median(relayMs)),
+          cliCpuMs: Math.round(median(cliMs)),
+        };
       };
       const directDown = await series('download', originPort, 'localhost');
       const tunnelDown = await series('download', httpPort, host);
@@ -378,6 +393,10 @@ export const e2eBench: BenchCase = {
       );
       log(
         `upload   ${(bytes / 2 ** 20).toFixed(0)} MiB, median of ${transferRuns}: direct ${mbps(directUp)}, tunnel ${mbps(tunnelUp)}`,
+      );
+      log(
+        `CPU per transfer:  download relay ${tunnelDown.relayCpuMs} ms, CLI ${tunnelDown.cliCpuMs} ms; ` +
+          `upload relay ${tunnelUp.relayCpuMs} ms, CLI ${tunnelUp.cliCpuMs} ms`,
       );
       const relayPeak = relayRss.stop();
       const cliPeak = cliRss.stop();
@@ -411,6 +430,8 @@ export const e2eBench: BenchCase = {
         directUploadMBps: Math.round(directUp.median),
         uploadMBps: Math.round(tunnelUp.median),
         uploadFirstRunMBps: Math.round(tunnelUp.cold),
+        downloadCpuMs: { relay: tunnelDown.relayCpuMs, cli: tunnelDown.cliCpuMs },
+        uploadCpuMs: { relay: tunnelUp.relayCpuMs, cli: tunnelUp.cliCpuMs },
         relayPeakRssMiB: Math.round(relayPeak),
         cliPeakRssMiB: Math.round(cliPeak),
         relayPeakRssSmallGetMiB: Math.round(relayGetPeak),
