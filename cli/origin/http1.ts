@@ -175,31 +175,39 @@ export class Http1Request {
    * request that already ended (answered, failed, abandoned) are dropped.
    */
   write(chunk: Buffer): boolean {
-    if (this.done || this.bodyEnded || chunk.length === 0) return true;
-    const { socket } = this.connection;
+    const { connection } = this;
+    if (this.done || this.bodyEnded || chunk.length === 0 || connection.writeFailed) return true;
+    const { socket } = connection;
     if (this.framing.kind === 'length') {
       if (this.bodyBytes + chunk.length > this.framing.bytes) {
         this.destroy(new Error('the request body is longer than its Content-Length'));
         return true;
       }
       this.bodyBytes += chunk.length;
-      return socket.write(chunk);
+      return socket.write(chunk, connection.onWritten);
     }
     if (this.framing.kind === 'none') return true;
     this.bodyBytes += chunk.length;
     socket.cork();
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
     socket.write(chunk);
-    const ok = socket.write(CHUNK_END);
+    const ok = socket.write(CHUNK_END, connection.onWritten);
     socket.uncork();
     return ok;
+  }
+
+  /** A write of this request failed (the origin closed); what is sent since is dropped. */
+  get writeFailed(): boolean {
+    return this.connection.writeFailed;
   }
 
   /** The body is complete. */
   end(): void {
     if (this.done || this.bodyEnded) return;
     this.bodyEnded = true;
-    if (this.framing.kind === 'chunked') this.connection.socket.write(LAST_CHUNK);
+    if (this.framing.kind === 'chunked' && !this.connection.writeFailed) {
+      this.connection.socket.write(LAST_CHUNK, this.connection.onWritten);
+    }
   }
 
   once(event: 'drain', listener: () => void): this {
@@ -252,12 +260,31 @@ export class Http1Request {
   }
 }
 
-/** @internal One keep-alive connection, running one request at a time. */
+/** Node's stream state fields this file changes (see Http1Connection's constructor). */
+interface StreamStates {
+  _readableState?: { autoDestroy: boolean; errored: unknown };
+  _writableState?: { autoDestroy: boolean };
+}
+
+/**
+ * @internal One keep-alive connection, running one request at a time.
+ *
+ * A write error does not end it at once. An origin may answer before it has read the
+ * request body (a 413 or 401 for an upload) and close the connection: our next body
+ * write then fails (EPIPE, ECONNRESET) while the answer is still unread in the kernel,
+ * and Node's default (destroy the socket on any write error) would lose it and turn
+ * the origin's answer into a 502. So the socket does not destroy itself on errors
+ * (read errors and failed connects still destroy it, explicitly, in net), and after a
+ * write error the readable side is un-marked as failed, so what arrives is still read:
+ * the answer, then the end of the connection or a read error, each handled as usual.
+ */
 class Http1Connection {
   readonly socket: Socket;
   readonly parser: ResponseParser;
   private readonly pool: Http1Pool;
   private current: Http1Request | undefined;
+  /** The first error a write of ours failed with; nothing more is written after it. */
+  private writeError: Error | undefined;
   private keepAlive = false;
   private idleMs = 0;
   /** The current response completed inside the `execute` now running. */
@@ -280,9 +307,15 @@ class Http1Connection {
       },
       { maxHeaderBytes },
     );
+    const states = socket as unknown as StreamStates;
+    if (states._readableState !== undefined) states._readableState.autoDestroy = false;
+    if (states._writableState !== undefined) states._writableState.autoDestroy = false;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
-    socket.on('error', (err) => this.onClosed(err));
+    socket.on('error', (err) => {
+      if (err !== this.writeError || socket.destroyed) this.onClosed(err);
+      else if (states._readableState !== undefined) states._readableState.errored = null;
+    });
     socket.on('close', () => this.onClosed(undefined));
     socket.on('timeout', () => {
       if (this.current === undefined) socket.destroy();
@@ -294,8 +327,17 @@ class Http1Connection {
     this.current = request;
     this.keepAlive = false;
     this.parser.expect(method);
-    this.socket.write(head, 'latin1');
+    this.socket.write(head, 'latin1', this.onWritten);
   }
+
+  get writeFailed(): boolean {
+    return this.writeError !== undefined;
+  }
+
+  /** Callback of each of our writes: notes the first failure (see the class comment). */
+  readonly onWritten = (err: Error | null | undefined): void => {
+    if (err && this.writeError === undefined) this.writeError = err;
+  };
 
   /** The request this connection runs now reports to `sink`. */
   serving(sink: Http1Sink): boolean {
@@ -359,7 +401,7 @@ class Http1Connection {
     request.close();
     // A response that ended before the request body did: the rest of the body is not
     // wanted, and the connection cannot carry another request after half a body.
-    const sent = request.sent;
+    const sent = request.sent && this.writeError === undefined;
     if (reusable && sent && this.keepAlive && this.idleMs > 0 && !this.socket.destroyed) {
       // The request may have paused the socket for backpressure and will not resume it.
       if (this.socket.isPaused()) this.socket.resume();

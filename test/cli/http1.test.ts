@@ -4,6 +4,7 @@
  * wire, response framings, when a connection is and is not reused, idle handling,
  * stale connections, backpressure, errors, and the idle limit.
  */
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net, { type LookupFunction } from 'node:net';
@@ -1524,6 +1525,91 @@ t.test('request bodies', async (t) => {
     t.equal(received, total, 'every byte arrived');
     t.equal(hash.digest('hex'), expected.digest('hex'), 'intact');
     t.equal(drains, 1, 'the drain listener ran once');
+  });
+
+  /**
+   * An origin, in a process of its own (in this one, its answer and close would always
+   * be read before the client's next write), that answers from the head alone and
+   * closes at once, unread body and all: the kernel then resets the connection while
+   * the client is still writing the body. With `answer` undefined it closes without
+   * answering.
+   */
+  const answersThenResets = async (t: Test, answer: string | undefined): Promise<number> => {
+    const source = `
+      const net = require('node:net');
+      const answer = ${JSON.stringify(answer ?? null)};
+      const server = net.createServer((socket) => {
+        socket.on('error', () => {});
+        socket.once('data', () => {
+          if (answer !== null) socket.write(answer);
+          socket.destroy();
+        });
+      });
+      server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+    `;
+    const child = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.teardown(() => {
+      child.kill();
+    });
+    const [line] = (await within(once(child.stdout!, 'data'), 'the origin to listen')) as [Buffer];
+    return Number(line.toString().trim());
+  };
+  /** Writes a 64 MiB body as fast as the socket takes it until the request settles. */
+  const writeUntilSettled = async (call: Call): Promise<void> => {
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let settled = false;
+    const done = call.settled().then(() => {
+      settled = true;
+    });
+    const pump = (): void => {
+      while (!settled && call.request.write(chunk)) {
+        if (call.request.writeFailed) return;
+      }
+      if (!settled && !call.request.writeFailed) call.request.once('drain', pump);
+    };
+    pump();
+    await done;
+  };
+
+  t.test('an answer before the body, then a reset: the answer arrives (20 tries)', async (t) => {
+    const port = await answersThenResets(
+      t,
+      'HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n',
+    );
+    const pool = newPool(t, port);
+    const outcomes: string[] = [];
+    let writeErrors = 0;
+    for (let i = 0; i < 20; i++) {
+      const post = send(pool, 'POST', '/upload', [
+        ['Host', 'app.test'],
+        ['Content-Length', String(64 * 1024 * 1024)],
+      ]);
+      await writeUntilSettled(post);
+      if (post.request.writeFailed) writeErrors++;
+      outcomes.push(`${post.head?.status ?? '-'} ${shape(post).join(',')} ${post.body()}`);
+    }
+    t.same(
+      [...new Set(outcomes)],
+      ['413 connect,head,body,complete too big\n'],
+      'every try got the whole 413',
+    );
+    t.comment(`${writeErrors} of 20 tries had a body write fail before the answer was read`);
+    await poll(() => pool.size === 0, 'no connection kept');
+  });
+
+  t.test('no answer, then a reset while the body is written: fails at once', async (t) => {
+    const port = await answersThenResets(t, undefined);
+    const pool = newPool(t, port);
+    for (let i = 0; i < 5; i++) {
+      const post = send(pool, 'POST', '/upload', [
+        ['Host', 'app.test'],
+        ['Content-Length', String(64 * 1024 * 1024)],
+      ]);
+      await writeUntilSettled(post);
+      t.match(post.error?.code, /^(ECONNRESET|EPIPE)$/, `try ${i + 1}: ${post.error?.message}`);
+      t.equal(post.responseStarted, false);
+    }
+    await poll(() => pool.size === 0, 'every connection closed');
   });
 
   t.test('fresh: a new connection although an idle one is there', async (t) => {
