@@ -305,6 +305,14 @@ function clientClosed(call: Call, what = 'the client socket to close'): Promise<
   return within(call.socketClose, what);
 }
 
+/** Request headers for a body of `bytes` bytes announced by Content-Length. */
+function withLength(bytes: number): HeaderPairs {
+  return [
+    ['Host', 'app.test'],
+    ['Content-Length', String(bytes)],
+  ];
+}
+
 /** The events with consecutive 'body' entries folded into one. */
 function shape(call: Call): string[] {
   return call.events.filter((e, i) => e !== 'body' || call.events[i - 1] !== 'body');
@@ -1313,10 +1321,7 @@ t.test('request bodies', async (t) => {
   t.test('Content-Length: the body as written; the connection is reused', async (t) => {
     const origin = await rawOrigin(t, () => {});
     const pool = newPool(t, origin.port);
-    const post = send(pool, 'POST', '/upload', [
-      ['Host', 'app.test'],
-      ['Content-Length', '11'],
-    ]);
+    const post = send(pool, 'POST', '/upload', withLength(11));
     t.equal(post.request.sent, false, 'not sent before the body');
     t.equal(post.request.write(Buffer.from('hello ')), true);
     t.equal(post.request.write(Buffer.from('world')), true);
@@ -1408,10 +1413,7 @@ t.test('request bodies', async (t) => {
   t.test('Content-Length: 0 and body-less methods send no body framing', async (t) => {
     const origin = await rawOrigin(t, () => {});
     const pool = newPool(t, origin.port);
-    const put = send(pool, 'PUT', '/zero', [
-      ['Host', 'app.test'],
-      ['Content-Length', '0'],
-    ]);
+    const put = send(pool, 'PUT', '/zero', withLength(0));
     t.equal(put.request.sent, true, 'sent with its head');
     put.request.end();
     await answerWhen(
@@ -1438,10 +1440,7 @@ t.test('request bodies', async (t) => {
       } else answerWithPath(conn, request);
     });
     const pool = newPool(t, origin.port);
-    const post = send(pool, 'POST', '/too-big', [
-      ['Host', 'app.test'],
-      ['Content-Length', '1000000'],
-    ]);
+    const post = send(pool, 'POST', '/too-big', withLength(1000000));
     post.request.write(Buffer.alloc(1000, 0x61));
     await post.settled();
     t.equal(post.head?.status, 413);
@@ -1455,10 +1454,7 @@ t.test('request bodies', async (t) => {
   t.test('a body longer than its Content-Length fails the request', async (t) => {
     const origin = await rawOrigin(t, () => {});
     const pool = newPool(t, origin.port);
-    const post = send(pool, 'POST', '/x', [
-      ['Host', 'app.test'],
-      ['Content-Length', '3'],
-    ]);
+    const post = send(pool, 'POST', '/x', withLength(3));
     post.request.write(Buffer.from('abcdef'));
     await post.settled();
     t.match(post.error?.message, /longer than its Content-Length/);
@@ -1490,10 +1486,7 @@ t.test('request bodies', async (t) => {
       }),
     );
     const pool = newPool(t, port);
-    const post = send(pool, 'POST', '/big', [
-      ['Host', 'app.test'],
-      ['Content-Length', String(total)],
-    ]);
+    const post = send(pool, 'POST', '/big', withLength(total));
     await poll(() => server !== undefined, 'the connection');
     server!.pause();
     const expected = createHash('sha256');
@@ -1580,10 +1573,7 @@ t.test('request bodies', async (t) => {
     const outcomes: string[] = [];
     let writeErrors = 0;
     for (let i = 0; i < 20; i++) {
-      const post = send(pool, 'POST', '/upload', [
-        ['Host', 'app.test'],
-        ['Content-Length', String(64 * 1024 * 1024)],
-      ]);
+      const post = send(pool, 'POST', '/upload', withLength(64 * 1024 * 1024));
       await writeUntilSettled(post);
       if (post.request.writeFailed) writeErrors++;
       outcomes.push(`${post.head?.status ?? '-'} ${shape(post).join(',')} ${post.body()}`);
@@ -1601,10 +1591,7 @@ t.test('request bodies', async (t) => {
     const port = await answersThenResets(t, undefined);
     const pool = newPool(t, port);
     for (let i = 0; i < 5; i++) {
-      const post = send(pool, 'POST', '/upload', [
-        ['Host', 'app.test'],
-        ['Content-Length', String(64 * 1024 * 1024)],
-      ]);
+      const post = send(pool, 'POST', '/upload', withLength(64 * 1024 * 1024));
       await writeUntilSettled(post);
       t.match(post.error?.code, /^(ECONNRESET|EPIPE)$/, `try ${i + 1}: ${post.error?.message}`);
       t.equal(post.responseStarted, false);
