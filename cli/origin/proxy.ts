@@ -43,6 +43,7 @@ import type { OriginEvent } from './events.js';
 import { Http1Pool, type Http1Request } from './http1.js';
 import type { ParsedResponseHead } from './response-parser.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
+import { IdTable } from '../../shared/id-table.js';
 
 /**
  * What the origin sees as Host: the visitor's (`preserve`, default: apps build links
@@ -125,7 +126,7 @@ export class OriginProxy {
   readonly captureBodyBytes: number | undefined;
 
   private readonly onEvent: (event: OriginEvent) => void;
-  private readonly exchanges = new Set<Exchange>();
+  private readonly exchanges = new IdTable<Exchange>();
   private preferredAddress: string | undefined;
   private unreachableWarned = false;
   private hostHintSent = false;
@@ -202,14 +203,14 @@ export class OriginProxy {
       return;
     }
     const exchange = new Exchange(this, stream, head, this.nextId++);
-    this.exchanges.add(exchange);
+    this.exchanges.set(exchange.id, exchange);
     exchange.start();
   }
 
   /** Aborts open requests and WebSockets and closes every origin connection. */
   close(): void {
     this.closed = true;
-    for (const exchange of [...this.exchanges]) {
+    for (const exchange of this.exchanges.values()) {
       exchange.abort('the tunnel client is shutting down');
     }
     for (const socket of this.upgradedSockets) socket.destroy();
@@ -228,7 +229,7 @@ export class OriginProxy {
 
   /** @internal */
   forget(exchange: Exchange): void {
-    this.exchanges.delete(exchange);
+    this.exchanges.delete(exchange.id);
   }
 
   /** @internal a socket to the origin connected: remember which loopback answered. */
@@ -329,7 +330,7 @@ class Exchange {
   private readonly proxy: OriginProxy;
   private readonly stream: MuxStream;
   private readonly head: RequestHead;
-  private readonly id: number;
+  readonly id: number;
   private readonly startedAt: number;
   private readonly label: string;
   private readonly capture: ExchangeCapture | undefined;

@@ -31,6 +31,7 @@ import {
 import { isHelloMessage, parseJson, type HelloMessage } from '../protocol/messages.js';
 import { MuxStream } from './stream.js';
 import type { FrameTransport } from './transport.js';
+import { IdTable } from '../id-table.js';
 
 export type Role = 'client' | 'server';
 
@@ -188,7 +189,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   private windowExtraBytes = 0;
   private readonly log: MuxLogger | undefined;
   private readonly transport: FrameTransport;
-  private readonly streams = new Map<number, MuxStream>();
+  private readonly streams = new IdTable<MuxStream>();
   private nextStreamId: number;
   private lastPeerStreamId = 0;
   private localOpenCount = 0;
@@ -844,7 +845,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     this.timers.clearTimeout(this.handshakeHandle);
     const streamErr =
       err ?? new ConnectionError('tunnel connection closed', { code: 'QT_ERR_SESSION_CLOSED' });
-    for (const stream of [...this.streams.values()]) stream.onSessionClosed(streamErr);
+    for (const stream of this.streams.values()) stream.onSessionClosed(streamErr);
     this.streams.clear();
     this.drainQueue.length = 0;
     if (closeTransport) {

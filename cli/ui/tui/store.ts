@@ -12,6 +12,7 @@ import type { ExchangeCapture } from '../../origin/capture.js';
 import type { OriginEvent } from '../../origin/events.js';
 import type { ReplayResult } from '../../origin/replay.js';
 import type { TunnelEvent } from '../../events.js';
+import { IdTable } from '../../../shared/id-table.js';
 
 export type TunnelStatus = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'closing';
 
@@ -157,7 +158,7 @@ export class TuiStore {
   readonly now: () => number;
   private readonly source: TunnelSource | undefined;
   private readonly rows: Ring<RequestRow>;
-  private readonly openById = new Map<number, RequestRow>();
+  private readonly openById = new IdTable<RequestRow>();
   private readonly listeners = new Set<() => void>();
   private nextKey = 1;
   private finished = 0;
