@@ -21,6 +21,7 @@
 import net, { type LookupFunction, type Socket } from 'node:net';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import { ResponseParseError, ResponseParser, type ParsedResponseHead } from './response-parser.js';
+import { IdTable } from '../../shared/id-table.js';
 
 /** What one request reports back, in order: [onConnect], onHead, onBody*, onComplete | onError. */
 export interface Http1Sink {
@@ -279,6 +280,8 @@ interface StreamStates {
  * the answer, then the end of the connection or a read error, each handled as usual.
  */
 class Http1Connection {
+  /** Unique within its pool. */
+  readonly id: number;
   readonly socket: Socket;
   readonly parser: ResponseParser;
   private readonly pool: Http1Pool;
@@ -290,7 +293,8 @@ class Http1Connection {
   /** The current response completed inside the `execute` now running. */
   private completedInExecute = false;
 
-  constructor(pool: Http1Pool, socket: Socket, maxHeaderBytes: number) {
+  constructor(pool: Http1Pool, socket: Socket, maxHeaderBytes: number, id: number) {
+    this.id = id;
     this.pool = pool;
     this.socket = socket;
     this.parser = new ResponseParser(
@@ -431,7 +435,9 @@ export class Http1Pool {
   private readonly maxIdle: number;
   /** Idle connections, most recently used last. */
   private readonly idle: Http1Connection[] = [];
-  private readonly all = new Set<Http1Connection>();
+  /** Every open connection: one per request for an origin that closes after each. */
+  private readonly all = new IdTable<Http1Connection>();
+  private nextConnectionId = 1;
   private closed = false;
 
   constructor(options: Http1PoolOptions) {
@@ -472,7 +478,7 @@ export class Http1Pool {
   close(): void {
     this.closed = true;
     this.idle.length = 0;
-    for (const connection of this.all) connection.socket.destroy();
+    for (const connection of this.all.values()) connection.socket.destroy();
     this.all.clear();
   }
 
@@ -502,7 +508,7 @@ export class Http1Pool {
 
   /** @internal */
   forget(connection: Http1Connection): void {
-    this.all.delete(connection);
+    this.all.delete(connection.id);
     const at = this.idle.indexOf(connection);
     if (at >= 0) this.idle.splice(at, 1);
   }
@@ -516,8 +522,13 @@ export class Http1Pool {
       ...(lookup !== undefined ? { lookup } : {}),
       ...(autoSelectFamily !== undefined ? { autoSelectFamily } : {}),
     });
-    const connection = new Http1Connection(this, socket, this.options.maxHeaderBytes);
-    this.all.add(connection);
+    const connection = new Http1Connection(
+      this,
+      socket,
+      this.options.maxHeaderBytes,
+      this.nextConnectionId++,
+    );
+    this.all.set(connection.id, connection);
     if (this.closed) socket.destroy();
     socket.once('connect', () => {
       if (connection.serving(sink)) sink.onConnect(socket);
