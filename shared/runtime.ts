@@ -13,10 +13,13 @@
  * - The young generation is capped. V8 grows it to 2 × 16 MiB under load, and that much
  *   stays committed. What a tunnel allocates per request or chunk dies young, so a
  *   smaller one costs little:
- *   - the CLI serves one tunnel and keeps it at its initial size
- *     (`--semi-space-growth-factor=1`): ~30 MiB less RSS, scavenge pauses of ~1.5 ms
- *     instead of ~7 ms (small-GET p99 15 vs 20 ms), no measurable change in CPU per
- *     request or in transfer speed (alternating A/B runs);
+ *   - the CLI serves one tunnel and keeps the size it has when it starts serving
+ *     (CLIENT_YOUNG_CAP_BYTES): ~30 MiB less RSS than a grown one, scavenge pauses of
+ *     ~1.5 ms instead of ~7 ms (small-GET p99 15 vs 20 ms), no measurable change in CPU
+ *     per request or in transfer speed (alternating A/B runs). It used to turn growth
+ *     off for good, but V8 halves an idle process's young generation, which then stayed
+ *     at 2 MiB: after ten idle seconds, CLI CPU per small GET was ~5% higher (3 A/B
+ *     pairs). The timer below lets it grow back;
  *   - the relay may grow it to RELAY_YOUNG_CAP_BYTES: with 10,000 visitor connections
  *     open, a young generation at its initial size made every scavenge copy their
  *     per-request state (many-visitors p99 8–9 → 31–49 ms, relay CPU +15%), while the
@@ -38,6 +41,8 @@ export type RuntimeRole = 'relay' | 'client';
 
 /** Young generation size (V8's new space, both semi-spaces) the relay may grow to. */
 export const RELAY_YOUNG_CAP_BYTES = 16 * 2 ** 20;
+/** The CLI's: what V8 grows it to while the CLI starts; kept, or regrown after V8 shrank it. */
+export const CLIENT_YOUNG_CAP_BYTES = 4 * 2 ** 20;
 const GOVERNOR_INTERVAL_MS = 100;
 
 let role: RuntimeRole | undefined;
@@ -49,10 +54,6 @@ export function tuneGarbageCollector(which: RuntimeRole): void {
   role = which;
   growing = undefined;
   setFlagsFromString('--no-concurrent-array-buffer-sweeping');
-  if (which === 'client') {
-    setFlagsFromString('--semi-space-growth-factor=1');
-    return;
-  }
   capYoungGeneration();
   governor ??= setInterval(capYoungGeneration, GOVERNOR_INTERVAL_MS).unref();
 }
@@ -67,7 +68,8 @@ export function reapplyGarbageCollectorTuning(): void {
 
 function capYoungGeneration(): void {
   const young = getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
-  const grow = young === undefined || young.space_size < RELAY_YOUNG_CAP_BYTES;
+  const cap = role === 'relay' ? RELAY_YOUNG_CAP_BYTES : CLIENT_YOUNG_CAP_BYTES;
+  const grow = young === undefined || young.space_size < cap;
   if (grow === growing) return;
   growing = grow;
   setFlagsFromString(`--semi-space-growth-factor=${grow ? 2 : 1}`);

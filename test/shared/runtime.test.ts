@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import t from 'tap';
-import { RELAY_YOUNG_CAP_BYTES } from '../../shared/runtime.js';
+import { CLIENT_YOUNG_CAP_BYTES, RELAY_YOUNG_CAP_BYTES } from '../../shared/runtime.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 
 const SCRIPT = `
@@ -69,7 +69,7 @@ t.test('client: the young generation keeps its initial size', async (t) => {
   const control = await youngGenerationBytes('untuned', 'burst');
   t.ok(control > 8 * MiB, `untuned control grows to ${mib(control)}`);
   const tuned = await youngGenerationBytes('client', 'burst');
-  t.ok(tuned <= 8 * MiB, `tuned: ${mib(tuned)}`);
+  t.ok(tuned <= CLIENT_YOUNG_CAP_BYTES, `tuned: ${mib(tuned)}`);
 });
 
 t.test('relay: the young generation grows up to the cap and no further', async (t) => {
