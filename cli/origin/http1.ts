@@ -19,9 +19,9 @@
  * and at most `maxIdle` are kept.
  */
 import net, { type LookupFunction, type Socket } from 'node:net';
+import { IdTable } from '../../shared/id-table.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import { ResponseParseError, ResponseParser, type ParsedResponseHead } from './response-parser.js';
-import { IdTable } from '../../shared/id-table.js';
 
 /** What one request reports back, in order: [onConnect], onHead, onBody*, onComplete | onError. */
 export interface Http1Sink {

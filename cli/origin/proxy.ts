@@ -27,6 +27,7 @@ import { isIPv6, type LookupFunction, type Socket } from 'node:net';
 import { pipeline, type Duplex, type Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { OriginError, StreamResetError, errnoCode } from '../../shared/errors.js';
+import { IdTable } from '../../shared/id-table.js';
 import { realTimers, type Timers } from '../../shared/mux/session.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
@@ -43,7 +44,6 @@ import type { OriginEvent } from './events.js';
 import { Http1Pool, type Http1Request } from './http1.js';
 import type { ParsedResponseHead } from './response-parser.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
-import { IdTable } from '../../shared/id-table.js';
 
 /**
  * What the origin sees as Host: the visitor's (`preserve`, default: apps build links

@@ -12,6 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } from '../errors.js';
+import { IdTable } from '../id-table.js';
 import {
   ErrorCode,
   FRAME_HEADER_SIZE,
@@ -31,7 +32,6 @@ import {
 import { isHelloMessage, parseJson, type HelloMessage } from '../protocol/messages.js';
 import { MuxStream } from './stream.js';
 import type { FrameTransport } from './transport.js';
-import { IdTable } from '../id-table.js';
 
 export type Role = 'client' | 'server';
 

@@ -8,11 +8,11 @@
  * body preview capped by the proxy (64 KiB), and the previews of all rows together
  * capped at `maxBodyBytes` (the oldest rows lose their previews first).
  */
+import { IdTable } from '../../../shared/id-table.js';
 import type { ExchangeCapture } from '../../origin/capture.js';
 import type { OriginEvent } from '../../origin/events.js';
 import type { ReplayResult } from '../../origin/replay.js';
 import type { TunnelEvent } from '../../events.js';
-import { IdTable } from '../../../shared/id-table.js';
 
 export type TunnelStatus = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'closing';
 
