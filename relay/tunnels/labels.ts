@@ -17,6 +17,21 @@ export function randomLabel(random: (n: number) => Buffer = randomBytes): string
   return out;
 }
 
+/**
+ * True if `name` has the shape of a random label: exactly RANDOM_LABEL_LENGTH symbols of
+ * ALPHABET, the first a letter. Names people choose can never have this shape, so the
+ * space of ephemeral hostnames and the space of named tunnels cannot meet: nobody can
+ * reserve an ephemeral tunnel's hostname while its owner is away (a network drop, a
+ * relay restart), and the owner's resume token always gets it back.
+ */
+export function hasRandomLabelShape(name: string): boolean {
+  return RANDOM_LABEL_SHAPE.test(name);
+}
+
+const RANDOM_LABEL_SHAPE = new RegExp(
+  `^[${ALPHABET.slice(0, 24)}][${ALPHABET}]{${RANDOM_LABEL_LENGTH - 1}}$`,
+);
+
 /** Labels the relay keeps for itself. */
 export const RESERVED_LABELS = new Set([
   'www',
@@ -43,5 +58,8 @@ export function invalidNameReason(name: string): string | undefined {
   if (name.startsWith('-') || name.endsWith('-')) return 'names cannot start or end with a hyphen';
   if (name.slice(2, 4) === '--') return 'names cannot have hyphens in the 3rd and 4th positions';
   if (RESERVED_LABELS.has(name)) return `'${name}' is reserved by the relay`;
+  if (hasRandomLabelShape(name)) {
+    return `${RANDOM_LABEL_LENGTH}-character names made only of letters and the digits 2-9 (no l, o) are kept for random tunnel hostnames: add a hyphen, or use another length`;
+  }
   return undefined;
 }

@@ -52,4 +52,6 @@ t.test('name rules', async (t) => {
   t.match(invalidNameReason('-abc'), /hyphen/);
   t.match(invalidNameReason('xn--abc'), /3rd and 4th/);
   t.match(invalidNameReason('admin'), /reserved/);
+  t.match(invalidNameReason('abcdefghij'), /random tunnel hostnames/);
+  t.equal(invalidNameReason('abcdefghi-j'), undefined);
 });
