@@ -2,7 +2,15 @@
  * The tunnel client's event stream: what views (TUI, text and JSON lines) consume.
  * Event names follow the CLI contract (`ready`, `request`, `reconnecting`).
  */
-export type TunnelEvent =
+export type TunnelEvent = TunnelEventBody & {
+  /**
+   * The tunnel's name in the config file (`quick-tunnel start`), on every event of that
+   * tunnel; absent for a single tunnel from the command line.
+   */
+  tunnel?: string;
+};
+
+type TunnelEventBody =
   | { event: 'connecting'; relay: string; attempt: number }
   | {
       event: 'ready';

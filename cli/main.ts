@@ -366,7 +366,9 @@ main(hideBin(process.argv)).then(
       process.exit(1);
     }
     if (err instanceof QuickTunnelError) {
-      process.stderr.write(`error: ${err.message}\n`);
+      process.stderr.write(
+        `error: ${err.message}\n${err.hint === undefined ? '' : `hint: ${err.hint}\n`}`,
+      );
       process.exit(1);
     }
     process.stderr.write(

@@ -7,16 +7,19 @@ export class QuickTunnelError extends Error {
   readonly code: string;
   /** True when the same operation may succeed later (network, goaway, timeouts). */
   readonly retryable: boolean;
+  /** What to try, when the message alone does not say it (absent otherwise). */
+  readonly hint: string | undefined;
 
   constructor(
     code: string,
     message: string,
-    options: { cause?: unknown; retryable?: boolean } = {},
+    options: { cause?: unknown; retryable?: boolean; hint?: string | undefined } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.retryable = options.retryable ?? false;
+    this.hint = options.hint;
   }
 }
 
@@ -36,8 +39,8 @@ export class AuthError extends QuickTunnelError {
 
 /** Invalid flags, config file or environment. */
 export class ConfigError extends QuickTunnelError {
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super('QT_ERR_CONFIG', message, { cause: options.cause, retryable: false });
+  constructor(message: string, options: { cause?: unknown; hint?: string | undefined } = {}) {
+    super('QT_ERR_CONFIG', message, { cause: options.cause, retryable: false, hint: options.hint });
   }
 }
 

@@ -91,6 +91,11 @@ export interface OriginProxyOptions {
    * views need none of it).
    */
   capture?: boolean | { bodyLimitBytes?: number };
+  /**
+   * Numbers requests (`id` in events). Default: 1, 2, 3… per proxy; proxies that serve
+   * one tunnel (path routes) share one counter so ids stay unique in its views.
+   */
+  nextId?: () => number;
   /** Clock and timers (tests). Default: real, unref'd timers. */
   timers?: ProxyTimers;
 }
@@ -130,7 +135,7 @@ export class OriginProxy {
   private preferredAddress: string | undefined;
   private unreachableWarned = false;
   private hostHintSent = false;
-  private nextId = 1;
+  private readonly nextId: () => number;
   private closed = false;
 
   constructor(options: OriginProxyOptions) {
@@ -141,6 +146,8 @@ export class OriginProxy {
       options.responseHeadTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.responseHeadTimeoutMs;
     this.timers = options.timers ?? realTimers;
     this.onEvent = options.onEvent ?? (() => {});
+    let id = 1;
+    this.nextId = options.nextId ?? (() => id++);
     this.captureBodyBytes =
       options.capture === undefined || options.capture === false
         ? undefined
@@ -202,7 +209,7 @@ export class OriginProxy {
       stream.reset(ErrorCode.PROTOCOL_ERROR, 'stream metadata is not a request head');
       return;
     }
-    const exchange = new Exchange(this, stream, head, this.nextId++);
+    const exchange = new Exchange(this, stream, head, this.nextId());
     this.exchanges.set(exchange.id, exchange);
     exchange.start();
   }

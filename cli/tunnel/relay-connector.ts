@@ -1,0 +1,106 @@
+/**
+ * How a tunnel reaches its relay: a remote relay over a TLS WebSocket, or the relay
+ * embedded in this process (no relay configured). Every tunnel of one process that has
+ * no relay shares one embedded relay, started with the first and stopped with the last,
+ * so a config with several tunnels (or a test opening several) serves them all on one
+ * local port.
+ */
+import type { Agent } from 'node:http';
+import { memoryTransportPair } from '../../shared/mux/transport.js';
+import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
+import type { Relay } from '../../relay/index.js';
+import { dialRelay, handshake, type TunnelConnection } from './client.js';
+
+export interface RelayConnector {
+  /** How messages name the relay: `tunnel.example.com`, `local relay on 127.0.0.1:PORT`. */
+  readonly label: string;
+  /** True for the embedded relay: its URLs work on this machine only. */
+  readonly local: boolean;
+  /** Sessions each tunnel keeps open (HA); 1 for the embedded relay (nothing to fail over to). */
+  readonly connections: number;
+  connect(request: TunnelRequest): Promise<TunnelConnection>;
+  /** Done with it (the embedded relay stops once its last user released it). Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface RemoteRelayOptions {
+  relay: URL;
+  /** Extra CA / the relay's self-signed certificate (PEM). */
+  ca?: string | undefined;
+  insecure?: boolean | undefined;
+  agent?: Agent | undefined;
+  connections: number;
+}
+
+export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
+  return {
+    label: opts.relay.host,
+    local: false,
+    connections: opts.connections,
+    connect: (request) =>
+      dialRelay({
+        relay: opts.relay,
+        request,
+        ca: opts.ca,
+        insecure: opts.insecure === true,
+        agent: opts.agent,
+      }),
+    release: () => Promise.resolve(),
+  };
+}
+
+/** The embedded relay, shared by this process's tunnels; created on first use. */
+let shared: { relay: Promise<Relay>; users: number } | undefined;
+/** The previous embedded relay's close, which a new one waits for. */
+let closing: Promise<void> = Promise.resolve();
+
+/**
+ * The embedded default: a relay in this process, plain HTTP on 127.0.0.1, domain
+ * `localhost` (browsers and curl resolve *.localhost to loopback). Tunnels talk to it
+ * in memory: no socket, no TLS between the two.
+ */
+export async function embeddedRelay(): Promise<RelayConnector> {
+  if (shared === undefined) {
+    const starting = closing.then(async () => {
+      const { startRelay } = await import('../../relay/index.js');
+      return startRelay({
+        domain: 'localhost',
+        host: '127.0.0.1',
+        httpsPort: null,
+        httpPort: 0,
+        dataDir: null,
+        tokens: [],
+      });
+    });
+    shared = { relay: starting, users: 0 };
+  }
+  const entry = shared;
+  entry.users++;
+  let relay: Relay;
+  try {
+    relay = await entry.relay;
+  } catch (err) {
+    if (shared === entry) shared = undefined;
+    throw err;
+  }
+  let released = false;
+  return {
+    label: `local relay on 127.0.0.1:${relay.httpPort}`,
+    local: true,
+    connections: 1,
+    connect: (request) => {
+      const [clientSide, relaySide] = memoryTransportPair();
+      relay.attach(relaySide);
+      return handshake(clientSide, request);
+    },
+    release: async () => {
+      if (released) return;
+      released = true;
+      entry.users--;
+      if (entry.users > 0 || shared !== entry) return;
+      shared = undefined;
+      closing = relay.close(2_000);
+      await closing;
+    },
+  };
+}
