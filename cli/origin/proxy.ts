@@ -460,7 +460,15 @@ class Exchange {
   private buildHeaders(): HeaderPairs {
     const { head, proxy } = this;
     // The relay already removed hop-by-hop headers; do it again rather than trust the wire.
-    const pairs = endToEndHeaders(flattenHeaders(head.headers), head.upgrade);
+    let pairs = endToEndHeaders(flattenHeaders(head.headers), head.upgrade);
+    if (head.upgrade) {
+      // An upgrade is sent without a body (the stream carries bytes only after a 101):
+      // never a length without its bytes, whatever a relay sends.
+      pairs = pairs.filter(([k]) => {
+        const lower = k.toLowerCase();
+        return lower !== 'content-length' && lower !== 'transfer-encoding';
+      });
+    }
     const mode = proxy.hostHeaderMode;
     const value =
       mode === 'preserve' ? undefined : mode === 'rewrite' ? proxy.target.hostHeader : mode.value;
@@ -486,7 +494,9 @@ class Exchange {
       return;
     }
     const options: https.RequestOptions = {
-      agent: fresh ? proxy.freshAgent : proxy.pooledAgent,
+      // An upgrade's connection is never pooled, whatever the answer: after a refusal
+      // (non-101) the origin may still be waiting for bytes the exchange never sent.
+      agent: fresh || head.upgrade ? proxy.freshAgent : proxy.pooledAgent,
       host: proxy.target.hostname,
       port: proxy.target.port,
       method: head.method,
@@ -693,6 +703,8 @@ class Exchange {
       return;
     }
     this.res = res;
+    // A refused upgrade: its connection ends with the answer (see dispatch()).
+    if (this.head.upgrade) res.once('end', () => res.socket?.destroy());
     const body = this.beginResponse(
       res.statusCode ?? 502,
       res.statusMessage,

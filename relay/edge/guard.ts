@@ -81,6 +81,18 @@ export function guardRequest(
       page: refuse(501, 'Not Implemented', `unsupported Transfer-Encoding '${te.slice(0, 64)}'`),
     };
   }
+  // An upgrade's body would only follow the 101 as raw bytes, but its Content-Length
+  // would travel on in the head: a length without its bytes, which an origin that
+  // discards unread bodies reads from the next request on that connection (smuggling).
+  // No upgrade (WebSocket, h2c) carries a request body: refuse the ambiguity.
+  if (
+    (req as IncomingMessage & { upgrade?: boolean }).upgrade === true &&
+    upgradeCarriesBody(req)
+  ) {
+    return {
+      page: refuse(400, 'Bad Request', 'an upgrade request cannot carry a body'),
+    };
+  }
   let hostCount = 0;
   let hostValue: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -142,4 +154,10 @@ export function originForm(url: string): string {
   } catch {
     return '/';
   }
+}
+
+/** True if an upgrade request announces a body (a non-zero length or any transfer coding). */
+function upgradeCarriesBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }

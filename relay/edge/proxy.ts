@@ -66,6 +66,9 @@ export function buildRequestHead(
       continue;
     // The tunnel's own password (--basic-auth) never reaches the app, its logs or the TUI.
     if (stripAuthorization && lower === 'authorization') continue;
+    // An upgrade carries no body (the guard refused one that announced any): no length
+    // goes on without its bytes.
+    if (upgrade && (lower === 'content-length' || lower === 'transfer-encoding')) continue;
     headers.push(pair);
   }
   const remoteAddress = req.socket.remoteAddress ?? '';
