@@ -19,6 +19,8 @@ export interface Environment {
   relay: string | undefined;
   token: string | undefined;
   configDir: string;
+  /** `QUICK_TUNNEL_LAN_ADDRESS`: the address `--lan` uses instead of the detected one. */
+  lanAddress: string | undefined;
   noColor: boolean;
   /**
    * Running under CI (`CI` / `CONTINUOUS_INTEGRATION` set, not 0/false): Ink draws
@@ -37,6 +39,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     relay: env['QUICK_TUNNEL_RELAY'] || undefined,
     token: env['QUICK_TUNNEL_TOKEN'] || undefined,
     configDir: env['QUICK_TUNNEL_CONFIG_DIR'] || path.join(configHome, 'quick-tunnel'),
+    lanAddress: env['QUICK_TUNNEL_LAN_ADDRESS'] || undefined,
     noColor: env['NO_COLOR'] !== undefined && env['NO_COLOR'] !== '',
     ci: ['CI', 'CONTINUOUS_INTEGRATION'].some(
       (k) => env[k] !== undefined && env[k] !== '0' && env[k] !== 'false',

@@ -23,6 +23,13 @@ type TunnelEventBody =
       target: string;
       /** True for the embedded local relay: the URL works on this machine only. */
       local: boolean;
+      /**
+       * Embedded relay: the same tunnel at `http://127.0.0.1:PORT` (also in `urls`), for
+       * HTTP clients that cannot resolve `*.localhost`.
+       */
+      directUrl?: string;
+      /** `--lan`: the URL for other devices on this network (phones on the same Wi-Fi). */
+      lanUrl?: string;
       connections: number;
     }
   | {

@@ -63,6 +63,12 @@ function exposeOptions<T>(y: Argv<T>) {
       type: 'boolean',
       default: true,
       describe: 'colour output (--no-color; NO_COLOR respected)',
+    })
+    .option('lan', {
+      type: 'boolean',
+      default: false,
+      describe:
+        "embedded relay: also serve on this machine's LAN address (anyone on the network can open it)",
     });
 }
 
@@ -79,6 +85,7 @@ interface ExposeArgs {
   color: boolean;
   'basic-auth': string | undefined;
   'allow-ip': unknown;
+  lan: boolean;
 }
 
 function exposeFlags(args: ExposeArgs) {
@@ -94,6 +101,7 @@ function exposeFlags(args: ExposeArgs) {
     color: args.color,
     basicAuth: args['basic-auth'],
     allowIp: collect(args['allow-ip']),
+    lan: args.lan,
   };
 }
 

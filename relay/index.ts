@@ -20,7 +20,7 @@ import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
 import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/guard.js';
-import { routeHost } from './edge/host.js';
+import { routeHost, soleTunnelRoute } from './edge/host.js';
 import { RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
 import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
@@ -74,6 +74,13 @@ export interface RelayConfig {
   adminTokens?: readonly string[];
   /** Named-tunnel store; default: `tunnels.json` in the data dir (memory without one). */
   store?: TunnelStore;
+  /**
+   * Embedded relay: a Host that is an IP address (`http://127.0.0.1:PORT/`) reaches the
+   * one tunnel instead of the relay's own pages (see soleTunnelRoute). Default false.
+   */
+  soleTunnelOnIpHosts?: boolean;
+  /** More addresses the plain-HTTP listener also binds, on the same port (`--lan`). */
+  extraHttpHosts?: readonly string[];
 }
 
 export interface Relay {
@@ -193,6 +200,13 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       }),
     );
     return admin;
+  };
+
+  const routeFor = (host: string | undefined) => {
+    const route = routeHost(host, domain);
+    return config.soleTunnelOnIpHosts === true
+      ? soleTunnelRoute(host, route, domain, registry)
+      : route;
   };
 
   const guardLimits: GuardLimits = {
@@ -341,7 +355,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendError(res, req.headers, guarded.page);
         return;
       }
-      const route = routeHost(guarded.host, domain);
+      const route = routeFor(guarded.host);
       if (route.kind === 'apex') {
         adminApp().then(
           (app) => app.routing(req, res),
@@ -393,7 +407,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendRawError(socket, req.headers, guarded.page);
         return;
       }
-      const route = routeHost(guarded.host, domain);
+      const route = routeFor(guarded.host);
       if (route.kind === 'apex') {
         const pathname = (req.url ?? '').split('?')[0];
         if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
@@ -443,13 +457,17 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   };
 
   const servers: (http.Server | https.Server)[] = [];
-  const listen = async (server: http.Server | https.Server, port: number): Promise<number> => {
+  const listen = async (
+    server: http.Server | https.Server,
+    port: number,
+    host = config.host,
+  ): Promise<number> => {
     // One more than the guard allows, so a request over the limit is seen (Node drops
     // headers past maxHeadersCount silently) and refused with 431.
     server.maxHeadersCount = guardLimits.maxHeaders + 1;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, config.host, () => {
+      server.listen(port, host, () => {
         server.off('error', reject);
         resolve();
       });
@@ -479,6 +497,11 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       const server = http.createServer(serverOptions, makeHandler('http'));
       server.on('upgrade', makeUpgradeHandler('http'));
       ports.http = await listen(server, config.httpPort);
+      for (const host of config.extraHttpHosts ?? []) {
+        const extra = http.createServer(serverOptions, makeHandler('http'));
+        extra.on('upgrade', makeUpgradeHandler('http'));
+        await listen(extra, ports.http, host);
+      }
     }
   } catch (err) {
     for (const s of servers) s.close();

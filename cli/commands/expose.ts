@@ -12,12 +12,13 @@ import {
   readConfigFile,
   readEnvironment,
 } from '../config.js';
-import type { EventSink } from '../events.js';
+import type { EventSink, TunnelEvent } from '../events.js';
 import { parseTarget } from '../origin/target.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
 import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
+import { lanAddress } from '../tunnel/lan.js';
 import { lineView } from '../ui/lines.js';
 import type { TuiHandle } from '../ui/tui/index.js';
 
@@ -39,6 +40,8 @@ export interface ExposeOptions {
   basicAuth?: string | undefined;
   /** Visitor addresses/CIDRs allowed (enforced by the relay). */
   allowIp?: string[] | undefined;
+  /** Embedded relay: also listen on this machine's LAN address (`--lan`). */
+  lan?: boolean | undefined;
 }
 
 export async function runExpose(opts: ExposeOptions): Promise<number> {
@@ -69,8 +72,15 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
 
   let relay: RelayConnector;
   if (relayInput === undefined) {
-    relay = await embeddedRelay();
+    relay = await embeddedRelay({
+      lanHost: opts.lan === true ? lanAddress(env.lanAddress) : undefined,
+    });
   } else {
+    if (opts.lan === true) {
+      throw new ConfigError('--lan is for the embedded local relay, not with a relay server', {
+        hint: `the URL ${relayInput} gives already works for anyone who can reach that relay; drop --lan`,
+      });
+    }
     const relayUrl = parseRelayUrl(relayInput);
     const proxy = proxyFor(relayUrl, env);
     if (proxy !== undefined)
@@ -97,7 +107,11 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     !env.ci;
   const lines = useTui ? undefined : lineView(opts.log ?? 'text');
   let tui: TuiHandle | undefined;
-  const emit: EventSink = (e) => (tui !== undefined ? tui.tunnelEvent(e) : lines?.(e));
+  const emit: EventSink = (event) => {
+    const e = withLocalUrls(event, relay);
+    if (tui !== undefined) tui.tunnelEvent(e);
+    else lines?.(e);
+  };
 
   const runner = new TunnelRunner(
     {
@@ -181,4 +195,15 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       () => stop(1),
     );
   });
+}
+
+/**
+ * The embedded relay serves this command's one tunnel at http://127.0.0.1:PORT too (and
+ * on the LAN address with --lan): `ready` carries those URLs.
+ */
+function withLocalUrls(e: TunnelEvent, relay: RelayConnector): TunnelEvent {
+  if (e.event !== 'ready' || relay.directUrl === undefined) return e;
+  const out: TunnelEvent = { ...e, urls: [...e.urls, relay.directUrl], directUrl: relay.directUrl };
+  if (relay.lanUrl !== undefined) out.lanUrl = relay.lanUrl;
+  return out;
 }

@@ -18,6 +18,13 @@ export interface RelayConnector {
   readonly local: boolean;
   /** Sessions each tunnel keeps open (HA); 1 for the embedded relay (nothing to fail over to). */
   readonly connections: number;
+  /**
+   * Embedded relay: `http://127.0.0.1:PORT`, where a process's only tunnel is also served
+   * for clients that cannot resolve `*.localhost` (Node's fetch, Python, wget).
+   */
+  readonly directUrl?: string;
+  /** Embedded relay with `--lan`: the same on this machine's LAN address. */
+  readonly lanUrl?: string;
   connect(request: TunnelRequest): Promise<TunnelConnection>;
   /** Done with it (the embedded relay stops once its last user released it). Idempotent. */
   release(): Promise<void>;
@@ -59,7 +66,12 @@ let closing: Promise<void> = Promise.resolve();
  * `localhost` (browsers and curl resolve *.localhost to loopback). Tunnels talk to it
  * in memory: no socket, no TLS between the two.
  */
-export async function embeddedRelay(): Promise<RelayConnector> {
+export async function embeddedRelay(
+  options: {
+    /** Also listen on this LAN address (`--lan`); applies when this call starts the relay. */
+    lanHost?: string | undefined;
+  } = {},
+): Promise<RelayConnector> {
   if (shared === undefined) {
     const starting = closing.then(async () => {
       const { startRelay } = await import('../../relay/index.js');
@@ -70,6 +82,8 @@ export async function embeddedRelay(): Promise<RelayConnector> {
         httpPort: 0,
         dataDir: null,
         tokens: [],
+        soleTunnelOnIpHosts: true,
+        extraHttpHosts: options.lanHost === undefined ? [] : [options.lanHost],
       });
     });
     shared = { relay: starting, users: 0 };
@@ -88,6 +102,10 @@ export async function embeddedRelay(): Promise<RelayConnector> {
     label: `local relay on 127.0.0.1:${relay.httpPort}`,
     local: true,
     connections: 1,
+    directUrl: `http://127.0.0.1:${relay.httpPort}`,
+    ...(options.lanHost === undefined
+      ? {}
+      : { lanUrl: `http://${hostForUrl(options.lanHost)}:${relay.httpPort}` }),
     connect: (request) => {
       const [clientSide, relaySide] = memoryTransportPair();
       relay.attach(relaySide);
@@ -103,4 +121,8 @@ export async function embeddedRelay(): Promise<RelayConnector> {
       await closing;
     },
   };
+}
+
+function hostForUrl(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
 }

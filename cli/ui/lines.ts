@@ -5,6 +5,7 @@
  */
 import { writeSync } from 'node:fs';
 import type { TunnelEvent } from '../events.js';
+import { qrLines } from './tui/qr.js';
 
 export type LineFormat = 'text' | 'json';
 
@@ -49,6 +50,29 @@ function formatBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+/**
+ * What the embedded relay's URLs are good for: `*.localhost` resolves in browsers and
+ * curl only; http://127.0.0.1:PORT works in any HTTP client. Both are this machine's.
+ */
+export function localUrlsNote(url: string, directUrl: string | undefined): string {
+  if (directUrl === undefined) return LOCAL_ONLY_NOTE;
+  return (
+    `These URLs are local-only: they work on this machine, not for others. ${url} works in ` +
+    `browsers and curl; ${directUrl} works in any HTTP client (Node's fetch, Python, wget, ` +
+    "webhook senders' test tools), which cannot resolve *.localhost. To share it, run a relay " +
+    'on a server (`quick-tunnel relay --domain tunnel.example.com`) and pass ' +
+    '`--relay https://tunnel.example.com`.'
+  );
+}
+
+/** `--lan`: who can reach the LAN URL. */
+export function lanNote(lanUrl: string): string {
+  return (
+    `${lanUrl} works for other devices on this network (a phone on the same Wi-Fi): ANYONE ` +
+    'on the network can open it. Protect it with --basic-auth USER:PASS or --allow-ip.'
+  );
+}
+
 export const LOCAL_ONLY_NOTE =
   'This URL is local-only: it works on this machine, not for others. To share it, run a relay ' +
   'on a server (`quick-tunnel relay --domain tunnel.example.com`) and pass ' +
@@ -65,7 +89,8 @@ export function lineView(
       // are too chatty for logs.
       if (e.event === 'connecting' || e.event === 'request-start' || e.event === 'rtt') return;
       writer.out(JSON.stringify({ time: new Date().toISOString(), ...e }));
-      if (e.event === 'ready' && e.local) writer.err(LOCAL_ONLY_NOTE);
+      if (e.event === 'ready' && e.local) writer.err(localUrlsNote(e.url, e.directUrl));
+      if (e.event === 'ready' && e.lanUrl !== undefined) writer.err(lanNote(e.lanUrl));
     };
   }
   return (e) => {
@@ -76,7 +101,12 @@ export function lineView(
       case 'ready': {
         writer.out(`Forwarding ${e.url} -> ${e.target}`);
         for (const url of e.urls.slice(1)) writer.out(`Also at   ${url} -> ${e.target}`);
-        if (e.local) writer.err(LOCAL_ONLY_NOTE);
+        if (e.lanUrl !== undefined) writer.out(`On the LAN ${e.lanUrl} -> ${e.target}`);
+        if (e.local) writer.err(localUrlsNote(e.url, e.directUrl));
+        if (e.lanUrl !== undefined) {
+          writer.err(lanNote(e.lanUrl));
+          for (const line of qrLines(e.lanUrl)) writer.err(line);
+        }
         return;
       }
       case 'request': {

@@ -39,11 +39,36 @@ export function routeHost(host: string | undefined, domain: string): Route {
   if (host === domain) return { kind: 'apex' };
   // An IP literal names the relay machine itself (health checks, direct probes),
   // never a tunnel.
-  if (host.startsWith('[') || /^\d{1,3}(\.\d{1,3}){3}$/.test(host)) return { kind: 'apex' };
+  if (isIpLiteral(host)) return { kind: 'apex' };
   const suffix = `.${domain}`;
   if (host.endsWith(suffix)) {
     const label = host.slice(0, -suffix.length);
     if (label !== '' && !label.includes('.')) return { kind: 'tunnel', label, hostname: host };
   }
   return { kind: 'unknown', host };
+}
+
+/** True for a normalised host that is an IP address (`127.0.0.1`, `[::1]`). */
+export function isIpLiteral(host: string): boolean {
+  return host.startsWith('[') || /^\d{1,3}(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * The embedded relay's direct address: a Host that is an IP literal
+ * (`127.0.0.1:PORT`, the LAN address with `--lan`) goes to the relay's one tunnel, for
+ * clients that cannot resolve `*.localhost` (Node's fetch, Python, wget). With no tunnel,
+ * or several, it stays the relay's own host.
+ */
+export function soleTunnelRoute(
+  host: string | undefined,
+  route: Route,
+  domain: string,
+  tunnels: { size: number; tunnels(): IterableIterator<{ label: string }> },
+): Route {
+  if (route.kind !== 'apex' || host === undefined || !isIpLiteral(host) || tunnels.size !== 1) {
+    return route;
+  }
+  const only = tunnels.tunnels().next().value;
+  if (only === undefined) return route;
+  return { kind: 'tunnel', label: only.label, hostname: `${only.label}.${domain}` };
 }

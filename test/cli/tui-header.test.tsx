@@ -135,3 +135,30 @@ t.test('a short terminal keeps only the status line above the list', async (t) =
   t.match(frame, /● online/);
   t.equal(frame.split('\n').length, 8, 'fills the given height');
 });
+
+t.test('embedded relay: 127.0.0.1 URL and, with --lan, the LAN URL and its QR code', async (t) => {
+  const { store } = makeStore();
+  store.onTunnelEvent({
+    event: 'ready',
+    url: 'http://k3mzq7x2ab.localhost:41234',
+    urls: ['http://k3mzq7x2ab.localhost:41234', 'http://127.0.0.1:41234'],
+    directUrl: 'http://127.0.0.1:41234',
+    lanUrl: 'http://192.168.1.20:41234',
+    hostname: 'k3mzq7x2ab.localhost',
+    kind: 'ephemeral',
+    relay: 'local relay on 127.0.0.1:41234',
+    target: 'localhost:3000',
+    local: true,
+    connections: 1,
+  });
+  const app = renderApp(t, { store, height: 40 });
+  const frame = await app.frame(/online/);
+  t.match(
+    frame,
+    /http:\/\/127\.0\.0\.1:41234 → localhost:3000 \(any HTTP client on this machine\)/,
+  );
+  t.match(frame, /LAN\s+http:\/\/192\.168\.1\.20:41234 \(anyone on this network/);
+  await app.press('o');
+  const qr = await app.frame(/Anyone on this network can open it/);
+  t.match(qr, /http:\/\/192\.168\.1\.20:41234/);
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { normalizeHost, routeHost } from '../../relay/edge/host.js';
+import { normalizeHost, routeHost, soleTunnelRoute } from '../../relay/edge/host.js';
 import { invalidNameReason, randomLabel, RANDOM_LABEL_LENGTH } from '../../relay/tunnels/labels.js';
 
 t.test('normalizeHost strips the port, case and one trailing dot', async (t) => {
@@ -54,4 +54,32 @@ t.test('name rules', async (t) => {
   t.match(invalidNameReason('admin'), /reserved/);
   t.match(invalidNameReason('abcdefghij'), /random tunnel hostnames/);
   t.equal(invalidNameReason('abcdefghi-j'), undefined);
+});
+
+t.test('soleTunnelRoute: an IP host reaches the only tunnel (embedded relay)', async (t) => {
+  const d = 'localhost';
+  const registry = (labels: string[]) => ({
+    size: labels.length,
+    tunnels: () => labels.map((label) => ({ label }))[Symbol.iterator](),
+  });
+  const route = (host: string, labels: string[]) =>
+    soleTunnelRoute(host, routeHost(host, d), d, registry(labels));
+  t.same(route('127.0.0.1', ['k3mzq7x2ab']), {
+    kind: 'tunnel',
+    label: 'k3mzq7x2ab',
+    hostname: 'k3mzq7x2ab.localhost',
+  });
+  t.same(route('[::1]', ['k3mzq7x2ab']), {
+    kind: 'tunnel',
+    label: 'k3mzq7x2ab',
+    hostname: 'k3mzq7x2ab.localhost',
+  });
+  t.same(route('127.0.0.1', []), { kind: 'apex' }, 'no tunnel: the relay itself');
+  t.same(route('127.0.0.1', ['aaa', 'bbb']), { kind: 'apex' }, 'several: the relay itself');
+  t.same(route('localhost', ['k3mzq7x2ab']), { kind: 'apex' }, 'the domain stays the relay');
+  t.same(route('zzz.localhost', ['k3mzq7x2ab']), {
+    kind: 'tunnel',
+    label: 'zzz',
+    hostname: 'zzz.localhost',
+  });
 });

@@ -127,7 +127,7 @@ function curlLines(
 
 function qrPanelLines(
   url: string | undefined,
-  local: boolean,
+  local: boolean | 'lan',
   width: number,
   height: number,
   paint: Paint,
@@ -141,22 +141,33 @@ function qrPanelLines(
   const qrWidth = code[0]?.length ?? 0;
   const lines = [
     compose(paint, [{ text: printable(url), bold: true }], width),
-    local
+    local === 'lan'
       ? compose(
           paint,
           [
             {
-              text: 'This URL is local-only: a phone cannot open it. Use a relay on a server.',
+              text: 'Anyone on this network can open it: scan with a phone on the same Wi-Fi.',
               fg: 'yellow',
             },
           ],
           width,
         )
-      : compose(
-          paint,
-          [{ text: 'Scan with a phone camera to open the tunnel.', dim: true }],
-          width,
-        ),
+      : local
+        ? compose(
+            paint,
+            [
+              {
+                text: 'This URL is local-only: a phone cannot open it. Use a relay on a server.',
+                fg: 'yellow',
+              },
+            ],
+            width,
+          )
+        : compose(
+            paint,
+            [{ text: 'Scan with a phone camera to open the tunnel.', dim: true }],
+            width,
+          ),
   ];
   if (qrWidth <= width && code.length + 2 <= height) {
     // Light modules are blocks: white on black when colours are on, else the
@@ -403,7 +414,14 @@ function Screen(props: AppProps) {
     top = [statusLine(store, width, paint)];
     middleHeight = viewHeight;
     if (mode.kind === 'qr') {
-      middle = qrPanelLines(store.tunnel.url, store.tunnel.local, width, viewHeight, paint);
+      const lanUrl = store.tunnel.lanUrl;
+      middle = qrPanelLines(
+        lanUrl ?? store.tunnel.url,
+        lanUrl === undefined ? store.tunnel.local : 'lan',
+        width,
+        viewHeight,
+        paint,
+      );
     } else {
       const scroll = Math.min(ui.scroll, maxScroll());
       middle = pageLines()

@@ -78,11 +78,25 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
             : { text: printable(url), fg: 'cyan' },
           target !== '' ? ` → ${printable(target)}` : '',
           i === 0 && t.local ? { text: ' (local only: this machine)', dim: true } : '',
+          i === 1 && t.local ? { text: ' (any HTTP client on this machine)', dim: true } : '',
         ],
         width,
       ),
     );
   });
+  if (t.lanUrl !== undefined) {
+    lines.push(
+      compose(
+        paint,
+        [
+          label('LAN'),
+          { text: printable(t.lanUrl), fg: 'cyan' },
+          { text: ' (anyone on this network; o: QR code)', fg: 'yellow' },
+        ],
+        width,
+      ),
+    );
+  }
   const relay = [
     printable(t.relay ?? ''),
     rtt !== undefined ? `rtt ${Math.round(rtt)} ms` : undefined,
@@ -126,5 +140,6 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
 /** Lines the full header takes (the list gets the rest). */
 export function headerHeight(store: TuiStore): number {
   const urls = Math.max(1, Math.min(2, store.tunnel.urls.length));
-  return 1 + urls + 2 + (store.notices.length > 0 ? 1 : 0);
+  const lan = store.tunnel.lanUrl !== undefined ? 1 : 0;
+  return 1 + urls + lan + 2 + (store.notices.length > 0 ? 1 : 0);
 }

@@ -55,6 +55,8 @@ export interface TunnelInfo {
   relay: string | undefined;
   target: string | undefined;
   local: boolean;
+  /** `--lan`: the URL other devices on this network open. */
+  lanUrl?: string | undefined;
   connectionsWanted: number;
   /** From events, when no live source is given. */
   connectionsLive: number;
@@ -287,6 +289,7 @@ export class TuiStore {
         t.relay = e.relay;
         t.target = e.target;
         t.local = e.local;
+        t.lanUrl = e.lanUrl;
         t.connectionsWanted = e.connections;
         t.connectionsLive = 1;
         t.onlineSince = this.now();
