@@ -7,7 +7,13 @@
 import dns from 'node:dns';
 import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
-import { AuthError, ConnectionError, QuickTunnelError, errnoCode } from '../../shared/errors.js';
+import {
+  AuthError,
+  ConfigError,
+  ConnectionError,
+  QuickTunnelError,
+  errnoCode,
+} from '../../shared/errors.js';
 import { MuxSession, type MuxOptions } from '../../shared/mux/session.js';
 import {
   tunnelClientWsOptions,
@@ -28,6 +34,12 @@ export interface DialOptions {
   ca?: string | undefined;
   /** Skip verification of the relay's certificate (dangerous; explicit flag only). */
   insecure?: boolean;
+  /**
+   * Trust exactly the relay certificate with this SHA-256 fingerprint (normalized, see
+   * normalizeFingerprint), whoever signed it: checked before anything is sent on the
+   * connection.
+   */
+  fingerprint256?: string | undefined;
   /** An http.Agent that goes through an HTTP proxy (HTTPS_PROXY), if any. */
   agent?: import('node:http').Agent | undefined;
   connectTimeoutMs?: number;
@@ -90,9 +102,31 @@ function clientOptions(opts: DialOptions): WebSocket.ClientOptions {
     noDelay: true,
   } as WebSocket.ClientOptions;
   if (opts.ca !== undefined) o.ca = opts.ca;
-  if (opts.insecure === true) o.rejectUnauthorized = false;
+  // A pinned fingerprint replaces the CA check (a self-signed relay has no CA); it is
+  // checked on the upgrade response, before the hello carries any credential.
+  if (opts.insecure === true || opts.fingerprint256 !== undefined) o.rejectUnauthorized = false;
   if (opts.agent !== undefined) o.agent = opts.agent;
   return o;
+}
+
+/**
+ * A SHA-256 fingerprint in canonical form (64 lower-case hex digits) from how people
+ * write it: `AB:CD:…` (openssl, browsers, the relay's banner), bare hex, with an optional
+ * `SHA256:` prefix, or SSH-style base64 after `SHA256:`.
+ */
+export function normalizeFingerprint(input: string): string {
+  let text = input.trim();
+  const prefixed = /^sha-?256:/i.test(text);
+  if (prefixed) text = text.replace(/^sha-?256:/i, '');
+  const hex = text.replace(/:/g, '').toLowerCase();
+  if (/^[0-9a-f]{64}$/.test(hex)) return hex;
+  if (prefixed && /^[A-Za-z0-9+/]{43}=?$/.test(text)) {
+    const bytes = Buffer.from(text, 'base64');
+    if (bytes.length === 32) return bytes.toString('hex');
+  }
+  throw new ConfigError(`'${input}' is not a SHA-256 fingerprint`, {
+    hint: 'use the fingerprint the relay prints at start, e.g. SHA256:AB:CD:…:EF (32 bytes in hex)',
+  });
 }
 
 export function endpointUrl(relay: URL): string {
@@ -117,6 +151,30 @@ function openSocket(opts: DialOptions): Promise<WebSocket> {
       ws.removeAllListeners('unexpected-response');
       resolve(ws);
     });
+    const pinned = opts.fingerprint256;
+    if (pinned !== undefined) {
+      ws.once('upgrade', (res: IncomingMessage) => {
+        const socket = res.socket as import('node:tls').TLSSocket;
+        const seen =
+          typeof socket.getPeerCertificate === 'function'
+            ? socket.getPeerCertificate().fingerprint256
+            : undefined;
+        if (seen === undefined || normalizeFingerprint(seen) !== pinned) {
+          fail(
+            new QuickTunnelError(
+              'QT_ERR_TLS',
+              seen === undefined
+                ? `the relay at ${where} has no TLS certificate to check against the pinned fingerprint (use https://)`
+                : `the relay at ${where} presented a certificate with fingerprint ${seen}, not the pinned one`,
+              {
+                retryable: false,
+                hint: 'check the fingerprint the relay printed at start (its certificate may have been replaced), or someone is intercepting the connection',
+              },
+            ),
+          );
+        }
+      });
+    }
     ws.once('unexpected-response', (_req, res: IncomingMessage) => {
       res.resume();
       const status = res.statusCode ?? 0;

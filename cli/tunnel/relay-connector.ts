@@ -35,6 +35,8 @@ export interface RemoteRelayOptions {
   /** Extra CA / the relay's self-signed certificate (PEM). */
   ca?: string | undefined;
   insecure?: boolean | undefined;
+  /** Pinned certificate fingerprint (normalized). */
+  fingerprint256?: string | undefined;
   agent?: Agent | undefined;
   connections: number;
 }
@@ -50,6 +52,7 @@ export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
         request,
         ca: opts.ca,
         insecure: opts.insecure === true,
+        fingerprint256: opts.fingerprint256,
         agent: opts.agent,
       }),
     release: () => Promise.resolve(),
