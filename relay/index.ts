@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import { constants as http2Constants } from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -24,6 +25,17 @@ import { routeHost, soleTunnelRoute } from './edge/host.js';
 import { RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
 import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
+import {
+  HTTPS_ALPN_PROTOCOLS,
+  createH2Edge,
+  forwardH2Request,
+  routeAlpn,
+  sendH2Error,
+  serveApexH2,
+  type H2Edge,
+  type H2Limits,
+  type H2Request,
+} from './edge/h2.js';
 import { RelayStats } from './stats.js';
 import { NamedTunnels } from './tunnels/named.js';
 import { TunnelRegistry } from './tunnels/registry.js';
@@ -81,6 +93,8 @@ export interface RelayConfig {
   soleTunnelOnIpHosts?: boolean;
   /** More addresses the plain-HTTP listener also binds, on the same port (`--lan`). */
   extraHttpHosts?: readonly string[];
+  /** HTTP/2 limits on the HTTPS listener (see relay/edge/h2.ts); false = HTTP/1.1 only. */
+  http2?: Partial<H2Limits> | false;
 }
 
 export interface Relay {
@@ -441,6 +455,53 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       });
     };
 
+  // HTTP/2 visitors (HTTPS only): the same guard, routing, access checks and limits
+  // as makeHandler, on the stream's h1-shaped view (relay/edge/h2.ts).
+  const handleH2 = (req: H2Request): void => {
+    const { stream, message } = req;
+    const guarded =
+      req.problem !== undefined ? { page: req.problem } : guardRequest(message, guardLimits);
+    if ('page' in guarded) {
+      sendH2Error(stream, message.headers, guarded.page);
+      return;
+    }
+    const route = routeFor(guarded.host);
+    if (route.kind === 'apex') {
+      adminApp()
+        .then((app) => serveApexH2(req, app))
+        .catch((err: unknown) => {
+          log.error({ err }, 'admin request over h2 failed');
+          if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+        });
+      return;
+    }
+    if (route.kind === 'unknown') {
+      sendH2Error(stream, message.headers, pages.unknownHost(route.host, domain));
+      return;
+    }
+    if (shuttingDown) {
+      sendH2Error(stream, message.headers, pages.shuttingDown());
+      return;
+    }
+    withSession(message, route.label, route.hostname, (session, page, strip) => {
+      if (session === undefined) {
+        sendH2Error(stream, message.headers, page ?? pages.noSuchTunnel(route.hostname));
+        return;
+      }
+      if (stream.destroyed) return; // the visitor cancelled while the tunnel was held
+      forwarding();
+      forwardH2Request(req, session, {
+        stripAuthorization: strip,
+        hostname: route.hostname,
+        scheme: 'https',
+        responseTimeoutMs,
+        onDone: onDone('https', route.hostname),
+        retrySession: () => registry.lookup(route.label)?.pickSession(),
+      });
+    });
+  };
+  let h2Edge: H2Edge | undefined;
+
   const serverOptions: http.ServerOptions = {
     keepAliveTimeout: config.keepAliveTimeoutMs ?? 65_000,
     headersTimeout: config.headersTimeoutMs ?? 15_000,
@@ -486,9 +547,23 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
           minVersion: 'TLSv1.2',
           // A client that connects and never finishes the TLS handshake is dropped.
           handshakeTimeout: 10_000,
+          ALPNProtocols: config.http2 === false ? ['http/1.1'] : HTTPS_ALPN_PROTOCOLS,
         },
         makeHandler('https'),
       );
+      if (config.http2 !== false) {
+        h2Edge = createH2Edge({
+          limits: {
+            idleTimeoutMs: config.keepAliveTimeoutMs ?? 65_000,
+            firstRequestTimeoutMs: config.headersTimeoutMs ?? 15_000,
+            maxHeaderPairs: guardLimits.maxHeaders + 8,
+            ...config.http2,
+          },
+          onRequest: handleH2,
+          onSessionError: (err) => log.debug({ err }, 'h2 visitor session'),
+        });
+        routeAlpn(server, h2Edge);
+      }
       server.on('upgrade', makeUpgradeHandler('https'));
       server.on('tlsClientError', () => {}); // handshake failures are the client's problem
       ports.https = await listen(server, config.httpsPort);
@@ -579,6 +654,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         shuttingDown = true;
         for (const s of servers) s.close();
         for (const s of servers) s.closeIdleConnections();
+        h2Edge?.close();
         registry.releaseAll();
         const drained = Promise.all([endpoint.drain(), whenNoInflight()]);
         let timer: NodeJS.Timeout | undefined;
@@ -587,6 +663,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         clearTimeout(timer);
         endpoint.close();
         for (const s of servers) s.closeAllConnections();
+        h2Edge?.destroyAll();
         if (admin !== undefined) await (await admin).close();
         await store.close();
         log.info({ event: 'stopped' }, 'relay stopped');
