@@ -198,31 +198,34 @@ export function createH2Edge(options: {
       timer.unref();
     };
 
-    session.on('stream', (stream: ServerHttp2Stream, headers: H2Headers, _flags: number, raw: unknown) => {
-      stream.on('error', () => {}); // a reset or a broken socket: 'close' does the rest
-      open++;
-      clearTimeout(timer);
-      timer = undefined;
-      let answered = false;
-      stream.once('finish', () => {
-        answered = true;
-      });
-      stream.once('close', () => {
-        // Cancelled by the visitor before our response was out (rapid reset costs us a
-        // tunnel stream each time): budgeted per session.
-        if (!answered && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !cancels.take()) {
-          calm('too many cancelled streams');
-        }
-        if (--open === 0 && !session.destroyed) idle();
-      });
-      // Slow read: response bytes wait for a visitor that does not open its window.
-      stream.setTimeout(limits.stalledStreamTimeoutMs, () => {
-        if (stream.bufferSize > 0 || stream.writableLength > 0) {
-          stream.close(constants.NGHTTP2_CANCEL);
-        }
-      });
-      options.onRequest(h2Request(stream, headers, raw as unknown as string[], socket));
-    });
+    session.on(
+      'stream',
+      (stream: ServerHttp2Stream, headers: H2Headers, _flags: number, raw: unknown) => {
+        stream.on('error', () => {}); // a reset or a broken socket: 'close' does the rest
+        open++;
+        clearTimeout(timer);
+        timer = undefined;
+        let answered = false;
+        stream.once('finish', () => {
+          answered = true;
+        });
+        stream.once('close', () => {
+          // Cancelled by the visitor before our response was out (rapid reset costs us a
+          // tunnel stream each time): budgeted per session.
+          if (!answered && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !cancels.take()) {
+            calm('too many cancelled streams');
+          }
+          if (--open === 0 && !session.destroyed) idle();
+        });
+        // Slow read: response bytes wait for a visitor that does not open its window.
+        stream.setTimeout(limits.stalledStreamTimeoutMs, () => {
+          if (stream.bufferSize > 0 || stream.writableLength > 0) {
+            stream.close(constants.NGHTTP2_CANCEL);
+          }
+        });
+        options.onRequest(h2Request(stream, headers, raw as unknown as string[], socket));
+      },
+    );
     session.on('error', (err) => options.onSessionError?.(err));
     session.once('close', () => {
       clearTimeout(timer);
