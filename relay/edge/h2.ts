@@ -147,6 +147,9 @@ export function createH2Edge(options: {
 }): H2Edge {
   const limits: H2Limits = { ...DEFAULT_H2_LIMITS, ...options.limits };
   const sessions = new Set<ServerHttp2Session>();
+  // The TLS socket under each session (session.socket is a proxy that refuses end()).
+  const sockets = new WeakMap<ServerHttp2Session, TLSSocket>();
+  let pendingSocket: TLSSocket | undefined;
   const server: Http2Server = http2.createServer({
     settings: {
       enablePush: false,
@@ -166,13 +169,21 @@ export function createH2Edge(options: {
 
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
+    if (pendingSocket !== undefined) sockets.set(session, pendingSocket);
     const socket = session.socket as TLSSocket;
     session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+    let calmed = false;
     const calm = (why: string): void => {
+      if (calmed) return;
+      calmed = true;
       options.onSessionError?.(new Error(`h2 visitor connection closed: ${why}`));
       if (!session.destroyed) {
+        // GOAWAY, then the connection ends once that frame is flushed (destroy() at once
+        // would drop it from the TLS socket's queue).
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        session.destroy();
+        const socket = sockets.get(session);
+        if (socket !== undefined) setImmediate(() => socket.end());
+        setTimeout(() => session.destroy(), 1_000).unref();
       }
     };
     const cancels = new Budget(limits.cancelBurst, limits.cancelPerSecond);
@@ -205,14 +216,15 @@ export function createH2Edge(options: {
         open++;
         clearTimeout(timer);
         timer = undefined;
-        let answered = false;
-        stream.once('finish', () => {
-          answered = true;
-        });
         stream.once('close', () => {
-          // Cancelled by the visitor before our response was out (rapid reset costs us a
-          // tunnel stream each time): budgeted per session.
-          if (!answered && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !cancels.take()) {
+          // Reset before our response head went out (rapid reset costs us a tunnel
+          // stream each time): budgeted per session. ('finish' is no sign of an answer:
+          // a reset ends the writable side too.)
+          if (
+            !stream.headersSent &&
+            stream.rstCode !== constants.NGHTTP2_NO_ERROR &&
+            !cancels.take()
+          ) {
             calm('too many cancelled streams');
           }
           if (--open === 0 && !session.destroyed) idle();
@@ -235,7 +247,9 @@ export function createH2Edge(options: {
 
   return {
     attach(socket) {
+      pendingSocket = socket;
       server.emit('connection', socket);
+      pendingSocket = undefined;
     },
     sessions,
     close() {
