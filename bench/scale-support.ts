@@ -461,6 +461,8 @@ export async function startCliProcess(opts: {
       opts.caFile,
       '--log',
       'json',
+      // Hundreds of tunnels: no web inspector (and no capture) each.
+      '--no-inspect',
     ],
     { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -31,6 +31,8 @@ type TunnelEventBody =
       /** `--lan`: the URL for other devices on this network (phones on the same Wi-Fi). */
       lanUrl?: string;
       connections: number;
+      /** The web inspector's URL (http://127.0.0.1:4040), unless --no-inspect. */
+      inspector?: string;
     }
   | {
       event: 'request';

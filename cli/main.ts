@@ -69,6 +69,16 @@ function exposeOptions<T>(y: Argv<T>) {
       default: false,
       describe:
         "embedded relay: also serve on this machine's LAN address (anyone on the network can open it)",
+    })
+    .option('inspect-port', {
+      type: 'number',
+      describe:
+        'web inspector port on 127.0.0.1 (default 4040; the next free one if taken; 0 = any)',
+    })
+    .option('inspect', {
+      type: 'boolean',
+      default: true,
+      describe: 'serve the web inspector (--no-inspect: off)',
     });
 }
 
@@ -86,6 +96,8 @@ interface ExposeArgs {
   'basic-auth': string | undefined;
   'allow-ip': unknown;
   lan: boolean;
+  'inspect-port': number | undefined;
+  inspect: boolean;
 }
 
 function exposeFlags(args: ExposeArgs) {
@@ -102,6 +114,7 @@ function exposeFlags(args: ExposeArgs) {
     basicAuth: args['basic-auth'],
     allowIp: collect(args['allow-ip']),
     lan: args.lan,
+    inspect: args.inspect ? args['inspect-port'] : (false as const),
   };
 }
 

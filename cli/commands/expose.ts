@@ -17,10 +17,18 @@ import { parseTarget } from '../origin/target.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
-import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
 import { lanAddress } from '../tunnel/lan.js';
+import {
+  TunnelRunner,
+  accessPolicy,
+  hostHeaderMode,
+  originEventToTunnelEvent,
+} from '../tunnel/runner.js';
+import type { InspectorHandle } from '../inspector/server.js';
+import { replayRequest } from '../origin/replay.js';
 import { lineView } from '../ui/lines.js';
 import type { TuiHandle } from '../ui/tui/index.js';
+import { TuiStore } from '../ui/tui/store.js';
 
 export { accessPolicy };
 
@@ -42,6 +50,8 @@ export interface ExposeOptions {
   allowIp?: string[] | undefined;
   /** Embedded relay: also listen on this machine's LAN address (`--lan`). */
   lan?: boolean | undefined;
+  /** The web inspector's first port to try (default 4040; 0 = any); false = --no-inspect. */
+  inspect?: number | false | undefined;
 }
 
 export async function runExpose(opts: ExposeOptions): Promise<number> {
@@ -52,6 +62,10 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
   const token = opts.token ?? env.token ?? file.token;
   const caFile = opts.ca ?? file.ca;
   const ca = await readCaFile(caFile);
+  const inspect = opts.inspect ?? 4040;
+  if (inspect !== false && (!Number.isInteger(inspect) || inspect < 0 || inspect > 65535)) {
+    throw new ConfigError('--inspect-port must be a port number (0-65535; 0 = any free port)');
+  }
   if (!Number.isInteger(opts.connections) || opts.connections < 1 || opts.connections > 16) {
     throw new ConfigError('--connections must be between 1 and 16');
   }
@@ -107,10 +121,23 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     !env.ci;
   const lines = useTui ? undefined : lineView(opts.log ?? 'text');
   let tui: TuiHandle | undefined;
+  let inspector: InspectorHandle | undefined;
+  // One capture store for the TUI and the web inspector: two views of the same data.
+  let runnerRef: TunnelRunner | undefined;
+  const store =
+    useTui || inspect !== false
+      ? new TuiStore({
+          source: {
+            liveConnections: () => runnerRef?.supervisor.liveConnections ?? 0,
+            rttMs: () => runnerRef?.supervisor.rttMs,
+          },
+        })
+      : undefined;
   const emit: EventSink = (event) => {
-    const e = withLocalUrls(event, relay);
-    if (tui !== undefined) tui.tunnelEvent(e);
-    else lines?.(e);
+    let e = withLocalUrls(event, relay);
+    if (e.event === 'ready' && inspector !== undefined) e = { ...e, inspector: inspector.url };
+    store?.onTunnelEvent(e);
+    lines?.(e);
   };
 
   const runner = new TunnelRunner(
@@ -118,19 +145,53 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       target,
       hostHeader: hostHeaderMode(opts.hostHeader),
       originInsecure: opts.originInsecure,
-      // The TUI inspects and replays requests: it needs their heads and body previews.
-      capture: useTui,
+      // The TUI and the inspector show and replay requests: they need heads and bodies.
+      capture: store !== undefined,
       request,
       relay,
     },
-    { emit, originEvent: useTui ? (e) => tui?.originEvent(e) : undefined },
+    {
+      emit,
+      originEvent:
+        store === undefined
+          ? undefined
+          : (e) => {
+              store.onOriginEvent(e);
+              const mapped = lines === undefined ? undefined : originEventToTunnelEvent(e);
+              if (mapped !== undefined) lines?.(mapped);
+            },
+    },
   );
+  runnerRef = runner;
   const supervisor = runner.supervisor;
 
   const cleanup = async (): Promise<void> => {
     await runner.stop(5_000);
+    await inspector?.close();
     await tui?.close();
   };
+
+  if (store !== undefined && inspect !== false) {
+    const { startInspector } = await import('../inspector/server.js');
+    try {
+      inspector = await startInspector({
+        store,
+        port: inspect,
+        caFile,
+        ...(named !== undefined ? { tunnelName: () => named.name } : {}),
+        // Straight to the local origin, as the TUI's replay (the route the path picks).
+        replay: (capture, edits) =>
+          replayRequest(
+            runner.origin.proxyFor(edits?.path ?? capture.request.url),
+            capture,
+            edits === undefined ? {} : { edits },
+          ),
+      });
+    } catch (err) {
+      await runner.stop(0);
+      throw err;
+    }
+  }
 
   // q / Ctrl-C in the TUI: before the tunnel is online, stop connecting; after, the
   // same path as SIGINT (set below).
@@ -150,6 +211,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       source: { liveConnections: () => supervisor.liveConnections, rttMs: () => supervisor.rttMs },
       origin: runner.origin.fallback,
       caFile,
+      ...(store !== undefined ? { store } : {}),
       onQuit: () => quit(),
     });
   }

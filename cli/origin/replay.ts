@@ -21,13 +21,34 @@ export interface ReplayResult {
   error?: string;
 }
 
-/** Why `capture` cannot be replayed faithfully, or undefined when it can. */
-export function replayRefusal(capture: ExchangeCapture): string | undefined {
-  if (capture.request.method.toUpperCase() === 'CONNECT') return 'CONNECT cannot be replayed';
-  if (capture.request.headers.some(([k]) => k.toLowerCase() === 'upgrade')) {
+/**
+ * Changes to a replayed request (the inspector's "replay with edits"): each field given
+ * replaces the captured one. `headers` replaces all headers, except that the captured
+ * Host stays when they have none (Content-Length is always recomputed for the body sent).
+ */
+export interface ReplayEdits {
+  method?: string;
+  /** Path and query. */
+  path?: string;
+  headers?: HeaderPairs;
+  body?: Buffer;
+}
+
+/** Why `capture` cannot be replayed faithfully (with `edits`), or undefined when it can. */
+export function replayRefusal(capture: ExchangeCapture, edits?: ReplayEdits): string | undefined {
+  const method = edits?.method ?? capture.request.method;
+  if (method.toUpperCase() === 'CONNECT') return 'CONNECT cannot be replayed';
+  if ((edits?.headers ?? capture.request.headers).some(([k]) => k.toLowerCase() === 'upgrade')) {
     return 'a WebSocket (upgrade) cannot be replayed';
   }
-  if (capture.requestBody.truncated) {
+  if (
+    edits?.body === undefined &&
+    capture.requestBody.released &&
+    capture.requestBody.totalBytes > 0
+  ) {
+    return 'the request body preview was dropped to keep memory bounded';
+  }
+  if (edits?.body === undefined && capture.requestBody.truncated) {
     return `the request body (${capture.requestBody.totalBytes} bytes) was larger than the ${capture.requestBody.limit} bytes kept`;
   }
   if (capture.finishedAt === undefined && capture.response === undefined) {
@@ -53,17 +74,29 @@ function replayHeaders(headers: HeaderPairs, bodyBytes: number, method: string):
 }
 
 /**
- * Sends the captured request to `proxy`'s origin again. Never rejects: failures come
- * back as a result with `error`. Call `replayRefusal` first.
+ * Sends the captured request to `proxy`'s origin again, changed by `options.edits` if
+ * given. Never rejects: failures come back as a result with `error`. Call
+ * `replayRefusal` first.
  */
 export function replayRequest(
   proxy: OriginProxy,
   original: ExchangeCapture,
-  options: { timeoutMs?: number; bodyLimitBytes?: number } = {},
+  options: { timeoutMs?: number; bodyLimitBytes?: number; edits?: ReplayEdits } = {},
 ): Promise<ReplayResult> {
-  const { request } = original;
-  const body = original.requestBody.bytes();
-  const headers = replayHeaders(request.headers, body.length, request.method.toUpperCase());
+  const edits = options.edits ?? {};
+  const request = {
+    ...original.request,
+    method: edits.method ?? original.request.method,
+    url: edits.path ?? original.request.url,
+  };
+  const body = edits.body ?? original.requestBody.bytes();
+  // Edited headers without a Host keep the captured one (HTTP/1.1 requires it).
+  let sent = edits.headers ?? request.headers;
+  if (!sent.some(([k]) => k.toLowerCase() === 'host')) {
+    const host = request.headers.find(([k]) => k.toLowerCase() === 'host');
+    if (host !== undefined) sent = [host, ...sent];
+  }
+  const headers = replayHeaders(sent, body.length, request.method.toUpperCase());
   const capture = new ExchangeCapture(
     { ...request, headers },
     options.bodyLimitBytes ?? original.responseBody.limit,

@@ -102,6 +102,7 @@ export function lineView(
         writer.out(`Forwarding ${e.url} -> ${e.target}`);
         for (const url of e.urls.slice(1)) writer.out(`Also at   ${url} -> ${e.target}`);
         if (e.lanUrl !== undefined) writer.out(`On the LAN ${e.lanUrl} -> ${e.target}`);
+        if (e.inspector !== undefined) writer.out(`Inspector ${e.inspector}`);
         if (e.local) writer.err(localUrlsNote(e.url, e.directUrl));
         if (e.lanUrl !== undefined) {
           writer.err(lanNote(e.lanUrl));

@@ -162,3 +162,21 @@ t.test('embedded relay: 127.0.0.1 URL and, with --lan, the LAN URL and its QR co
   const qr = await app.frame(/Anyone on this network can open it/);
   t.match(qr, /http:\/\/192\.168\.1\.20:41234/);
 });
+
+t.test('the web inspector URL from the ready event shows in the header', async (t) => {
+  const { store } = makeStore();
+  store.onTunnelEvent({
+    event: 'ready',
+    url: 'https://k3mzq7x2ab.qt.localhost:8443',
+    urls: ['https://k3mzq7x2ab.qt.localhost:8443'],
+    hostname: 'k3mzq7x2ab.qt.localhost',
+    kind: 'ephemeral',
+    relay: 'qt.localhost:8443',
+    target: 'localhost:3000',
+    local: false,
+    connections: 2,
+    inspector: 'http://127.0.0.1:4040',
+  });
+  const app = renderApp(t, { store });
+  t.match(await app.frame(/online/), /Inspector\s+http:\/\/127\.0\.0\.1:4040/);
+});

@@ -27,7 +27,11 @@ export function headerValue(headers: HeaderPairs, name: string): string | undefi
   return headers.find(([k]) => k.toLowerCase() === lower)?.[1];
 }
 
-function decode(bytes: Buffer, encoding: string): Buffer | undefined {
+/**
+ * Decodes a gzip/deflate/br body (a truncated one as far as it goes), at most 256 KiB
+ * out; undefined for other encodings or when it does not decode.
+ */
+export function decodeContentEncoding(bytes: Buffer, encoding: string): Buffer | undefined {
   const opts = { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: MAX_DECODED_BYTES };
   try {
     switch (encoding) {
@@ -138,7 +142,7 @@ export function viewBody(preview: BodyPreview, headers: HeaderPairs, width: numb
       : '';
   let encodingNote = '';
   if (encoding !== '' && encoding !== 'identity') {
-    const decoded = decode(bytes, encoding);
+    const decoded = decodeContentEncoding(bytes, encoding);
     if (decoded !== undefined) {
       bytes = decoded;
       encodingNote = ` · ${encoding}, decoded`;

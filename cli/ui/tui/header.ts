@@ -105,6 +105,11 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
       ? `connections ${store.liveConnections()}/${t.connectionsWanted || 1}`
       : undefined,
   ].filter((p): p is string => p !== undefined && p !== '');
+  if (t.inspectorUrl !== undefined) {
+    lines.push(
+      compose(paint, [label('Inspector'), { text: printable(t.inspectorUrl), fg: 'cyan' }], width),
+    );
+  }
   lines.push(compose(paint, [label('Relay'), relay.join(' · ')], width));
   const p = (ms: number | undefined): string => (ms === undefined ? '–' : formatDuration(ms));
   lines.push(
@@ -141,5 +146,6 @@ export function headerLines(store: TuiStore, width: number, paint: Paint): strin
 export function headerHeight(store: TuiStore): number {
   const urls = Math.max(1, Math.min(2, store.tunnel.urls.length));
   const lan = store.tunnel.lanUrl !== undefined ? 1 : 0;
-  return 1 + urls + lan + 2 + (store.notices.length > 0 ? 1 : 0);
+  const inspector = store.tunnel.inspectorUrl !== undefined ? 1 : 0;
+  return 1 + urls + lan + inspector + 2 + (store.notices.length > 0 ? 1 : 0);
 }

@@ -33,6 +33,8 @@ export interface TuiOptions {
   stdin?: NodeJS.ReadStream;
   /** Minimum time between redraws. Default 100 ms (10 fps). */
   frameMs?: number;
+  /** The capture store to show (shared with the web inspector); default a new one. */
+  store?: TuiStore;
 }
 
 export interface TuiHandle {
@@ -54,7 +56,7 @@ export function startTui(options: TuiOptions): TuiHandle {
   const stdin = options.stdin ?? process.stdin;
   // chalk (which Ink colours through) knows whether this terminal shows colours at all.
   const color = options.color && chalk.level > 0;
-  const store = new TuiStore({ source: options.source });
+  const store = options.store ?? new TuiStore({ source: options.source });
   store.tunnel.relay = options.relay;
   store.tunnel.target = options.target;
 

@@ -24,6 +24,10 @@ export interface RequestRow {
   readonly id: number | undefined;
   /** For a replay: the `id` (or key) of the request it replays. */
   readonly replayOf: number | undefined;
+  /** For a replay: the key of the row it replays (the inspector links to it). */
+  readonly replayOfKey: number | undefined;
+  /** For a replay: true when it was sent with edits (method, path, headers or body). */
+  readonly edited: boolean;
   readonly method: string;
   readonly path: string;
   readonly upgrade: boolean;
@@ -66,6 +70,8 @@ export interface TunnelInfo {
   reconnect: { attempt: number; at: number; error: string } | undefined;
   closed: boolean;
   closing: boolean;
+  /** The web inspector's address, when it runs (from `ready`). */
+  inspectorUrl: string | undefined;
 }
 
 export interface TotalsSnapshot {
@@ -152,11 +158,14 @@ export class TuiStore {
     reconnect: undefined,
     closed: false,
     closing: false,
+    inspectorUrl: undefined,
   };
   /** The latest warnings and hints, newest last (at most 5). */
   readonly notices: Notice[] = [];
   readonly maxRows: number;
   readonly maxBodyBytes: number;
+  /** Moves on every `clear()` (views that mirror the rows drop theirs). */
+  clears = 0;
   readonly now: () => number;
   private readonly source: TunnelSource | undefined;
   private readonly rows: Ring<RequestRow>;
@@ -294,6 +303,7 @@ export class TuiStore {
         t.connectionsLive = 1;
         t.onlineSince = this.now();
         t.reconnect = undefined;
+        if (e.inspector !== undefined) t.inspectorUrl = e.inspector;
         break;
       case 'connection-lost':
         t.connectionsLive = e.connectionsLeft;
@@ -366,6 +376,7 @@ export class TuiStore {
     }
     this.rows.clear();
     for (const row of open) this.rows.push(row);
+    this.clears++;
     this.changed();
   }
 
@@ -381,13 +392,19 @@ export class TuiStore {
     this.changed();
   }
 
-  /** Adds the row of a replay of `original` (open until `finishReplay`); returns its key. */
-  startReplay(original: RequestRow): number {
+  /**
+   * Adds the row of a replay of `original` (open until `finishReplay`); returns its key.
+   * `edits`: the method and path sent instead of the original's (replay with edits).
+   */
+  startReplay(original: RequestRow, edits?: { method: string; path: string }): number {
     const row = this.newRow(
       undefined,
       original.replayOf ?? original.id ?? original.key,
-      original.method,
-      original.path,
+      edits?.method ?? original.method,
+      edits?.path ?? original.path,
+      false,
+      undefined,
+      { key: original.key, edited: edits !== undefined },
     );
     return row.key;
   }
@@ -415,11 +432,14 @@ export class TuiStore {
     path: string,
     upgrade = false,
     capture: ExchangeCapture | undefined = undefined,
+    replay: { key: number; edited: boolean } | undefined = undefined,
   ): RequestRow {
     const row: RequestRow = {
       key: this.nextKey++,
       id,
       replayOf,
+      replayOfKey: replay?.key,
+      edited: replay?.edited ?? false,
       method,
       path,
       upgrade,

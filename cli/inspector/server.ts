@@ -1,0 +1,468 @@
+/**
+ * The web inspector: a small HTTP server on 127.0.0.1 (port 4040, or the next free one)
+ * that serves a self-contained page and a JSON API over the same capture store the TUI
+ * shows (one store, two views): a live list (Server-Sent Events), details, replay (with
+ * edits), copy as curl, clear.
+ *
+ * It shows request bodies, so it guards itself against other web pages in the same
+ * browser: it binds loopback only; a Host header other than localhost / 127.0.0.1 /
+ * [::1] with its port gets 403 (DNS rebinding); there are no CORS headers; and calls
+ * that change state (replay, clear) need the per-session token embedded in the page
+ * (a page on another origin cannot read it), sent as `X-Quick-Tunnel-Token`.
+ *
+ * API: GET /api/tunnels, GET /api/requests, GET /api/requests/:id,
+ * POST /api/requests/:id/replay (token; optional JSON edits), DELETE /api/requests
+ * (token), GET /api/events (SSE: `snapshot`, `requests`, `tunnels`).
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ConfigError, QuickTunnelError, errnoCode } from '../../shared/errors.js';
+import type { ExchangeCapture } from '../origin/capture.js';
+import { replayRefusal, type ReplayEdits, type ReplayResult } from '../origin/replay.js';
+import type { RequestRow, TuiStore } from '../ui/tui/store.js';
+import { details, parseEdits, summarize, tunnelJson, MAX_EDIT_BODY_BYTES } from './views.js';
+
+/** The default port, as ngrok's inspector. */
+export const DEFAULT_INSPECT_PORT = 4040;
+/** Ports tried after a taken one before falling back to any free port. */
+const PORT_ATTEMPTS = 10;
+/** Live-list clients at once (each an open SSE response). */
+const MAX_EVENT_CLIENTS = 16;
+/** A client that stops reading is dropped once this much is queued for it. */
+const MAX_CLIENT_BUFFER_BYTES = 4 * 1024 * 1024;
+/** Live-list updates are batched over this long. */
+const FLUSH_MS = 100;
+const KEEPALIVE_MS = 15_000;
+export const TOKEN_HEADER = 'x-quick-tunnel-token';
+
+export interface InspectorOptions {
+  store: TuiStore;
+  /** Sends a captured request (with edits) to the local origin, as the TUI's replay. */
+  replay: (capture: ExchangeCapture, edits: ReplayEdits | undefined) => Promise<ReplayResult>;
+  /** The first port to try (default 4040); the next free one is used if taken. 0 = any. */
+  port?: number;
+  /** Name shown for the tunnel (`tunnel_name`); default from its hostname. */
+  tunnelName?: () => string;
+  /** --ca file, for curl commands. */
+  caFile?: string | undefined;
+  /** Where the page's files are (default: ./assets next to this module). */
+  assetsDir?: URL;
+}
+
+export interface InspectorHandle {
+  /** http://127.0.0.1:PORT */
+  readonly url: string;
+  readonly port: number;
+  /** The page's token (tests; scripts can read it from the page's meta tag). */
+  readonly token: string;
+  close(): Promise<void>;
+}
+
+interface Asset {
+  type: string;
+  body: Buffer;
+}
+
+function loadAssets(dir: URL): { page: string; files: Map<string, Asset> } {
+  const read = (name: string): Buffer => {
+    try {
+      return readFileSync(new URL(name, dir));
+    } catch (err) {
+      throw new QuickTunnelError(
+        'QT_ERR_INSPECTOR',
+        `the inspector's files are missing (${new URL(name, dir).pathname}): reinstall quick-tunnel or use --no-inspect`,
+        { cause: err },
+      );
+    }
+  };
+  return {
+    page: read('index.html').toString('utf8'),
+    files: new Map([
+      ['/inspector.js', { type: 'text/javascript; charset=utf-8', body: read('inspector.js') }],
+      ['/inspector.css', { type: 'text/css; charset=utf-8', body: read('inspector.css') }],
+      ['/favicon.svg', { type: 'image/svg+xml', body: read('favicon.svg') }],
+    ]),
+  };
+}
+
+const SECURITY_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+};
+
+/** Listens on 127.0.0.1:`port`, or the next free port (then any free one). */
+async function listen(server: http.Server, port: number): Promise<number> {
+  const tryPort = (p: number): Promise<number | undefined> =>
+    new Promise((resolve, reject) => {
+      const onError = (err: Error): void => {
+        server.off('listening', onListening);
+        if (errnoCode(err) === 'EADDRINUSE' || errnoCode(err) === 'EACCES') resolve(undefined);
+        else reject(err);
+      };
+      const onListening = (): void => {
+        server.off('error', onError);
+        resolve((server.address() as AddressInfo).port);
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen(p, '127.0.0.1');
+    });
+  for (let i = 0; port !== 0 && i < PORT_ATTEMPTS && port + i <= 65535; i++) {
+    const got = await tryPort(port + i);
+    if (got !== undefined) return got;
+  }
+  const any = await tryPort(0);
+  if (any === undefined) {
+    throw new QuickTunnelError(
+      'QT_ERR_INSPECTOR',
+      'no free port for the inspector: use --no-inspect',
+    );
+  }
+  return any;
+}
+
+function sameToken(given: string | undefined, token: string): boolean {
+  if (given === undefined) return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** An API answer other than 2xx: `status` and a message for the caller. */
+class HttpError extends QuickTunnelError {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super('QT_ERR_INSPECTOR_REQUEST', message);
+  }
+}
+
+/** Starts the inspector; resolves once it listens. */
+export async function startInspector(options: InspectorOptions): Promise<InspectorHandle> {
+  const { store } = options;
+  const assets = loadAssets(options.assetsDir ?? new URL('./assets/', import.meta.url));
+  const token = randomBytes(24).toString('base64url');
+  const page = Buffer.from(assets.page.replace('{{TOKEN}}', token));
+  const tunnelName = options.tunnelName ?? (() => store.tunnel.hostname?.split('.')[0] ?? 'tunnel');
+  let port = 0;
+  const allowedHosts = (): Set<string> =>
+    new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
+
+  // ---- live list (SSE) ----------------------------------------------------------------
+  const clients = new Set<http.ServerResponse>();
+  let flushTimer: NodeJS.Timeout | undefined;
+  let lastKey = 0;
+  const openSent = new Set<number>();
+  let lastClears = store.clears;
+  let lastTunnels = '';
+
+  const tunnels = () => ({ tunnels: [tunnelJson(store, tunnelName())], uri: '/api/tunnels' });
+  const allRows = (): RequestRow[] => {
+    const rows: RequestRow[] = [];
+    for (let i = 0; i < store.rowCount; i++) rows.push(store.rowAt(i)!);
+    return rows;
+  };
+  const send = (res: http.ServerResponse, event: string, data: unknown): void => {
+    if (res.writableLength > MAX_CLIENT_BUFFER_BYTES) {
+      res.destroy();
+      return;
+    }
+    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  const broadcast = (event: string, data: unknown): void => {
+    for (const res of clients) send(res, event, data);
+  };
+  /** Starts tracking from the store as it is now (what a snapshot shows). */
+  const resetTracking = (): void => {
+    openSent.clear();
+    lastKey = 0;
+    for (let i = 0; i < store.rowCount; i++) {
+      const row = store.rowAt(i)!;
+      if (row.open) openSent.add(row.key);
+      lastKey = row.key;
+    }
+    lastClears = store.clears;
+  };
+  const snapshot = () => ({
+    ...tunnels(),
+    requests: allRows().map((row) => summarize(row, tunnelName())),
+  });
+  const flush = (): void => {
+    flushTimer = undefined;
+    if (clients.size === 0) return;
+    const tunnelState = JSON.stringify(tunnels());
+    if (store.clears !== lastClears) {
+      resetTracking();
+      lastTunnels = tunnelState;
+      broadcast('snapshot', snapshot());
+      return;
+    }
+    const changed: RequestRow[] = [];
+    for (const key of openSent) {
+      const row = store.rowByKey(key);
+      if (row === undefined) openSent.delete(key);
+      else if (!row.open) {
+        changed.push(row);
+        openSent.delete(key);
+      }
+    }
+    // Rows are in key order: the new ones are at the end.
+    let i = store.rowCount;
+    while (i > 0 && store.rowAt(i - 1)!.key > lastKey) i--;
+    for (; i < store.rowCount; i++) {
+      const row = store.rowAt(i)!;
+      changed.push(row);
+      if (row.open) openSent.add(row.key);
+      lastKey = row.key;
+    }
+    if (changed.length > 0)
+      broadcast(
+        'requests',
+        changed.map((row) => summarize(row, tunnelName())),
+      );
+    if (tunnelState !== lastTunnels) {
+      lastTunnels = tunnelState;
+      broadcast('tunnels', JSON.parse(tunnelState));
+    }
+  };
+  const unsubscribe = store.subscribe(() => {
+    if (clients.size > 0 && flushTimer === undefined) {
+      flushTimer = setTimeout(flush, FLUSH_MS);
+      flushTimer.unref();
+    }
+  });
+  // Status changes the store does not announce (live connections), and keep-alives.
+  let ticks = 0;
+  const ticker = setInterval(() => {
+    if (clients.size === 0) return;
+    flush();
+    if (++ticks % Math.round(KEEPALIVE_MS / 1000) === 0) {
+      for (const res of clients) res.write(': keep-alive\n\n');
+    }
+  }, 1000);
+  ticker.unref();
+
+  const openEvents = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    if (clients.size >= MAX_EVENT_CLIENTS) {
+      throw new HttpError(503, `at most ${MAX_EVENT_CLIENTS} inspector pages at once`);
+    }
+    res.writeHead(200, {
+      ...SECURITY_HEADERS,
+      'content-type': 'text/event-stream; charset=utf-8',
+      connection: 'keep-alive',
+    });
+    if (clients.size === 0) resetTracking();
+    clients.add(res);
+    lastTunnels = JSON.stringify(tunnels());
+    send(res, 'snapshot', snapshot());
+    req.socket.setTimeout(0);
+    res.once('close', () => clients.delete(res));
+  };
+
+  // ---- API ----------------------------------------------------------------------------
+  const rowFor = (id: string): RequestRow => {
+    const key = /^\d{1,15}$/.test(id) ? Number(id) : Number.NaN;
+    const row = Number.isFinite(key) ? store.rowByKey(key) : undefined;
+    if (row === undefined) {
+      throw new HttpError(404, `no request ${id} (cleared, or dropped as the list is bounded)`);
+    }
+    return row;
+  };
+
+  const replay = async (row: RequestRow, edits: ReplayEdits | undefined): Promise<RequestRow> => {
+    const capture = row.capture;
+    if (capture === undefined) throw new HttpError(409, 'nothing was captured for this request');
+    const refusal = replayRefusal(capture, edits);
+    if (refusal !== undefined) throw new HttpError(409, `cannot replay: ${refusal}`);
+    const key = store.startReplay(
+      row,
+      edits === undefined
+        ? undefined
+        : { method: edits.method ?? row.method, path: edits.path ?? row.path },
+    );
+    let result: ReplayResult;
+    try {
+      result = await options.replay(capture, edits);
+    } catch (err) {
+      result = {
+        capture,
+        status: 502,
+        durationMs: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        error: err instanceof Error ? err.message : String(err),
+      };
+    }
+    store.finishReplay(key, result);
+    const done = store.rowByKey(key);
+    if (done === undefined) throw new HttpError(410, 'the replay was cleared from the list');
+    return done;
+  };
+
+  const readJson = async (req: http.IncomingMessage): Promise<unknown> => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    // Base64 of the largest body, plus room for the rest.
+    const limit = Math.ceil((MAX_EDIT_BODY_BYTES * 4) / 3) + 256 * 1024;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > limit) throw new HttpError(413, `the request body may be at most ${limit} bytes`);
+      chunks.push(chunk);
+    }
+    if (size === 0) return undefined;
+    try {
+      return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'the request body is not valid JSON');
+    }
+  };
+
+  const json = (res: http.ServerResponse, status: number, data: unknown): void => {
+    const body = JSON.stringify(data);
+    res.writeHead(status, {
+      ...SECURITY_HEADERS,
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  };
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    // DNS rebinding: a page on evil.example that resolves to 127.0.0.1 still sends its
+    // own name as Host.
+    const host = req.headers.host?.toLowerCase();
+    if (host === undefined || !allowedHosts().has(host)) {
+      throw new HttpError(
+        403,
+        'the inspector answers only to localhost, 127.0.0.1 or [::1] with its port',
+      );
+    }
+    const method = req.method ?? 'GET';
+    const url = new URL(req.url ?? '/', `http://${host}`);
+    const path = url.pathname;
+    const readOnly = method === 'GET' || method === 'HEAD';
+    if (!readOnly) {
+      // Another page cannot know the token; a browser sends Origin on these calls.
+      const origin = req.headers.origin;
+      if (origin !== undefined && origin !== `http://${host}`) {
+        throw new HttpError(403, 'cross-origin calls are refused');
+      }
+      const given = req.headers[TOKEN_HEADER];
+      if (!sameToken(typeof given === 'string' ? given : undefined, token)) {
+        throw new HttpError(
+          403,
+          `this call changes state: it needs the page's token in the ${TOKEN_HEADER} header`,
+        );
+      }
+    }
+    if (readOnly && (path === '/' || path === '/index.html')) {
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': page.length,
+      });
+      res.end(method === 'HEAD' ? undefined : page);
+      return;
+    }
+    const asset = assets.files.get(path);
+    if (readOnly && asset !== undefined) {
+      res.writeHead(200, {
+        ...SECURITY_HEADERS,
+        'content-type': asset.type,
+        'content-length': asset.body.length,
+      });
+      res.end(method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
+    if (path === '/api/tunnels') {
+      if (!readOnly) throw new HttpError(405, 'GET only');
+      json(res, 200, tunnels());
+      return;
+    }
+    if (path === '/api/events') {
+      if (method !== 'GET') throw new HttpError(405, 'GET only');
+      openEvents(req, res);
+      return;
+    }
+    if (path === '/api/requests' || path === '/api/requests/http') {
+      if (method === 'DELETE') {
+        store.clear();
+        res.writeHead(204, SECURITY_HEADERS).end();
+        return;
+      }
+      if (!readOnly) throw new HttpError(405, 'GET or DELETE');
+      const limit = Number(url.searchParams.get('limit') ?? store.maxRows);
+      const rows = allRows()
+        .reverse()
+        .slice(0, Number.isFinite(limit) ? Math.max(0, limit) : 0);
+      json(res, 200, {
+        requests: rows.map((row) => summarize(row, tunnelName())),
+        uri: '/api/requests',
+      });
+      return;
+    }
+    const match = /^\/api\/requests\/([^/]+)(\/replay)?$/.exec(path);
+    if (match !== null) {
+      const row = rowFor(decodeURIComponent(match[1]!));
+      if (match[2] === undefined) {
+        if (!readOnly) throw new HttpError(405, 'GET only');
+        json(res, 200, details(row, store, tunnelName(), options.caFile));
+        return;
+      }
+      if (method !== 'POST') throw new HttpError(405, 'POST only');
+      let edits: ReplayEdits | undefined;
+      try {
+        edits = parseEdits(await readJson(req));
+      } catch (err) {
+        if (err instanceof ConfigError) throw new HttpError(400, err.message);
+        throw err;
+      }
+      const done = await replay(row, edits);
+      json(res, 200, details(done, store, tunnelName(), options.caFile));
+      return;
+    }
+    throw new HttpError(404, `nothing at ${path}`);
+  };
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      const status = err instanceof HttpError ? err.status : 500;
+      const message = err instanceof Error ? err.message : String(err);
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      json(res, status, { error: message });
+    });
+  });
+  server.maxConnections = 64;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 60_000;
+  port = await listen(server, options.port ?? DEFAULT_INSPECT_PORT);
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    token,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        unsubscribe();
+        clearInterval(ticker);
+        if (flushTimer !== undefined) clearTimeout(flushTimer);
+        for (const res of clients) res.end();
+        clients.clear();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}
