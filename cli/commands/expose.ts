@@ -167,8 +167,8 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
 
   const cleanup = async (): Promise<void> => {
     await runner.stop(5_000);
-    await inspector?.close();
     await tui?.close();
+    await inspector?.close();
   };
 
   if (store !== undefined && inspect !== false) {

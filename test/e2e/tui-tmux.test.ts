@@ -178,7 +178,11 @@ t.test(
     t.equal(await pane.format('#{alternate_on}'), '0', 'back on the main screen');
     t.equal(await pane.format('#{cursor_flag}'), '1', 'cursor visible');
     screen = await pane.screen();
-    t.match(screen, new RegExp(BEFORE_MARKER), 'the shell screen is back');
+    console.error('SCREEN>>>' + JSON.stringify(screen));
+    // Line breaks ignored: when the pane grew (step 5) tmux pulled lines the alternate
+    // screen had scrolled into its history back above the marker, and reflow can join
+    // the marker to a full-width one.
+    t.match(screen.replace(/\n/g, ''), new RegExp(BEFORE_MARKER), 'the shell screen is back');
     t.notMatch(screen, /quick-tunnel\s+●/, 'no TUI left on the screen');
     // The tunnel is closed: the relay no longer reaches the origin through it.
     const after = await visit(relay.httpsPort, host!, ca, { path: '/after' });
