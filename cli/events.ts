@@ -45,6 +45,8 @@ type TunnelEventBody =
       bytesOut: number;
       upgrade: boolean;
       error?: string;
+      /** Delivered from the relay's queue (kept while the tunnel was offline). */
+      queued?: { deliveryId: string; queuedAt: string };
     }
   | { event: 'request-start'; id: number; method: string; path: string }
   | { event: 'connection-lost'; error: string; connectionsLeft: number }

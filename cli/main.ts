@@ -155,6 +155,11 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
         relayApiOptions(y)
           .positional('name', { type: 'string', demandOption: true })
           .option('url', { type: 'string', describe: 'local target `tunnel run` uses by default' })
+          .option('queue', {
+            type: 'boolean',
+            default: false,
+            describe: 'keep webhooks (POST/PUT/PATCH/DELETE) on the relay while offline',
+          })
           .option('json', { type: 'boolean', default: false, describe: 'one JSON line' }),
       async (args) => {
         const { runTunnelCreate } = await import('./commands/tunnel.js');
@@ -164,6 +169,7 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
             name: String(args.name),
             url: args.url,
             json: args.json,
+            queue: args.queue,
           }),
         );
       },
@@ -223,7 +229,37 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
         );
       },
     )
-    .demandCommand(1, 'say which: tunnel create | run | list | delete');
+    .command(
+      'queue <name>',
+      'what the relay keeps for NAME while it is offline (store-and-forward); turn it on/off, purge',
+      (y) =>
+        relayApiOptions(y)
+          .positional('name', { type: 'string', demandOption: true })
+          .option('enable', { type: 'boolean', default: false, describe: 'turn the queue on' })
+          .option('disable', { type: 'boolean', default: false, describe: 'turn the queue off' })
+          .option('purge', { type: 'boolean', default: false, describe: 'clear the queue' })
+          .option('failed', {
+            type: 'boolean',
+            default: false,
+            describe: 'with --purge: clear only the failed requests',
+          })
+          .option('json', { type: 'boolean', default: false, describe: 'one JSON object' }),
+      async (args) => {
+        const { runTunnelQueue } = await import('./commands/tunnel-queue.js');
+        setExit(
+          await runTunnelQueue({
+            ...flags(args),
+            name: String(args.name),
+            enable: args.enable,
+            disable: args.disable,
+            purge: args.purge,
+            failed: args.failed,
+            json: args.json,
+          }),
+        );
+      },
+    )
+    .demandCommand(1, 'say which: tunnel create | run | list | delete | queue');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -315,6 +351,41 @@ async function main(argv: string[]): Promise<number> {
             default: 30,
             describe: 'seconds in-flight requests get on shutdown',
           })
+          .option('reconnect-hold', {
+            type: 'number',
+            default: 10,
+            describe: "seconds a tunnel's visitors wait for its client to reconnect (503 after)",
+          })
+          .option('queue-max-body', {
+            type: 'string',
+            default: '1MiB',
+            describe: 'store-and-forward: largest request body kept for an offline tunnel',
+          })
+          .option('queue-max-items', {
+            type: 'number',
+            default: 1000,
+            describe: 'store-and-forward: requests kept per tunnel (waiting + failed)',
+          })
+          .option('queue-max-age', {
+            type: 'string',
+            default: '72h',
+            describe: 'store-and-forward: older requests are not delivered (kept as failed)',
+          })
+          .option('queue-disk-cap', {
+            type: 'string',
+            default: '1GiB',
+            describe: 'store-and-forward: disk all queues may take, relay-wide',
+          })
+          .option('queue-max-attempts', {
+            type: 'number',
+            default: 8,
+            describe: 'store-and-forward: delivery attempts before a request is kept as failed',
+          })
+          .option('queue-accept-status', {
+            type: 'number',
+            default: 202,
+            describe: 'store-and-forward: status a sender gets for a kept request',
+          })
           .option('log-level', {
             choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
             default: 'info' as const,
@@ -339,6 +410,15 @@ async function main(argv: string[]): Promise<number> {
           responseTimeout: args['response-timeout'],
           drainTimeout: args['drain-timeout'],
           logLevel: args['log-level'],
+          reconnectHold: args['reconnect-hold'],
+          queue: {
+            maxBody: args['queue-max-body'],
+            maxItems: args['queue-max-items'],
+            maxAge: args['queue-max-age'],
+            diskCap: args['queue-disk-cap'],
+            maxAttempts: args['queue-max-attempts'],
+            acceptStatus: args['queue-accept-status'],
+          },
         });
       },
     )

@@ -36,6 +36,7 @@ import {
   type H2Limits,
   type H2Request,
 } from './edge/h2.js';
+import { WebhookQueue, type QueueLimits } from './queue/webhook-queue.js';
 import { RelayStats } from './stats.js';
 import { NamedTunnels } from './tunnels/named.js';
 import { TunnelRegistry } from './tunnels/registry.js';
@@ -95,6 +96,11 @@ export interface RelayConfig {
   extraHttpHosts?: readonly string[];
   /** HTTP/2 limits on the HTTPS listener (see relay/edge/h2.ts); false = HTTP/1.1 only. */
   http2?: Partial<H2Limits> | false;
+  /**
+   * Store-and-forward limits (relay/queue/) for named tunnels that opted in. The queue
+   * lives in `<dataDir>/queue`; a relay without a data dir has none.
+   */
+  queue?: Partial<QueueLimits>;
 }
 
 export interface Relay {
@@ -146,9 +152,13 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       ? { key: randomBytes(32), existed: false }
       : await loadOrCreateKey(config.dataDir);
 
+  // Set once the queue is open; a client that registers gets its queue delivered.
+  let queue: WebhookQueue | undefined;
   const registry = new TunnelRegistry({
     holdMs: config.holdMs ?? 10_000,
     restarted,
+    // After this tick: the endpoint sets the tunnel's access rules right after attaching.
+    onRegistered: (tunnel) => queueMicrotask(() => queue?.connected(tunnel)),
     onUnregistered: (tunnel) =>
       log.info(
         {
@@ -181,6 +191,15 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       : await JsonFileTunnelStore.open(config.dataDir));
   const stats = new RelayStats();
   const named = new NamedTunnels({ store, registry, domain, urlsFor, log });
+  if (config.dataDir !== null) {
+    queue = await WebhookQueue.open({
+      dataDir: config.dataDir,
+      limits: config.queue ?? {},
+      registry,
+      named,
+      log,
+    });
+  }
   const adminTokens = config.adminTokens ?? [];
 
   const endpoint = new TunnelEndpoint({
@@ -211,6 +230,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         relayVersion: VERSION,
         open: config.tokens.length === 0,
         startedAt,
+        queue,
       }),
     );
     return admin;
@@ -391,7 +411,26 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       }
       withSession(req, route.label, route.hostname, (session, page, strip) => {
         if (session === undefined) {
-          sendError(res, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+          const offline = page ?? pages.noSuchTunnel(route.hostname);
+          // No client connected (not a refusal by the tunnel's rules): a named tunnel
+          // that opted in keeps the request (relay/queue/).
+          if (
+            queue !== undefined &&
+            !shuttingDown &&
+            registry.lookup(route.label)?.pickSession() === undefined
+          ) {
+            queue.offer(req, res, route.label, route.hostname, scheme).then(
+              (handled) => {
+                if (!handled) sendError(res, req.headers, offline);
+              },
+              (err: unknown) => {
+                log.error({ err }, 'queue failed to take a request');
+                sendError(res, req.headers, offline);
+              },
+            );
+            return;
+          }
+          sendError(res, req.headers, offline);
           return;
         }
         forwarding();
@@ -662,6 +701,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         inflightIdle = [];
         clearTimeout(timer);
         endpoint.close();
+        await queue?.close();
         for (const s of servers) s.closeAllConnections();
         h2Edge?.destroyAll();
         if (admin !== undefined) await (await admin).close();

@@ -8,6 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { ConfigError } from '../../shared/errors.js';
 import { startRelay, type Relay } from '../../relay/index.js';
+import { parseDuration, parseSize } from '../units.js';
 
 export interface RelayCommandOptions {
   domain: string;
@@ -30,6 +31,49 @@ export interface RelayCommandOptions {
   responseTimeout: number;
   logLevel: string;
   drainTimeout: number;
+  /** Seconds a tunnel's requests wait for its client to reconnect before a 503. */
+  reconnectHold?: number;
+  /** Store-and-forward limits, as typed (sizes and durations). */
+  queue?: {
+    maxBody?: string | undefined;
+    maxItems?: number | undefined;
+    maxAge?: string | undefined;
+    diskCap?: string | undefined;
+    maxAttempts?: number | undefined;
+    acceptStatus?: number | undefined;
+  };
+}
+
+/** Validates the --queue-* flags into the relay's queue limits. */
+export function queueLimitsFrom(q: NonNullable<RelayCommandOptions['queue']>) {
+  const limits: {
+    maxBodyBytes?: number;
+    maxItems?: number;
+    maxAgeMs?: number;
+    diskCapBytes?: number;
+    maxAttempts?: number;
+    acceptStatus?: number;
+  } = {};
+  if (q.maxBody !== undefined) limits.maxBodyBytes = parseSize(q.maxBody, '--queue-max-body');
+  if (q.maxAge !== undefined) limits.maxAgeMs = parseDuration(q.maxAge, '--queue-max-age');
+  if (q.diskCap !== undefined) limits.diskCapBytes = parseSize(q.diskCap, '--queue-disk-cap');
+  for (const [flag, n, key] of [
+    ['--queue-max-items', q.maxItems, 'maxItems'],
+    ['--queue-max-attempts', q.maxAttempts, 'maxAttempts'],
+  ] as const) {
+    if (n === undefined) continue;
+    if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} must be 1 or more, got ${n}`);
+    limits[key] = n;
+  }
+  if (q.acceptStatus !== undefined) {
+    if (!Number.isInteger(q.acceptStatus) || q.acceptStatus < 200 || q.acceptStatus > 299) {
+      throw new ConfigError(
+        `--queue-accept-status must be a 2xx status (202 by default), got ${q.acceptStatus}`,
+      );
+    }
+    limits.acceptStatus = q.acceptStatus;
+  }
+  return limits;
 }
 
 /** Reads client tokens from a file: one per line, blank lines and # comments ignored. */
@@ -85,6 +129,11 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   ] as const) {
     if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${flag} must be 0 or more, got ${n}`);
   }
+  const queue = queueLimitsFrom(opts.queue ?? {});
+  const hold = opts.reconnectHold ?? 10;
+  if (!Number.isFinite(hold) || hold < 0) {
+    throw new ConfigError(`--reconnect-hold must be 0 or more seconds, got ${hold}`);
+  }
   let relay: Relay;
   try {
     relay = await startRelay({
@@ -102,6 +151,8 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       creationsPerMinute: opts.maxNewTunnelsPerMinute ?? 30,
       responseTimeoutMs: opts.responseTimeout * 1000,
       publicHttpsPort: opts.publicPort,
+      holdMs: hold * 1000,
+      queue,
       logger: log,
     });
   } catch (err) {

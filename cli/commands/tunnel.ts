@@ -36,18 +36,18 @@ export interface RelayFlags {
   relayInsecure: boolean;
 }
 
-interface Output {
+export interface Output {
   out: (line: string) => void;
   err: (line: string) => void;
 }
 
-const stdio: Output = {
+export const stdio: Output = {
   out: (line) => void process.stdout.write(`${line}\n`),
   err: (line) => void process.stderr.write(`${line}\n`),
 };
 
 /** The relay a tunnel command talks to, and how (CA, proxy). */
-async function relayFor(
+export async function relayFor(
   flags: RelayFlags,
   io: Output,
 ): Promise<{ settings: RelaySettings; relay: URL; api: RelayApiOptions }> {
@@ -77,6 +77,8 @@ export interface TunnelCreateOptions extends RelayFlags {
   name: string;
   url: string | undefined;
   json: boolean;
+  /** Store-and-forward: the relay keeps requests while the tunnel is offline. */
+  queue?: boolean;
 }
 
 export async function runTunnelCreate(
@@ -99,7 +101,7 @@ export async function runTunnelCreate(
         `\`quick-tunnel tunnel run ${name} --url PORT\`, or delete it first with \`quick-tunnel tunnel delete ${name}\``,
     );
   }
-  const created = await relayApi.create(api, opts.name, settings.token);
+  const created = await relayApi.create(api, opts.name, settings.token, opts.queue === true);
   file = credentialPath(settings.configDir, relay, created.name);
   await saveCredential(file, {
     relay: relay.href.replace(/\/$/, ''),
@@ -121,6 +123,7 @@ export async function runTunnelCreate(
         hostname: created.hostname,
         urls: created.urls,
         createdAt: created.createdAt,
+        queue: created.queue === true,
         credentialFile: file,
       }),
     );
@@ -132,6 +135,11 @@ export async function runTunnelCreate(
   io.out(
     `              (mode 0600: anyone with this file can serve ${created.hostname}; copy it to run replicas elsewhere)`,
   );
+  if (opts.queue === true) {
+    io.out(
+      `  queue:      on (while offline, the relay keeps POST/PUT/PATCH/DELETE requests; see \`quick-tunnel tunnel queue ${created.name}\`)`,
+    );
+  }
   io.out(`Run it with: quick-tunnel tunnel run ${created.name} --url ${opts.url ?? 'PORT'}`);
   return 0;
 }

@@ -4,6 +4,16 @@
  */
 import type { ExchangeCapture } from './capture.js';
 
+/**
+ * A request the relay kept while the tunnel was offline and delivers now
+ * (store-and-forward): its delivery id and when it reached the relay.
+ */
+export interface QueuedDelivery {
+  deliveryId: string;
+  /** ISO 8601. */
+  queuedAt: string;
+}
+
 /** A visitor request (or WebSocket) arrived and is being sent to the origin. */
 export interface RequestStartEvent {
   type: 'request-start';
@@ -13,6 +23,8 @@ export interface RequestStartEvent {
   /** Request target as the visitor sent it: path and query. */
   path: string;
   upgrade: boolean;
+  /** Set when the relay delivers this request from its queue (store-and-forward). */
+  queued?: QueuedDelivery;
   /**
    * With the proxy's `capture` option: the heads and body previews of this exchange,
    * filled in live while it runs (the same object comes again in its `request` event).
@@ -41,6 +53,8 @@ export interface RequestEvent {
   upgrade: boolean;
   /** Why the exchange did not complete normally (absent when it did). */
   error?: string;
+  /** Set when the relay delivers this request from its queue (store-and-forward). */
+  queued?: QueuedDelivery;
   /** With the proxy's `capture` option: what was captured (see RequestStartEvent). */
   capture?: ExchangeCapture;
 }

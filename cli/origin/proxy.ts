@@ -40,7 +40,7 @@ import {
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
 import { CAPTURE_BODY_LIMIT_BYTES, ExchangeCapture, WebSocketFrameCounter } from './capture.js';
-import type { OriginEvent } from './events.js';
+import type { OriginEvent, QueuedDelivery } from './events.js';
 import { Http1Pool, type Http1Request } from './http1.js';
 import type { ParsedResponseHead } from './response-parser.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
@@ -384,12 +384,14 @@ class Exchange {
 
   start(): void {
     const { head, stream, capture } = this;
+    const queued = queuedDelivery(head);
     this.proxy.emit({
       type: 'request-start',
       id: this.id,
       method: head.method,
       path: head.url,
       upgrade: head.upgrade,
+      ...(queued !== undefined ? { queued } : {}),
       ...(capture !== undefined ? { capture } : {}),
     });
     stream.on('error', (err) => {
@@ -946,6 +948,8 @@ class Exchange {
       upgrade: this.head.upgrade,
     };
     if (this.error !== undefined) event.error = this.error;
+    const queued = queuedDelivery(this.head);
+    if (queued !== undefined) event.queued = queued;
     if (this.capture !== undefined) {
       this.capture.finishedAt = Date.now();
       event.capture = this.capture;
@@ -1236,4 +1240,13 @@ function hostnameOf(host: string): string {
   }
   const i = host.lastIndexOf(':');
   return i < 0 ? host : host.slice(0, i);
+}
+
+/** The relay's store-and-forward marks on a request head, if well-formed. */
+function queuedDelivery(head: RequestHead): QueuedDelivery | undefined {
+  const q = (head as { queued?: unknown }).queued;
+  if (typeof q !== 'object' || q === null) return undefined;
+  const { deliveryId, queuedAt } = q as Record<string, unknown>;
+  if (typeof deliveryId !== 'string' || typeof queuedAt !== 'string') return undefined;
+  return { deliveryId: deliveryId.slice(0, 200), queuedAt: queuedAt.slice(0, 100) };
 }

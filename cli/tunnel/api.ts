@@ -41,7 +41,33 @@ export interface CreatedTunnel {
   hostname: string;
   urls: string[];
   createdAt: string;
+  /** Store-and-forward on (older relays leave it out). */
+  queue?: boolean;
   credential: string;
+}
+
+/** One request in a tunnel's queue (`GET /api/tunnels/:name/queue`). */
+export interface QueueItemView {
+  deliveryId: string;
+  seq: number;
+  method: string;
+  path: string;
+  queuedAt: string;
+  bodyBytes: number;
+  state: 'waiting' | 'delivering' | 'failed';
+  attempts: number;
+  lastError?: string;
+  failed?: { reason: string; message: string; failedAt: string; lastStatus?: number };
+}
+
+export interface QueueView {
+  name: string;
+  enabled: boolean;
+  connected: boolean;
+  waiting: number;
+  failed: number;
+  limits: { maxBodyBytes: number; maxItems: number; maxAgeSeconds: number };
+  items: QueueItemView[];
 }
 
 /** What the relay answers to `GET /api/tunnels/:name`. */
@@ -60,7 +86,7 @@ export interface DeletedTunnel {
  */
 export function callRelayApi<T>(
   opts: RelayApiOptions,
-  method: 'GET' | 'POST' | 'DELETE',
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
   apiPath: string,
   options: { bearer?: string | undefined; body?: unknown } = {},
 ): Promise<T> {
@@ -133,8 +159,32 @@ export function callRelayApi<T>(
 }
 
 export const relayApi = {
-  create: (opts: RelayApiOptions, name: string, token: string | undefined) =>
-    callRelayApi<CreatedTunnel>(opts, 'POST', '/api/tunnels', { bearer: token, body: { name } }),
+  create: (opts: RelayApiOptions, name: string, token: string | undefined, queue = false) =>
+    callRelayApi<CreatedTunnel>(opts, 'POST', '/api/tunnels', {
+      bearer: token,
+      body: queue ? { name, queue } : { name },
+    }),
+  setQueue: (opts: RelayApiOptions, name: string, credential: string, queue: boolean) =>
+    callRelayApi<TunnelStatus>(opts, 'PATCH', `/api/tunnels/${encodeURIComponent(name)}`, {
+      bearer: credential,
+      body: { queue },
+    }),
+  queue: (opts: RelayApiOptions, name: string, credential: string) =>
+    callRelayApi<QueueView>(opts, 'GET', `/api/tunnels/${encodeURIComponent(name)}/queue`, {
+      bearer: credential,
+    }),
+  purgeQueue: (
+    opts: RelayApiOptions,
+    name: string,
+    credential: string,
+    which: 'all' | 'failed' | 'waiting',
+  ) =>
+    callRelayApi<{ purged: number }>(
+      opts,
+      'DELETE',
+      `/api/tunnels/${encodeURIComponent(name)}/queue?which=${which}`,
+      { bearer: credential },
+    ),
   status: (opts: RelayApiOptions, name: string, credential: string) =>
     callRelayApi<TunnelStatus>(opts, 'GET', `/api/tunnels/${encodeURIComponent(name)}`, {
       bearer: credential,

@@ -107,6 +107,7 @@ export function originEventToTunnelEvent(e: OriginEvent): TunnelEvent | undefine
         upgrade: e.upgrade,
       };
       if (e.error !== undefined) out.error = e.error;
+      if (e.queued !== undefined) out.queued = e.queued;
       return out;
     }
     case 'request-start':

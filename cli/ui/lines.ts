@@ -114,8 +114,12 @@ export function lineView(
         const t = new Date().toISOString().slice(11, 19);
         const kind = e.upgrade ? ' (websocket)' : '';
         const err = e.error !== undefined ? `  ${e.error}` : '';
+        const queued =
+          e.queued !== undefined
+            ? `  (queued ${e.queued.queuedAt}, delivery ${e.queued.deliveryId})`
+            : '';
         writer.out(
-          `${t} ${e.method} ${e.path} ${e.status} ${Math.round(e.durationMs)}ms ${formatBytes(e.bytesOut)}${kind}${err}`,
+          `${t} ${e.method} ${e.path} ${e.status} ${Math.round(e.durationMs)}ms ${formatBytes(e.bytesOut)}${kind}${err}${queued}`,
         );
         return;
       }

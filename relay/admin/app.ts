@@ -4,11 +4,13 @@
  * request so a tunnel's time-to-URL does not pay for it.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { WebhookQueue } from '../queue/webhook-queue.js';
 import type { RelayStats } from '../stats.js';
 import type { NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
 import { sendApiError } from './auth.js';
 import { metricsRoutes } from './metrics.js';
+import { queueRoutes } from './queue.js';
 import { tunnelRoutes } from './tunnels.js';
 
 export interface AdminDeps {
@@ -23,6 +25,8 @@ export interface AdminDeps {
   tokens: readonly string[];
   /** Admin tokens; empty = the admin endpoints answer 403. */
   adminTokens: readonly string[];
+  /** Store-and-forward; undefined on a relay without a data dir. */
+  queue?: WebhookQueue | undefined;
 }
 
 /** API request bodies are tiny ({ name }); refuse anything large early. */
@@ -66,6 +70,7 @@ code{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}</style></head><bo
 
   await app.register(tunnelRoutes, { deps });
   await app.register(metricsRoutes, { deps });
+  await app.register(queueRoutes, { deps });
 
   await app.ready();
   return app;

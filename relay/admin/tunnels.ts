@@ -1,7 +1,7 @@
 /**
  * Control API for named tunnels:
  *
- *     POST   /api/tunnels         {name}  relay token   → 201 {id, name, hostname, urls, credential, createdAt}
+ *     POST   /api/tunnels   {name, queue?} relay token   → 201 {id, name, hostname, urls, credential, createdAt}
  *     GET    /api/tunnels                 admin token   → {tunnels: [status…]}
  *     GET    /api/tunnels/:name           credential    → status
  *     DELETE /api/tunnels/:name[?force=true] credential → {deleted, id, name, connectionsClosed}
@@ -49,14 +49,18 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
     }
   };
 
-  app.post<{ Body: { name: string } }>(
+  app.post<{ Body: { name: string; queue?: boolean } }>(
     '/api/tunnels',
     {
       schema: {
         body: {
           type: 'object',
           required: ['name'],
-          properties: { name: { type: 'string', minLength: 1, maxLength: 253 } },
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 253 },
+            // Store-and-forward while offline (relay/queue/); see admin/queue.ts.
+            queue: { type: 'boolean' },
+          },
           additionalProperties: false,
         },
       },
@@ -64,7 +68,17 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
     async (req, reply) => {
       if (!requireRelayToken(req, reply, deps.tokens, deps.adminTokens)) return reply;
       try {
-        const { record, credential } = await named.create(req.body.name);
+        if (req.body.queue === true && deps.queue === undefined) {
+          return sendApiError(
+            reply,
+            409,
+            'QT_ERR_QUEUE_UNAVAILABLE',
+            'this relay keeps no data dir, so it cannot keep requests for offline tunnels',
+          );
+        }
+        const { record, credential } = await named.create(req.body.name, {
+          queue: req.body.queue === true,
+        });
         const status = named.status(record);
         return reply.code(201).send({
           id: record.id,
@@ -72,6 +86,7 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
           hostname: status.hostname,
           urls: status.urls,
           createdAt: record.createdAt,
+          queue: status.queue,
           credential,
         });
       } catch (err) {
@@ -99,6 +114,7 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
       const force = req.query.force === 'true' || req.query.force === '1';
       try {
         const { connectionsClosed } = await named.delete(record, force);
+        await deps.queue?.drop(record);
         return {
           deleted: true,
           id: record.id,

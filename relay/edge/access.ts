@@ -15,6 +15,8 @@ import type { ErrorPage } from './pages.js';
 export interface CompiledAccess {
   basicAuth: Buffer | undefined;
   allow: net.BlockList | undefined;
+  /** The validated policy it was compiled from (kept so a queued tunnel can store it). */
+  policy?: { basicAuthSha256?: string; allowIps?: string[] };
 }
 
 /** True when the policy asks for nothing. */
@@ -49,7 +51,10 @@ export function compileAccess(policy: unknown): CompiledAccess {
       }
     }
   }
-  return { basicAuth, allow };
+  const kept: { basicAuthSha256?: string; allowIps?: string[] } = {};
+  if (basicAuth !== undefined) kept.basicAuthSha256 = digest as string;
+  if (allow !== undefined) kept.allowIps = [...(ips as string[])];
+  return { basicAuth, allow, policy: kept };
 }
 
 /** Normalises the socket's address (IPv4-mapped IPv6 → IPv4). */

@@ -61,7 +61,10 @@ export function buildRequestHead(
     if (
       lower === 'x-forwarded-for' ||
       lower === 'x-forwarded-proto' ||
-      lower === 'x-forwarded-host'
+      lower === 'x-forwarded-host' ||
+      // Only the relay's store-and-forward sets these (relay/queue/): an app may trust them.
+      lower === 'x-quick-tunnel-delivery-id' ||
+      lower === 'x-quick-tunnel-queued-at'
     )
       continue;
     // The tunnel's own password (--basic-auth) never reaches the app, its logs or the TUI.

@@ -65,7 +65,10 @@ export class NamedTunnels {
    * Reserves `name`: returns the record and the credential, which exists only in this
    * answer (the store keeps its hash).
    */
-  async create(rawName: string): Promise<{ record: TunnelRecord; credential: string }> {
+  async create(
+    rawName: string,
+    options: { queue?: boolean } = {},
+  ): Promise<{ record: TunnelRecord; credential: string }> {
     const name = normalizeName(rawName);
     const reason = invalidNameReason(name);
     if (reason !== undefined) {
@@ -86,6 +89,7 @@ export class NamedTunnels {
       credentialHash: hashCredential(credential),
       createdAt: this.now().toISOString(),
       lastSeenAt: null,
+      ...(options.queue === true ? { queue: { enabled: true } } : {}),
     };
     try {
       await this.opts.store.create(record);
@@ -136,6 +140,31 @@ export class NamedTunnels {
     return record;
   }
 
+  /** Turns store-and-forward on or off for `record` (kept in its reservation). */
+  async setQueue(record: TunnelRecord, enabled: boolean): Promise<TunnelRecord> {
+    const store = this.opts.store;
+    if (store.setQueue === undefined) {
+      throw new NamedTunnelError(
+        501,
+        'QT_ERR_NOT_SUPPORTED',
+        "this relay's tunnel store cannot change a tunnel's queue setting",
+      );
+    }
+    const next = await store.setQueue(record.name, { enabled });
+    if (next === undefined) {
+      throw new NamedTunnelError(404, 'QT_ERR_NO_SUCH_TUNNEL', `tunnel '${record.name}' is gone`);
+    }
+    this.opts.log.info(
+      {
+        event: enabled ? 'queue-enabled' : 'queue-disabled',
+        tunnelId: record.id,
+        name: record.name,
+      },
+      enabled ? 'store-and-forward enabled' : 'store-and-forward disabled',
+    );
+    return next;
+  }
+
   async get(rawName: string): Promise<TunnelRecord | undefined> {
     return this.opts.store.get(normalizeName(rawName));
   }
@@ -171,6 +200,7 @@ export class NamedTunnels {
       connected: sessions.length > 0,
       connections: sessions.length,
       replicas: replicas.size,
+      queue: record.queue?.enabled === true,
     };
   }
 

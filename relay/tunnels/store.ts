@@ -24,6 +24,13 @@ export interface TunnelRecord {
   readonly createdAt: string;
   /** ISO 8601: last time a connection of this tunnel registered or left; null = never. */
   readonly lastSeenAt: string | null;
+  /** Store-and-forward (relay/queue/): keep requests while offline. Absent = off. */
+  readonly queue?: TunnelQueueSetting;
+}
+
+/** A named tunnel's store-and-forward setting, kept in its reservation. */
+export interface TunnelQueueSetting {
+  readonly enabled: boolean;
 }
 
 export interface TunnelStore {
@@ -35,6 +42,11 @@ export interface TunnelStore {
   list(): Promise<TunnelRecord[]>;
   /** Sets lastSeenAt (no-op for an unknown name). */
   touch(name: string, at: Date): Promise<void>;
+  /**
+   * Sets the store-and-forward setting; resolves with the new record (undefined for an
+   * unknown name) once durable. Optional: a backend without it cannot toggle queues.
+   */
+  setQueue?(name: string, queue: TunnelQueueSetting): Promise<TunnelRecord | undefined>;
   /** Waits for pending writes. */
   close(): Promise<void>;
 }
@@ -96,6 +108,20 @@ export class MemoryTunnelStore implements TunnelStore {
     if (record === undefined) return;
     this.records.set(name, { ...record, lastSeenAt: at.toISOString() });
     await this.persist();
+  }
+
+  async setQueue(name: string, queue: TunnelQueueSetting): Promise<TunnelRecord | undefined> {
+    const record = this.records.get(name);
+    if (record === undefined) return undefined;
+    const next = { ...record, queue: { enabled: queue.enabled } };
+    this.records.set(name, next);
+    try {
+      await this.persist();
+    } catch (err) {
+      if (this.records.get(name) === next) this.records.set(name, record);
+      throw err;
+    }
+    return next;
   }
 
   async close(): Promise<void> {}
@@ -247,12 +273,16 @@ function parseStoreFile(text: string, file: string): TunnelRecord[] {
     ) {
       throw new StoreError(`the tunnel store ${file} holds an invalid record`);
     }
+    const queue = r['queue'] as Record<string, unknown> | undefined;
     records.push({
       id: r['id'] as string,
       name: r['name'] as string,
       credentialHash: r['credentialHash'] as string,
       createdAt: r['createdAt'] as string,
       lastSeenAt: r['lastSeenAt'] as string | null,
+      ...(typeof queue === 'object' && queue !== null && typeof queue['enabled'] === 'boolean'
+        ? { queue: { enabled: queue['enabled'] } }
+        : {}),
     });
   }
   return records;

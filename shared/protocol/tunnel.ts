@@ -73,6 +73,12 @@ export interface RequestHead {
   remoteAddress: string;
   /** Scheme the visitor used to reach the relay. */
   scheme: 'http' | 'https';
+  /**
+   * Set when the relay delivers a request it kept while the tunnel was offline
+   * (store-and-forward); the same values are in the X-Quick-Tunnel-Delivery-Id and
+   * X-Quick-Tunnel-Queued-At headers. Absent on live requests.
+   */
+  queued?: { deliveryId: string; queuedAt: string };
 }
 
 /** REPLY metadata: the origin's response head. */
@@ -183,4 +189,6 @@ export interface NamedTunnelStatus {
   connections: number;
   /** Distinct client processes (replicas) among those connections. */
   replicas: number;
+  /** Store-and-forward: whether the relay keeps requests while the tunnel is offline. */
+  queue: boolean;
 }

@@ -85,6 +85,8 @@ export async function connectTunnel(
     origin?: Partial<Omit<OriginProxyOptions, 'target' | 'onEvent'>>;
     /** Visitor access rules the relay enforces (--basic-auth / --allow-ip). */
     access?: AccessPolicy;
+    /** Serve this named tunnel (its name and credential) instead of an ephemeral one. */
+    named?: { name: string; credential: string };
   } = {},
 ): Promise<ConnectedTunnel> {
   const events: TunnelEvent[] = [];
@@ -104,6 +106,7 @@ export async function connectTunnel(
     clientVersion: 'test',
     ...(options.token !== undefined ? { token: options.token } : {}),
     ...(options.access !== undefined ? { access: options.access } : {}),
+    ...(options.named !== undefined ? options.named : {}),
   };
   const supervisor = new TunnelSupervisor({
     connect: (req) => dialRelay({ relay: env.url, request: req, ca: env.ca }),

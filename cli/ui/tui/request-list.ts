@@ -58,7 +58,11 @@ export function webSocketSummary(row: RequestRow): string {
 
 function pathCell(row: RequestRow, width: number): string {
   const prefix = row.replayOf !== undefined ? `↻#${row.replayOf} ` : '';
-  const suffix = row.upgrade ? ` ⇄ ${webSocketSummary(row)}${row.open ? ' · open' : ''}` : '';
+  const suffix = row.upgrade
+    ? ` ⇄ ${webSocketSummary(row)}${row.open ? ' · open' : ''}`
+    : row.queued !== undefined
+      ? ` · queued ${row.queued.queuedAt.slice(11, 19)}`
+      : '';
   const room = Math.max(4, width - prefix.length - suffix.length);
   return fit(`${prefix}${shortenMiddle(printable(row.path), room)}${suffix}`, width);
 }

@@ -39,6 +39,8 @@ export interface RequestRow {
   bytesIn: number;
   bytesOut: number;
   error: string | undefined;
+  /** Delivered from the relay's queue: the delivery id and when it reached the relay. */
+  queued: { deliveryId: string; queuedAt: string } | undefined;
   capture: ExchangeCapture | undefined;
   /** Body bytes of `capture` counted against the store's budget. */
   retainedBytes: number;
@@ -450,6 +452,7 @@ export class TuiStore {
       bytesIn: 0,
       bytesOut: 0,
       error: undefined,
+      queued: undefined,
       capture,
       retainedBytes: 0,
     };
@@ -483,6 +486,7 @@ export class TuiStore {
       bytesOut: number;
       upgrade: boolean;
       error?: string;
+      queued?: { deliveryId: string; queuedAt: string };
     },
     capture: ExchangeCapture | undefined,
   ): void {
@@ -505,6 +509,7 @@ export class TuiStore {
     row.bytesIn = e.bytesIn;
     row.bytesOut = e.bytesOut;
     row.error = e.error;
+    if (e.queued !== undefined) row.queued = e.queued;
     if (capture !== undefined) row.capture = capture;
     if (!e.upgrade) {
       this.durations[this.durationsNext] = e.durationMs;
