@@ -6,6 +6,7 @@
 import {
   NameTakenError,
   StoreError,
+  type TunnelQueueSetting,
   type TunnelRecord,
   type TunnelStore,
 } from '../tunnels/store.js';
@@ -14,8 +15,15 @@ import { luaScript, type RedisConnection, type RedisReply } from './redis.js';
 const CREATE = luaScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'credentialHash', ARGV[3],
-  'createdAt', ARGV[4], 'lastSeenAt', ARGV[5])
+  'createdAt', ARGV[4], 'lastSeenAt', ARGV[5], 'queue', ARGV[6])
 redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+`);
+
+/** Store-and-forward on/off ('on' | 'off'; an empty or missing field = never set). */
+const SET_QUEUE = luaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'queue', ARGV[1])
 return 1
 `);
 
@@ -58,7 +66,14 @@ export class RedisTunnelStore implements TunnelStore {
       .script(
         CREATE,
         [this.key(record.name), this.namesKey],
-        [record.id, record.name, record.credentialHash, record.createdAt, record.lastSeenAt ?? ''],
+        [
+          record.id,
+          record.name,
+          record.credentialHash,
+          record.createdAt,
+          record.lastSeenAt ?? '',
+          record.queue === undefined ? '' : record.queue.enabled ? 'on' : 'off',
+        ],
       )
       .catch((err: unknown) => {
         throw this.wrap(err);
@@ -93,6 +108,15 @@ export class RedisTunnelStore implements TunnelStore {
     });
   }
 
+  async setQueue(name: string, queue: TunnelQueueSetting): Promise<TunnelRecord | undefined> {
+    const set = await this.redis
+      .script(SET_QUEUE, [this.key(name)], [queue.enabled ? 'on' : 'off'])
+      .catch((err: unknown) => {
+        throw this.wrap(err);
+      });
+    return set === 1 ? this.get(name) : undefined;
+  }
+
   async close(): Promise<void> {}
 
   private async run(args: string[]): Promise<RedisReply> {
@@ -118,7 +142,7 @@ function parseRecord(reply: RedisReply): TunnelRecord | undefined {
   } else if (reply !== null && typeof reply === 'object') {
     for (const [k, v] of Object.entries(reply)) fields[k] = String(v);
   }
-  const { id, name, credentialHash, createdAt, lastSeenAt } = fields;
+  const { id, name, credentialHash, createdAt, lastSeenAt, queue } = fields;
   if (id === undefined || name === undefined || credentialHash === undefined) return undefined;
   return {
     id,
@@ -126,5 +150,6 @@ function parseRecord(reply: RedisReply): TunnelRecord | undefined {
     credentialHash,
     createdAt: createdAt ?? '',
     lastSeenAt: lastSeenAt === undefined || lastSeenAt === '' ? null : lastSeenAt,
+    ...(queue === 'on' || queue === 'off' ? { queue: { enabled: queue === 'on' } } : {}),
   };
 }

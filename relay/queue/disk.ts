@@ -159,6 +159,9 @@ export class TunnelQueueDir {
         continue;
       }
       if (!name.endsWith(ITEM_EXT)) continue;
+      // Never reuse a number, not even a damaged item's (its file is kept aside).
+      const named = Number.parseInt(name, 10);
+      if (Number.isSafeInteger(named)) this.nextSeq = Math.max(this.nextSeq, named + 1);
       let decoded;
       const data = await readFile(file);
       try {
