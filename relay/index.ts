@@ -36,6 +36,7 @@ import {
   type H2Limits,
   type H2Request,
 } from './edge/h2.js';
+import { h1Responder, h2Responder } from './queue/responders.js';
 import { WebhookQueue, type QueueLimits } from './queue/webhook-queue.js';
 import { RelayStats } from './stats.js';
 import { NamedTunnels } from './tunnels/named.js';
@@ -419,7 +420,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
             !shuttingDown &&
             registry.lookup(route.label)?.pickSession() === undefined
           ) {
-            queue.offer(req, res, route.label, route.hostname, scheme).then(
+            queue.offer(req, h1Responder(req, res), route.label, route.hostname, scheme).then(
               (handled) => {
                 if (!handled) sendError(res, req.headers, offline);
               },
@@ -524,7 +525,27 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     }
     withSession(message, route.label, route.hostname, (session, page, strip) => {
       if (session === undefined) {
-        sendH2Error(stream, message.headers, page ?? pages.noSuchTunnel(route.hostname));
+        const offline = page ?? pages.noSuchTunnel(route.hostname);
+        // As over HTTP/1.1: a named tunnel that opted in keeps the request (relay/queue/).
+        if (
+          queue !== undefined &&
+          !shuttingDown &&
+          registry.lookup(route.label)?.pickSession() === undefined
+        ) {
+          queue
+            .offer(message, h2Responder(stream, message), route.label, route.hostname, 'https')
+            .then(
+              (handled) => {
+                if (!handled) sendH2Error(stream, message.headers, offline);
+              },
+              (err: unknown) => {
+                log.error({ err }, 'queue failed to take a request');
+                sendH2Error(stream, message.headers, offline);
+              },
+            );
+          return;
+        }
+        sendH2Error(stream, message.headers, offline);
         return;
       }
       if (stream.destroyed) return; // the visitor cancelled while the tunnel was held

@@ -14,7 +14,8 @@
  * backoff, then the item is kept as failed. At-least-once: the only item a crash can
  * deliver twice is the one in flight, with the same delivery id.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -23,7 +24,7 @@ import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import { isResponseHead, type RequestHead } from '../../shared/protocol/tunnel.js';
 import { checkAccess, compileAccess, type CompiledAccess } from '../edge/access.js';
-import { pages, sendError } from '../edge/pages.js';
+import { pages, type ErrorPage } from '../edge/pages.js';
 import { buildRequestHead } from '../edge/proxy.js';
 import type { NamedTunnels } from '../tunnels/named.js';
 import type { Tunnel, TunnelRegistry } from '../tunnels/registry.js';
@@ -31,6 +32,7 @@ import type { TunnelRecord } from '../tunnels/store.js';
 import { QueueDisk, QueueStorageFullError, type QueueItem, type TunnelQueueDir } from './disk.js';
 import { writeDurably } from './durable.js';
 import { queuePages } from './pages.js';
+import type { QueueResponder } from './responders.js';
 
 /** Methods that are kept while offline; everything else gets the offline 503. */
 export const QUEUED_METHODS: ReadonlySet<string> = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -204,7 +206,7 @@ export class WebhookQueue {
    */
   async offer(
     req: IncomingMessage,
-    res: ServerResponse,
+    res: QueueResponder,
     label: string,
     hostname: string,
     scheme: 'http' | 'https',
@@ -214,7 +216,7 @@ export class WebhookQueue {
     if (record === undefined || !WebhookQueue.enabled(record)) return false;
     if (!QUEUED_METHODS.has((req.method ?? '').toUpperCase())) {
       // GET, HEAD…: not kept. The tunnel is known to exist, so: offline, 503.
-      sendError(res, req.headers, pages.tunnelOffline(hostname));
+      res.page(pages.tunnelOffline(hostname));
       return true;
     }
     const id = record.id;
@@ -222,7 +224,7 @@ export class WebhookQueue {
     if (access !== undefined) {
       const refused = checkAccess(req, access, hostname);
       if (refused !== undefined) {
-        sendError(res, req.headers, refused);
+        res.page(refused);
         return true;
       }
     }
@@ -230,7 +232,7 @@ export class WebhookQueue {
     await this.expire(q, label);
     const pending = this.pending.get(id) ?? 0;
     if (q.items.length + pending >= this.limits.maxItems) {
-      this.refuse(req, res, queuePages.queueFull(hostname, q.items.length, q.failedCount), {
+      this.refuse(res, queuePages.queueFull(hostname, q.items.length, q.failedCount), {
         name: label,
         reason: 'queue-full',
       });
@@ -238,7 +240,7 @@ export class WebhookQueue {
     }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (Number.isFinite(declared) && declared > this.limits.maxBodyBytes) {
-      this.refuse(req, res, queuePages.tooLarge(hostname, this.limits.maxBodyBytes), {
+      this.refuse(res, queuePages.tooLarge(hostname, this.limits.maxBodyBytes), {
         name: label,
         reason: 'too-large',
       });
@@ -246,7 +248,7 @@ export class WebhookQueue {
     }
     const budget = Number.isFinite(declared) && declared > 0 ? declared : 64 * 1024;
     if (this.buffered + budget > this.limits.maxBufferedBytes) {
-      this.refuse(req, res, queuePages.busy(hostname), { name: label, reason: 'busy' });
+      this.refuse(res, queuePages.busy(hostname), { name: label, reason: 'busy' });
       return true;
     }
     this.pending.set(id, pending + 1);
@@ -254,13 +256,13 @@ export class WebhookQueue {
     try {
       let body: Buffer | undefined;
       try {
-        body = await readBody(req, this.limits.maxBodyBytes);
+        body = await readBody(res.body, this.limits.maxBodyBytes);
       } catch {
-        res.destroy(); // the sender went away mid-body: nothing is kept
+        res.abort(); // the sender went away mid-body: nothing is kept
         return true;
       }
       if (body === undefined) {
-        this.refuse(req, res, queuePages.tooLarge(hostname, this.limits.maxBodyBytes), {
+        this.refuse(res, queuePages.tooLarge(hostname, this.limits.maxBodyBytes), {
           name: label,
           reason: 'too-large',
         });
@@ -292,11 +294,7 @@ export class WebhookQueue {
           },
           full ? 'queue storage full: request refused' : 'queue write failed: request refused',
         );
-        sendError(
-          res,
-          req.headers,
-          full ? queuePages.storageFull(hostname) : pages.tunnelOffline(hostname),
-        );
+        res.page(full ? queuePages.storageFull(hostname) : pages.tunnelOffline(hostname));
         return true;
       }
       const body202 = JSON.stringify({
@@ -306,13 +304,15 @@ export class WebhookQueue {
         tunnel: hostname,
         message: `${hostname} is offline: this request is kept and will be delivered when it is back`,
       });
-      res.writeHead(this.limits.acceptStatus, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(body202),
-        'cache-control': 'no-store',
-        'x-quick-tunnel-delivery-id': item.meta.id,
-      });
-      res.end(body202);
+      res.accepted(
+        this.limits.acceptStatus,
+        {
+          'content-type': 'application/json; charset=utf-8',
+          'cache-control': 'no-store',
+          'x-quick-tunnel-delivery-id': item.meta.id,
+        },
+        body202,
+      );
       if (this.opts.log.isLevelEnabled('debug')) {
         this.opts.log.debug(
           { event: 'queued', name: label, deliveryId: item.meta.id, bytes: body.length },
@@ -410,18 +410,12 @@ export class WebhookQueue {
   }
 
   private refuse(
-    req: IncomingMessage,
-    res: ServerResponse,
-    page: ReturnType<typeof queuePages.tooLarge>,
+    res: QueueResponder,
+    page: ErrorPage,
     log: { name: string; reason: string },
   ): void {
     this.opts.log.info({ event: 'queue-refused', ...log }, `request not queued: ${page.title}`);
-    if (!req.readableEnded) {
-      // The body is not read: close the connection after the answer rather than drain it.
-      res.shouldKeepAlive = false;
-      res.once('finish', () => req.destroy());
-    }
-    sendError(res, req.headers, page);
+    res.page(page);
   }
 
   /** Items older than the age limit are not delivered: kept as failed (`expired`). */
@@ -662,7 +656,7 @@ const REFUSE_ALL: CompiledAccess = (() => {
 })();
 
 /** Reads a request body up to `max` bytes; undefined when it is larger (reading stops). */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+function readBody(req: Readable, max: number): Promise<Buffer | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -684,9 +678,9 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
       cleanup();
       reject(err);
     };
-    const onClose = (): void => {
-      if (!req.complete) onError(new Error('the sender went away before the end of the body'));
-    };
+    // 'end' comes before 'close' (and cleans up): a close first means the body was cut.
+    const onClose = (): void =>
+      onError(new Error('the sender went away before the end of the body'));
     const cleanup = (): void => {
       req.off('data', onData);
       req.off('end', onEnd);

@@ -7,6 +7,7 @@
  * purge.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import t, { type Test } from 'tap';
@@ -388,4 +389,35 @@ t.test('turned on and off later; a deleted tunnel takes its queue along', async 
   const again = await env.relay.named.create('later', { queue: true });
   const view = await api(env, 'GET', '/api/tunnels/later/queue', again.credential);
   t.equal(view.json['waiting'], 0, 'a new owner of the name gets an empty queue');
+});
+
+t.test('over HTTP/2 too', async (t) => {
+  const { env } = await relayWithLog(t, { queue: { maxBodyBytes: 100 } });
+  const { credential } = await env.relay.named.create('h2hooks', { queue: true });
+  const host = env.relay.named.hostname('h2hooks');
+  const client = http2.connect(`https://${host}:${env.httpsPort}`, {
+    ca: env.ca,
+    lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]),
+  });
+  t.teardown(() => client.close());
+  const h2 = (method: string, body?: Buffer): Promise<{ status: number; queue: unknown }> =>
+    new Promise((resolve, reject) => {
+      const req = client.request({ ':method': method, ':path': '/h2', 'x-sig': 'abc' });
+      req.on('response', (headers) => {
+        req.resume();
+        req.on('end', () =>
+          resolve({ status: Number(headers[':status']), queue: headers['x-quick-tunnel-queue'] }),
+        );
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  t.same(await h2('POST', Buffer.from('over h2')), { status: 202, queue: undefined }, 'kept');
+  t.equal((await h2('GET')).status, 503, 'GET: 503');
+  t.same(await h2('POST', Buffer.alloc(101)), { status: 503, queue: 'too-large' }, 'too large');
+  const origin = await recordingOrigin(t);
+  await connectTunnel(t, env, String(origin.port), { named: { name: 'h2hooks', credential } });
+  await origin.next(1);
+  t.equal(origin.seen[0]!.body.toString(), 'over h2');
+  t.equal(origin.seen[0]!.headers['x-sig'], 'abc');
 });
