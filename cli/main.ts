@@ -422,6 +422,58 @@ async function main(argv: string[]): Promise<number> {
         });
       },
     )
+    .command(
+      'start [names..]',
+      'run the tunnels of quick-tunnel.yml in this process (all, or the NAMEs given)',
+      (y) =>
+        y
+          .positional('names', { type: 'string', array: true, describe: 'tunnels to start' })
+          .option('all', { type: 'boolean', default: false, describe: 'every tunnel (default)' })
+          .option('config', {
+            type: 'string',
+            describe: 'config file (default: ./quick-tunnel.yml, else the one next to login)',
+          })
+          .option('relay', { type: 'string', describe: "relay URL (overrides the file's)" })
+          .option('token', { type: 'string', describe: 'relay access token' })
+          .option('ca', { type: 'string', describe: "extra CA / the relay's certificate" })
+          .option('log', {
+            choices: ['text', 'json'] as const,
+            describe: 'line output instead of the TUI',
+          })
+          .option('relay-insecure', {
+            type: 'boolean',
+            default: false,
+            describe: "DANGEROUS: do not verify the relay's TLS certificate",
+          })
+          .option('color', { type: 'boolean', default: true, describe: 'colour output' }),
+      async (args) => {
+        const { runStart } = await import('./commands/start.js');
+        exitCode = await runStart({
+          names: collect(args.names),
+          all: args.all,
+          config: args.config,
+          relay: args.relay,
+          token: args.token,
+          ca: args.ca,
+          log: args.log,
+          relayInsecure: args['relay-insecure'],
+          color: args.color,
+        });
+      },
+    )
+    .command('config', 'quick-tunnel.yml: check it', (y) =>
+      y
+        .command(
+          'check',
+          'validate quick-tunnel.yml without connecting',
+          (y) => y.option('config', { type: 'string', describe: 'config file' }),
+          async (args) => {
+            const { runConfigCheck } = await import('./commands/start.js');
+            exitCode = runConfigCheck({ config: args.config });
+          },
+        )
+        .demandCommand(1, 'say which: config check'),
+    )
     .command('tunnel', 'named tunnels: a hostname that survives restarts', (y) =>
       tunnelCommands(y, (code) => (exitCode = code)),
     )

@@ -39,7 +39,7 @@ function batchedStdout(): (line: string) => void {
 
 let stdoutWriter: ((line: string) => void) | undefined;
 
-const processWriter: LineWriter = {
+export const processWriter: LineWriter = {
   out: (line) => (stdoutWriter ??= batchedStdout())(line),
   err: (line) => process.stderr.write(`${line}\n`),
 };

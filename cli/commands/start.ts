@@ -1,0 +1,278 @@
+/**
+ * `quick-tunnel start [NAME…] [--all] [--config FILE]`: the tunnels of quick-tunnel.yml,
+ * all in this process, and `quick-tunnel config check`, which validates the file
+ * without connecting.
+ *
+ * Each tunnel is its own TunnelRunner with its own relay session(s) (one per tunnel,
+ * `connections` for HA), all to the same relay: the protocol stays one hostname per
+ * session, so a config runs against any relay, and a tunnel that the relay refuses or
+ * drops affects no other. Every event carries the tunnel's name (`tunnel`).
+ */
+import { ConfigError, QuickTunnelError } from '../../shared/errors.js';
+import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
+import { VERSION } from '../../shared/version.js';
+import {
+  parseRelayUrl,
+  preferProductionReact,
+  readCaFile,
+  readConfigFile,
+  readEnvironment,
+} from '../config.js';
+import type { EventSink, TunnelEvent } from '../events.js';
+import { namedTunnelCredential } from '../tunnel/credentials.js';
+import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
+import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
+import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
+import {
+  findTunnelsConfig,
+  loadTunnelsConfig,
+  type TunnelConfig,
+  type TunnelsConfig,
+} from '../tunnels-config.js';
+import { lineView, processWriter, type LineWriter } from '../ui/lines.js';
+import type { MultiTuiHandle } from '../ui/tui/multi.js';
+
+export interface StartOptions {
+  names: string[];
+  all: boolean;
+  config: string | undefined;
+  relay: string | undefined;
+  token: string | undefined;
+  ca: string | undefined;
+  log: 'text' | 'json' | undefined;
+  relayInsecure: boolean;
+  color: boolean;
+}
+
+/** The tunnels `start` runs: the named ones (in the order given), else all. */
+export function selectTunnels(
+  config: TunnelsConfig,
+  names: string[],
+  all: boolean,
+): TunnelConfig[] {
+  if (all && names.length > 0) {
+    throw new ConfigError('give tunnel names or --all, not both');
+  }
+  if (names.length === 0) return config.tunnels;
+  const byKey = new Map(config.tunnels.map((t) => [t.key, t]));
+  const out: TunnelConfig[] = [];
+  for (const name of new Set(names)) {
+    const tunnel = byKey.get(name);
+    if (tunnel === undefined) {
+      throw new ConfigError(`no tunnel '${name}' in ${config.file}`, {
+        hint: `its tunnels: ${config.tunnels.map((t) => t.key).join(', ')}`,
+      });
+    }
+    out.push(tunnel);
+  }
+  return out;
+}
+
+/** Text lines get a `[name] ` prefix per tunnel; JSON lines carry `tunnel`. */
+function multiLineView(format: 'text' | 'json', writer: LineWriter = processWriter): EventSink {
+  if (format === 'json') return lineView('json', writer);
+  const views = new Map<string, EventSink>();
+  return (e) => {
+    const name = e.tunnel ?? '';
+    let view = views.get(name);
+    if (view === undefined) {
+      const prefix = name === '' ? '' : `[${name}] `;
+      view = lineView('text', {
+        out: (line) => writer.out(prefix + line),
+        err: (line) => writer.err(prefix + line),
+      });
+      views.set(name, view);
+    }
+    view(e);
+  };
+}
+
+/** `quick-tunnel config check`: validates, prints what would run, connects nothing. */
+export function runConfigCheck(
+  opts: { config: string | undefined },
+  io: LineWriter = processWriter,
+): number {
+  const env = readEnvironment();
+  const file = findTunnelsConfig(opts.config, process.cwd(), env.configDir);
+  const config = loadTunnelsConfig(file);
+  io.out(`${file}: OK, ${config.tunnels.length} tunnel(s)`);
+  for (const t of config.tunnels) {
+    const kind = t.name === undefined ? 'ephemeral' : `named ${t.name}`;
+    io.out(`  ${t.key}: ${t.target.label} (${kind})`);
+    for (const r of t.routes) io.out(`    ${r.path} -> ${r.target.label}`);
+  }
+  return 0;
+}
+
+export async function runStart(opts: StartOptions): Promise<number> {
+  const env = readEnvironment();
+  const file = findTunnelsConfig(opts.config, process.cwd(), env.configDir);
+  const config = loadTunnelsConfig(file);
+  const selected = selectTunnels(config, opts.names, opts.all);
+  const saved = readConfigFile(env.configDir);
+
+  // Flags < environment < quick-tunnel.yml < the saved login. A token or CA saved for
+  // another relay never goes to the one the config names.
+  const ymlRelay =
+    opts.relay === undefined && env.relay === undefined && config.relay !== undefined;
+  const relayInput = opts.relay ?? env.relay ?? config.relay ?? saved.relay;
+  const token =
+    opts.token ?? env.token ?? (ymlRelay ? config.token : (config.token ?? saved.token));
+  const caFile = opts.ca ?? (ymlRelay ? config.ca : (config.ca ?? saved.ca));
+  const ca = await readCaFile(caFile);
+
+  const useTui =
+    opts.log === undefined &&
+    process.stdout.isTTY === true &&
+    process.stdin.isTTY === true &&
+    !env.ci;
+  const lines = useTui ? undefined : multiLineView(opts.log ?? 'text');
+  let tui: MultiTuiHandle | undefined;
+  const emit: EventSink = (e: TunnelEvent) => (tui !== undefined ? tui.tunnelEvent(e) : lines?.(e));
+
+  const connectors: RelayConnector[] = [];
+  const runners: TunnelRunner[] = [];
+  const stopAll = async (graceMs: number): Promise<void> => {
+    await Promise.all(runners.map((r) => r.stop(graceMs)));
+    await Promise.all(connectors.map((c) => c.release()));
+  };
+  try {
+    if (relayInput !== undefined && opts.relayInsecure) {
+      process.stderr.write(
+        "warning: --relay-insecure: the relay's certificate is NOT verified; anyone on the network path can read and change these tunnels' traffic.\n",
+      );
+    }
+    const relayUrl = relayInput === undefined ? undefined : parseRelayUrl(relayInput);
+    const proxy = relayUrl === undefined ? undefined : proxyFor(relayUrl, env);
+    const agent =
+      proxy === undefined || relayUrl === undefined
+        ? undefined
+        : proxyAgent(proxy, relayUrl.protocol === 'https:');
+    for (const t of selected) {
+      const request: TunnelRequest = { clientVersion: VERSION };
+      if (token !== undefined) request.token = token;
+      const access = accessPolicy(t, { basicAuth: 'basic-auth', allowIp: 'allow-ip' });
+      if (access !== undefined) request.access = access;
+      if (t.name !== undefined) {
+        const named = await namedTunnelCredential(env.configDir, relayInput, t.name).catch(
+          (err: unknown) => {
+            throw inTunnel(t, err);
+          },
+        );
+        request.name = named.name;
+        request.credential = named.credential;
+      }
+      const relay =
+        relayUrl === undefined
+          ? await embeddedRelay()
+          : remoteRelay({
+              relay: relayUrl,
+              ca,
+              insecure: opts.relayInsecure,
+              fingerprint256: config.caFingerprint,
+              agent,
+              connections: t.connections ?? 2,
+            });
+      connectors.push(relay);
+      runners.push(
+        new TunnelRunner(
+          {
+            tunnel: t.key,
+            target: t.target,
+            routes: t.routes,
+            hostHeader: hostHeaderMode(t.hostHeader),
+            originInsecure: t.originInsecure,
+            capture: useTui,
+            request,
+            relay,
+          },
+          {
+            emit,
+            originEvent: useTui ? (e) => tui?.originEvent(t.key, e) : undefined,
+          },
+        ),
+      );
+    }
+  } catch (err) {
+    await stopAll(0);
+    throw err;
+  }
+
+  let quitEarly = false;
+  let quit = (): void => {
+    quitEarly = true;
+    for (const r of runners) r.supervisor.stop(0).catch(() => {});
+  };
+  if (useTui) {
+    preferProductionReact();
+    const { startMultiTui } = await import('../ui/tui/multi.js');
+    tui = startMultiTui({
+      color: opts.color && !env.noColor,
+      tunnels: runners.map((r) => ({
+        name: r.spec.tunnel ?? '',
+        relay: r.spec.relay.label,
+        target: r.spec.target.label,
+        runner: r,
+      })),
+      onQuit: () => quit(),
+    });
+  }
+  const cleanup = async (): Promise<void> => {
+    await stopAll(5_000);
+    await tui?.close();
+  };
+
+  const started = await Promise.allSettled(runners.map((r) => r.start()));
+  const failed = started.findIndex((s) => s.status === 'rejected');
+  if (failed !== -1 || quitEarly) {
+    await cleanup();
+    if (quitEarly) return 0;
+    const reason = (started[failed] as PromiseRejectedResult).reason;
+    throw inTunnel(selected[failed]!, reason);
+  }
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (code: number): void => {
+      if (stopping) {
+        resolve(130);
+        return;
+      }
+      stopping = true;
+      cleanup().then(
+        () => resolve(code),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGINT', () => stop(0));
+    process.on('SIGTERM', () => stop(0));
+    quit = () => stop(0);
+    runners.forEach((runner, i) => {
+      runner.done.then(
+        (err) => {
+          if (err === undefined || stopping) return;
+          // One tunnel refused for good (token revoked, name deleted): stop them all,
+          // so the failure is seen rather than one tunnel silently missing.
+          const report = (): void =>
+            void process.stderr.write(`error: tunnel ${selected[i]!.key}: ${err.message}\n`);
+          if (tui === undefined) report();
+          else void tui.close().then(report);
+          stop(1);
+        },
+        () => stop(1),
+      );
+    });
+  });
+}
+
+/** Names the tunnel in an error (its code, hint and cause kept). */
+function inTunnel(t: TunnelConfig, err: unknown): QuickTunnelError {
+  if (err instanceof QuickTunnelError) {
+    return new QuickTunnelError(err.code, `tunnel ${t.key}: ${err.message}`, {
+      cause: err,
+      retryable: err.retryable,
+      hint: err.hint,
+    });
+  }
+  return new QuickTunnelError('QT_ERR_TUNNEL', `tunnel ${t.key}: ${String(err)}`, { cause: err });
+}
