@@ -17,6 +17,7 @@ import type { MuxOptions, MuxSession } from '../shared/mux/session.js';
 import type { FrameTransport } from '../shared/mux/transport.js';
 import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
 import { VERSION } from '../shared/version.js';
+import type { AcmeManager, AcmeSettings } from './acme/manager.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
@@ -102,6 +103,8 @@ export interface RelayConfig {
    * lives in `<dataDir>/queue`; a relay without a data dir has none.
    */
   queue?: Partial<QueueLimits>;
+  /** Automatic wildcard certificate by ACME DNS-01 (instead of --cert/--key or self-signed). */
+  acme?: AcmeSettings | undefined;
 }
 
 export interface Relay {
@@ -109,6 +112,8 @@ export interface Relay {
   readonly httpsPort: number | undefined;
   readonly httpPort: number | undefined;
   readonly certificate: RelayCertificate | undefined;
+  /** ACME mode: the certificate manager (status, renewal). */
+  readonly acme: AcmeManager | undefined;
   readonly registry: TunnelRegistry;
   /** Named tunnels: the durable reservations and their live status. */
   readonly named: NamedTunnels;
@@ -132,7 +137,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   const startedAt = Date.now();
 
   let certificate: RelayCertificate | undefined;
-  if (config.httpsPort !== null) {
+  if (config.httpsPort !== null && config.acme === undefined) {
     if (
       config.dataDir === null &&
       (config.certFile === undefined || config.keyFile === undefined)
@@ -218,6 +223,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     creationsPerMinute: config.creationsPerMinute ?? 30,
   });
 
+  let acme: AcmeManager | undefined;
   let admin: Promise<FastifyInstance> | undefined;
   const adminApp = (): Promise<FastifyInstance> => {
     admin ??= import('./admin/app.js').then((m) =>
@@ -232,6 +238,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         open: config.tokens.length === 0,
         startedAt,
         queue,
+        ...(config.acme === undefined ? {} : { certificateStatus: () => acme?.status() }),
       }),
     );
     return admin;
@@ -597,13 +604,14 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     return (server.address() as AddressInfo).port;
   };
 
+  let httpsServer: https.Server | undefined;
   try {
-    if (config.httpsPort !== null && certificate !== undefined) {
+    if (config.httpsPort !== null) {
+      // ACME mode: no certificate until the manager has one (handshakes fail meanwhile).
       const server = https.createServer(
         {
           ...serverOptions,
-          cert: certificate.cert,
-          key: certificate.key,
+          ...(certificate === undefined ? {} : { cert: certificate.cert, key: certificate.key }),
           minVersion: 'TLSv1.2',
           // A client that connects and never finishes the TLS handshake is dropped.
           handshakeTimeout: 10_000,
@@ -627,6 +635,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       server.on('upgrade', makeUpgradeHandler('https'));
       server.on('tlsClientError', () => {}); // handshake failures are the client's problem
       ports.https = await listen(server, config.httpsPort);
+      httpsServer = server;
     }
     if (config.httpPort !== null) {
       const server = http.createServer(serverOptions, makeHandler('http'));
@@ -674,6 +683,21 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     });
   }
 
+  if (config.acme !== undefined) {
+    const { startRelayAcme } = await import('./acme/relay-tls.js');
+    acme = await startRelayAcme({
+      settings: config.acme,
+      domain,
+      dataDir: config.dataDir,
+      log,
+      server: httpsServer,
+      tls: { minVersion: 'TLSv1.2' },
+    }).catch((err: unknown) => {
+      for (const s of servers) s.close();
+      throw err;
+    });
+  }
+
   const tunnelUrl =
     ports.https !== undefined ? `wss://${domain}:${ports.https}${TUNNEL_ENDPOINT_PATH}` : undefined;
 
@@ -684,7 +708,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       host: config.host,
       httpsPort: ports.https,
       httpPort: ports.http,
-      certificate: certificate?.certPath,
+      certificate: certificate?.certPath ?? acme?.certificatePath,
       fingerprint256: certificate?.fingerprint256,
       open: config.tokens.length === 0,
       namedTunnels: (await store.list()).length,
@@ -699,6 +723,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     httpsPort: ports.https,
     httpPort: ports.http,
     certificate,
+    acme,
     registry,
     named,
     stats,
@@ -712,6 +737,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     close(graceMs = 10_000) {
       closing ??= (async () => {
         shuttingDown = true;
+        await acme?.close();
         for (const s of servers) s.close();
         for (const s of servers) s.closeIdleConnections();
         h2Edge?.close();

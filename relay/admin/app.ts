@@ -5,6 +5,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebhookQueue } from '../queue/webhook-queue.js';
+import type { CertificateStatus } from '../acme/manager.js';
 import type { RelayStats } from '../stats.js';
 import type { NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
@@ -27,6 +28,8 @@ export interface AdminDeps {
   adminTokens: readonly string[];
   /** Store-and-forward; undefined on a relay without a data dir. */
   queue?: WebhookQueue | undefined;
+  /** ACME mode: the certificate's expiry and last renewal error (else undefined). */
+  certificateStatus?: () => CertificateStatus | undefined;
 }
 
 /** API request bodies are tiny ({ name }); refuse anything large early. */
@@ -55,6 +58,7 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     version: deps.relayVersion,
     tunnels: deps.registry.size,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+    ...certificateHealth(deps),
   }));
 
   app.get('/', async (_req, reply) => {
@@ -74,6 +78,24 @@ code{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}</style></head><bo
 
   await app.ready();
   return app;
+}
+
+/** `/healthz` in ACME mode: when the certificate expires, and why the last renewal failed. */
+function certificateHealth(deps: AdminDeps): { certificate?: object } {
+  const c = deps.certificateStatus?.();
+  if (c === undefined) return {};
+  return {
+    certificate: {
+      state: c.state,
+      notAfter: c.notAfter ?? null,
+      expiresInSeconds: c.expiresInSeconds ?? null,
+      renewAt: c.renewAt ?? null,
+      issuer: c.issuer ?? null,
+      lastRenewalAt: c.lastRenewalAt ?? null,
+      lastError: c.lastError ?? null,
+      nextAttemptAt: c.nextAttemptAt ?? null,
+    },
+  };
 }
 
 function escape(s: string): string {

@@ -112,6 +112,41 @@ export const metricsRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app
     },
   });
 
+  if (deps.certificateStatus !== undefined) {
+    const cert = deps.certificateStatus;
+    new Gauge({
+      name: 'quick_tunnel_certificate_expiry_timestamp_seconds',
+      help: 'ACME mode: notAfter of the certificate served (Unix time; absent until there is one).',
+      registers: [register],
+      collect() {
+        this.reset();
+        const notAfter = cert()?.notAfter;
+        if (notAfter !== undefined) this.set(Date.parse(notAfter) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'quick_tunnel_certificate_renewal_failing',
+      help: 'ACME mode: 1 while the last attempt to obtain or renew the certificate failed, by error code.',
+      labelNames: ['code'],
+      registers: [register],
+      collect() {
+        this.reset();
+        const last = cert()?.lastError;
+        if (last !== undefined) this.set({ code: last.code }, 1);
+        else this.set({ code: '' }, 0);
+      },
+    });
+    new Counter({
+      name: 'quick_tunnel_certificate_renewal_failures_total',
+      help: 'ACME mode: failed attempts to obtain or renew the certificate.',
+      registers: [register],
+      collect() {
+        this.reset();
+        this.inc(cert()?.failures ?? 0);
+      },
+    });
+  }
+
   app.get('/metrics', async (req, reply) => {
     if (!requireAdmin(req, reply, deps.adminTokens)) return reply;
     const text = await register.metrics();

@@ -1,0 +1,575 @@
+/**
+ * Automatic certificate for the relay: one certificate for DOMAIN and *.DOMAIN from any
+ * ACME CA by DNS-01 (never one per tunnel), kept in `<data dir>/acme/` (mode 0600),
+ * renewed at about two thirds of its lifetime (from its own notBefore/notAfter) with
+ * jitter, retried with backoff and the CA's Retry-After on failure. The relay hands each
+ * new certificate to `setSecureContext`, so renewal needs no restart and drops nothing.
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { useCaHttp, type AxiosLike } from './ca-http.js';
+import type { DnsProvider } from './dns-provider.js';
+import { AcmeError } from './errors.js';
+import { waitForTxt } from './propagation.js';
+
+export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+export const LETS_ENCRYPT_STAGING_DIRECTORY =
+  'https://acme-staging-v02.api.letsencrypt.org/directory';
+
+/** Time and timers, injectable so tests can move a certificate's clock forward. */
+export interface AcmeClock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const systemClock: AcmeClock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** What `--acme …` configures. */
+export interface AcmeSettings {
+  email: string;
+  /** ACME directory URL. Default: Let's Encrypt production. */
+  directoryUrl?: string;
+  /** Extra CA certificate (PEM text) to trust for the ACME server's TLS. */
+  directoryCa?: string | undefined;
+  /** External account binding (ZeroSSL, Google): key id and base64url HMAC key. */
+  eab?: { kid: string; hmacKey: string } | undefined;
+  dns: DnsProvider;
+  /** Check propagation at this `HOST:PORT` instead of the zone's authoritative servers. */
+  resolver?: string | undefined;
+  /** How long the TXT record may take to appear. Default 120 s. */
+  propagationTimeoutMs?: number;
+  propagationIntervalMs?: number;
+  /** First retry delay after a failure (doubles up to retryMaxMs). Default 1 min. */
+  retryMinMs?: number;
+  /** Default 6 h. */
+  retryMaxMs?: number;
+  /** Per HTTP request to the CA. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Polling the CA for a validation/order result: first delay (doubles, max 10 s). Default 1 s. */
+  pollMinMs?: number;
+  clock?: AcmeClock;
+  random?: () => number;
+}
+
+export interface CertificatePem {
+  cert: string;
+  key: string;
+}
+
+export interface CertificateStatus {
+  /** obtaining: no certificate yet; valid; renewing (a renewal is under way); expired. */
+  state: 'obtaining' | 'valid' | 'renewing' | 'expired';
+  notBefore: string | undefined;
+  notAfter: string | undefined;
+  /** Seconds until notAfter (negative once expired). */
+  expiresInSeconds: number | undefined;
+  renewAt: string | undefined;
+  issuer: string | undefined;
+  lastRenewalAt: string | undefined;
+  lastError: { code: string; message: string; at: string } | undefined;
+  nextAttemptAt: string | undefined;
+  /** Failed attempts since the relay started. */
+  failures: number;
+}
+
+/** A renewal never runs again sooner than this after a success (clock trouble guard). */
+const MIN_RENEWAL_GAP_MS = 60 * 60_000;
+/** Longest single timer: timers overflow past 2^31 ms, and a long sleep misses clock jumps. */
+const MAX_TIMER_MS = 60 * 60_000;
+
+interface Loaded extends CertificatePem {
+  notBeforeMs: number;
+  notAfterMs: number;
+  issuer: string;
+}
+
+/**
+ * Events: `certificate` (CertificatePem: a certificate was loaded or issued and is now
+ * served), `failed` (AcmeError: an attempt failed; the next one is scheduled).
+ */
+export class AcmeManager extends EventEmitter {
+  private readonly clock: AcmeClock;
+  private readonly random: () => number;
+  private readonly dir: string;
+  private readonly certPath: string;
+  private readonly keyPath: string;
+  private readonly metaPath: string;
+  private readonly accountKeyPath: string;
+  private readonly directoryUrl: string;
+  private current: Loaded | undefined;
+  private renewAtMs: number | undefined;
+  private nextAttemptMs: number | undefined;
+  private timer: unknown;
+  private attempt: Promise<void> | undefined;
+  private consecutiveFailures = 0;
+  private failures = 0;
+  private lastError: CertificateStatus['lastError'];
+  private lastRenewalAt: string | undefined;
+  private closed = false;
+  private readonly abort = new AbortController();
+  private releaseHttp: (() => void) | undefined;
+  private firstWaiters: ((pem: CertificatePem) => void)[] = [];
+
+  constructor(
+    private readonly settings: AcmeSettings & {
+      domain: string;
+      dataDir: string;
+      log: Logger;
+      /** Called with every certificate obtained or loaded: serve it. */
+      onCertificate: (pem: CertificatePem) => void;
+    },
+  ) {
+    super();
+    this.clock = settings.clock ?? systemClock;
+    this.random = settings.random ?? Math.random;
+    this.directoryUrl = settings.directoryUrl ?? LETS_ENCRYPT_DIRECTORY;
+    this.dir = path.join(settings.dataDir, 'acme');
+    const safe = settings.domain.replace(/[^a-z0-9.-]/gi, '_');
+    this.certPath = path.join(this.dir, `${safe}.crt`);
+    this.keyPath = path.join(this.dir, `${safe}.key`);
+    this.metaPath = path.join(this.dir, `${safe}.json`);
+    this.accountKeyPath = path.join(this.dir, 'account.key');
+  }
+
+  get domain(): string {
+    return this.settings.domain;
+  }
+
+  /** Where the certificate is kept. */
+  get certificatePath(): string {
+    return this.certPath;
+  }
+
+  /**
+   * Loads the stored certificate (serving it at once if still valid for DOMAIN and
+   * *.DOMAIN) and schedules the next issuance. Never waits for the CA.
+   */
+  async start(): Promise<void> {
+    const stored = await this.loadStored();
+    const now = this.clock.now();
+    if (stored !== undefined && stored.notAfterMs > now) {
+      this.install(stored);
+      this.settings.log.info(
+        {
+          event: 'acme_loaded',
+          certificate: this.certPath,
+          notAfter: new Date(stored.notAfterMs).toISOString(),
+          renewAt: new Date(this.renewAtMs ?? now).toISOString(),
+        },
+        `certificate for ${this.domain} and *.${this.domain} loaded from ${this.certPath}`,
+      );
+      this.scheduleAt(this.renewAtMs ?? now);
+    } else {
+      this.settings.log.info(
+        {
+          event: 'acme_obtaining',
+          directory: this.directoryUrl,
+          dns: this.settings.dns.description,
+        },
+        `obtaining a certificate for ${this.domain} and *.${this.domain} from ${this.directoryUrl} (DNS-01 via ${this.settings.dns.description}); HTTPS is served once it arrives`,
+      );
+      this.scheduleAt(now);
+    }
+  }
+
+  /** Resolves with the first certificate served (stored or new). */
+  whenCertificate(): Promise<CertificatePem> {
+    if (this.current !== undefined) return Promise.resolve(this.current);
+    return new Promise((resolve) => this.firstWaiters.push(resolve));
+  }
+
+  status(): CertificateStatus {
+    const now = this.clock.now();
+    const c = this.current;
+    const iso = (ms: number | undefined): string | undefined =>
+      ms === undefined ? undefined : new Date(ms).toISOString();
+    return {
+      state:
+        c === undefined
+          ? 'obtaining'
+          : c.notAfterMs <= now
+            ? 'expired'
+            : this.attempt !== undefined
+              ? 'renewing'
+              : 'valid',
+      notBefore: iso(c?.notBeforeMs),
+      notAfter: iso(c?.notAfterMs),
+      expiresInSeconds: c === undefined ? undefined : Math.floor((c.notAfterMs - now) / 1000),
+      renewAt: iso(this.renewAtMs),
+      issuer: c?.issuer,
+      lastRenewalAt: this.lastRenewalAt,
+      lastError: this.lastError,
+      nextAttemptAt: iso(this.nextAttemptMs),
+      failures: this.failures,
+    };
+  }
+
+  /** Runs one issuance now (or joins the one under way). Rejects with its error. */
+  renewNow(): Promise<void> {
+    this.attempt ??= this.issue().finally(() => {
+      this.attempt = undefined;
+    });
+    return this.attempt;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.abort.abort();
+    this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    const running = this.attempt;
+    if (running !== undefined) {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([running.catch(() => {}), new Promise((r) => (t = setTimeout(r, 5_000)))]);
+      clearTimeout(t);
+    }
+    this.releaseHttp?.();
+    this.releaseHttp = undefined;
+  }
+
+  // --- schedule -------------------------------------------------------------------
+
+  private scheduleAt(atMs: number): void {
+    if (this.closed) return;
+    this.clock.clearTimeout(this.timer);
+    this.nextAttemptMs = atMs;
+    const delay = Math.max(0, atMs - this.clock.now());
+    this.timer = this.clock.setTimeout(
+      () => {
+        this.timer = undefined;
+        if (this.clock.now() < atMs) {
+          this.scheduleAt(atMs); // a long wait, in steps
+          return;
+        }
+        this.runScheduled();
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
+  }
+
+  private runScheduled(): void {
+    this.renewNow().then(
+      () => {
+        this.consecutiveFailures = 0;
+        const now = this.clock.now();
+        let next = this.renewAtMs ?? now;
+        if (next < now + MIN_RENEWAL_GAP_MS) {
+          this.settings.log.warn(
+            { event: 'acme_clock', renewAt: new Date(next).toISOString() },
+            'the new certificate is already due for renewal by this clock: is the system clock right?',
+          );
+          next = now + MIN_RENEWAL_GAP_MS;
+        }
+        this.scheduleAt(next);
+      },
+      (err: unknown) => {
+        if (this.closed) return;
+        this.consecutiveFailures++;
+        this.failures++;
+        const e = toAcmeError(err);
+        const minMs = this.settings.retryMinMs ?? 60_000;
+        const maxMs = this.settings.retryMaxMs ?? 6 * 3600_000;
+        const backoff = Math.min(maxMs, minMs * 2 ** (this.consecutiveFailures - 1));
+        const delay = Math.max(backoff * (0.5 + this.random() / 2), e.retryAfterMs ?? 0);
+        const now = this.clock.now();
+        this.lastError = { code: e.code, message: e.message, at: new Date(now).toISOString() };
+        const c = this.current;
+        const left = c === undefined ? undefined : c.notAfterMs - now;
+        const urgent =
+          c !== undefined && left !== undefined && left < (c.notAfterMs - c.notBeforeMs) / 6;
+        const fields = {
+          event: 'acme_failed',
+          code: e.code,
+          attempt: this.consecutiveFailures,
+          nextAttemptInSeconds: Math.round(delay / 1000),
+          ...(left === undefined ? {} : { expiresInSeconds: Math.floor(left / 1000) }),
+        };
+        const what =
+          c === undefined
+            ? `could not obtain a certificate for ${this.domain} (HTTPS stays off until one arrives)`
+            : urgent
+              ? `CERTIFICATE FOR ${this.domain} EXPIRES IN ${formatDuration(left ?? 0)} and renewal failed`
+              : `could not renew the certificate for ${this.domain} (still serving the current one, valid ${formatDuration(left ?? 0)} more)`;
+        const line = `${what}: ${e.message}; next attempt in ${formatDuration(delay)}`;
+        if (c !== undefined && !urgent) this.settings.log.warn(fields, line);
+        else this.settings.log.error(fields, line);
+        this.scheduleAt(now + delay);
+        this.emit('failed', e);
+      },
+    );
+  }
+
+  private install(loaded: Loaded): void {
+    this.current = loaded;
+    const lifetime = loaded.notAfterMs - loaded.notBeforeMs;
+    // Two thirds into its own lifetime, a little earlier at random, so relays started
+    // together (and everyone's 90-day certificates) do not all renew in the same minute.
+    const jitter = this.random() * Math.min(lifetime / 30, 24 * 3600_000);
+    this.renewAtMs = Math.round(loaded.notBeforeMs + (lifetime * 2) / 3 - jitter);
+    this.settings.onCertificate({ cert: loaded.cert, key: loaded.key });
+    for (const resolve of this.firstWaiters.splice(0)) resolve(loaded);
+    this.emit('certificate', { cert: loaded.cert, key: loaded.key });
+  }
+
+  // --- issuance -------------------------------------------------------------------
+
+  private checkOpen(): void {
+    if (this.closed) throw new AcmeError('QT_ERR_ACME_ORDER', 'the relay is shutting down');
+  }
+
+  private async issue(): Promise<void> {
+    const log = this.settings.log;
+    const domain = this.domain;
+    const acme = (await import('acme-client')).default;
+    // acme-client's axios types come in CJS and ESM flavours; ours is the shape used.
+    this.releaseHttp ??= useCaHttp(acme.axios as unknown as AxiosLike, this.directoryUrl, {
+      ca: this.settings.directoryCa,
+      requestTimeoutMs: this.settings.requestTimeoutMs ?? 30_000,
+    });
+    this.checkOpen();
+    const accountKey = await this.accountKey(acme);
+    const pollMinMs = this.settings.pollMinMs ?? 1_000;
+    const client = new acme.Client({
+      directoryUrl: this.directoryUrl,
+      accountKey,
+      ...(this.settings.eab === undefined ? {} : { externalAccountBinding: this.settings.eab }),
+      backoffAttempts: 10,
+      backoffMin: pollMinMs,
+      backoffMax: Math.max(pollMinMs, 10_000),
+    });
+    await step('creating the ACME account', () =>
+      client.createAccount({
+        termsOfServiceAgreed: true,
+        contact: [`mailto:${this.settings.email}`],
+      }),
+    ).catch((err: AcmeError) => {
+      if (this.settings.eab === undefined && /externalAccount/i.test(err.message)) {
+        throw new AcmeError(
+          err.code as 'QT_ERR_ACME_ORDER',
+          `${err.message}; this CA needs external account binding: pass --acme-eab-kid and --acme-eab-hmac-key from its dashboard`,
+          { cause: err },
+        );
+      }
+      throw err;
+    });
+    this.checkOpen();
+    const order = await step('placing the certificate order', () =>
+      client.createOrder({
+        identifiers: [
+          { type: 'dns', value: domain },
+          { type: 'dns', value: `*.${domain}` },
+        ],
+      }),
+    );
+    const authorizations = await step('reading the authorizations', () =>
+      client.getAuthorizations(order),
+    );
+    const todo: { fqdn: string; value: string; challenge: { url: string; type: string } }[] = [];
+    for (const authz of authorizations) {
+      if (authz.status === 'valid') continue; // the CA remembers an earlier validation
+      const challenge = authz.challenges.find((c) => c.type === 'dns-01');
+      if (challenge === undefined) {
+        throw new AcmeError(
+          'QT_ERR_ACME_ORDER',
+          `the CA offers no dns-01 challenge for ${authz.identifier.value}; a wildcard certificate needs a CA that supports DNS-01`,
+          { retryable: false },
+        );
+      }
+      const value = await client.getChallengeKeyAuthorization(challenge);
+      todo.push({ fqdn: `_acme-challenge.${authz.identifier.value}.`, value, challenge });
+    }
+    const dns = this.settings.dns;
+    const presented: { fqdn: string; value: string }[] = [];
+    try {
+      for (const t of todo) {
+        this.checkOpen();
+        await dns.present(t.fqdn, t.value);
+        presented.push(t);
+      }
+      // Apex and wildcard share one name: wait until both values are visible at once.
+      const byName = new Map<string, string[]>();
+      for (const t of todo) {
+        const name = (dns.visibleAt?.(t.fqdn) ?? t.fqdn).replace(/\.$/, '');
+        byName.set(name, [...(byName.get(name) ?? []), t.value]);
+      }
+      for (const [name, values] of byName) {
+        await waitForTxt(name, values, {
+          resolver: this.settings.resolver,
+          timeoutMs: this.settings.propagationTimeoutMs ?? 120_000,
+          intervalMs: this.settings.propagationIntervalMs ?? 2_000,
+          signal: this.abort.signal,
+        });
+        this.checkOpen();
+      }
+      for (const t of todo) {
+        await step(`asking the CA to validate ${t.fqdn}`, () =>
+          client.completeChallenge(t.challenge as Parameters<typeof client.completeChallenge>[0]),
+        );
+      }
+      for (const t of todo) {
+        await step(`validating ${t.fqdn} (the CA looked up the TXT record)`, () =>
+          client.waitForValidStatus(t.challenge),
+        );
+      }
+    } finally {
+      for (const p of presented) {
+        try {
+          await dns.cleanup(p.fqdn, p.value);
+        } catch (err) {
+          log.warn(
+            { event: 'acme_cleanup_failed', err: (err as Error).message },
+            `could not remove the TXT record ${p.fqdn}: ${(err as Error).message}`,
+          );
+        }
+      }
+    }
+    this.checkOpen();
+    const certKey = await acme.crypto.createPrivateEcdsaKey('P-256');
+    const [, csr] = await acme.crypto.createCsr(
+      { commonName: domain, altNames: [domain, `*.${domain}`] },
+      certKey,
+    );
+    const finalized = await step('finalizing the order', () => client.finalizeOrder(order, csr));
+    const chain = await step('downloading the certificate', () => client.getCertificate(finalized));
+    const pem = { cert: chain, key: certKey.toString() };
+    const loaded = parseCertificate(pem, domain);
+    if (loaded === undefined) {
+      throw new AcmeError(
+        'QT_ERR_ACME_ORDER',
+        `the CA issued a certificate that does not cover ${domain} and *.${domain}`,
+      );
+    }
+    await this.store(pem);
+    this.lastRenewalAt = new Date(this.clock.now()).toISOString();
+    this.lastError = undefined;
+    this.install(loaded);
+    log.info(
+      {
+        event: 'acme_issued',
+        certificate: this.certPath,
+        notAfter: new Date(loaded.notAfterMs).toISOString(),
+        renewAt: new Date(this.renewAtMs ?? 0).toISOString(),
+        issuer: loaded.issuer,
+      },
+      `certificate for ${domain} and *.${domain} issued by ${loaded.issuer}, valid until ${new Date(loaded.notAfterMs).toISOString()}; now serving it`,
+    );
+  }
+
+  private async accountKey(acme: typeof import('acme-client')): Promise<Buffer> {
+    try {
+      return await readFile(this.accountKeyPath);
+    } catch {
+      const key = await acme.crypto.createPrivateEcdsaKey('P-256');
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await writeAtomic(this.accountKeyPath, key, 0o600);
+      return key;
+    }
+  }
+
+  private async loadStored(): Promise<Loaded | undefined> {
+    let pem: CertificatePem;
+    let meta: { directoryUrl?: string } = {};
+    try {
+      pem = {
+        cert: await readFile(this.certPath, 'utf8'),
+        key: await readFile(this.keyPath, 'utf8'),
+      };
+    } catch {
+      return undefined;
+    }
+    try {
+      meta = JSON.parse(await readFile(this.metaPath, 'utf8')) as typeof meta;
+    } catch {
+      // no metadata: trust the files
+    }
+    const loaded = parseCertificate(pem, this.domain);
+    if (loaded === undefined) {
+      this.settings.log.warn(
+        { event: 'acme_stored_unusable', certificate: this.certPath },
+        `the stored certificate ${this.certPath} does not fit ${this.domain} (or its key); getting a new one`,
+      );
+      return undefined;
+    }
+    if (meta.directoryUrl !== undefined && meta.directoryUrl !== this.directoryUrl) {
+      // Another CA (staging → production): serve it meanwhile, replace it now.
+      this.settings.log.info(
+        { event: 'acme_directory_changed', from: meta.directoryUrl, to: this.directoryUrl },
+        `the stored certificate came from ${meta.directoryUrl}; getting one from ${this.directoryUrl}`,
+      );
+      return {
+        ...loaded,
+        notBeforeMs: loaded.notBeforeMs - (loaded.notAfterMs - loaded.notBeforeMs),
+      };
+    }
+    return loaded;
+  }
+
+  private async store(pem: CertificatePem): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await writeAtomic(this.keyPath, pem.key, 0o600);
+    await writeAtomic(this.certPath, pem.cert, 0o600);
+    await writeAtomic(
+      this.metaPath,
+      `${JSON.stringify({ directoryUrl: this.directoryUrl, obtainedAt: new Date(this.clock.now()).toISOString() })}\n`,
+      0o600,
+    );
+  }
+}
+
+/** The leaf of a PEM chain, if it covers DOMAIN and *.DOMAIN and matches the key. */
+export function parseCertificate(pem: CertificatePem, domain: string): Loaded | undefined {
+  try {
+    const leaf = new X509Certificate(pem.cert);
+    if (leaf.checkHost(domain) === undefined) return undefined;
+    if (leaf.checkHost(`x.${domain}`, { wildcards: true }) === undefined) return undefined;
+    if (!leaf.checkPrivateKey(createPrivateKey(pem.key))) return undefined;
+    const cn = /CN=([^\n,]+)/.exec(leaf.issuer)?.[1] ?? leaf.issuer;
+    return {
+      ...pem,
+      notBeforeMs: Date.parse(leaf.validFrom),
+      notAfterMs: Date.parse(leaf.validTo),
+      issuer: cn,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof AcmeError) throw err;
+    const msg = (err as Error).message ?? String(err);
+    throw new AcmeError('QT_ERR_ACME_ORDER', `${what} failed: ${msg}`, { cause: err });
+  }
+}
+
+function toAcmeError(err: unknown): AcmeError {
+  if (err instanceof AcmeError) return err;
+  return new AcmeError('QT_ERR_ACME_ORDER', (err as Error).message ?? String(err), {
+    cause: err,
+  });
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+async function writeAtomic(file: string, data: string | Buffer, mode: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, data, { mode });
+  await rename(tmp, file);
+}
