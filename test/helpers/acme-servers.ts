@@ -218,3 +218,74 @@ export async function silentHook(t: Test): Promise<string> {
   await chmod(file, 0o755);
   return file;
 }
+
+export interface Named {
+  /** `127.0.0.1:PORT` (UDP and TCP). */
+  server: string;
+  port: number;
+  zone: string;
+  keyName: string;
+  secret: string;
+}
+
+/**
+ * A real BIND `named`, primary for `zone`, that accepts dynamic updates signed with the
+ * TSIG key `acme-key` (hmac-sha256) for TXT records at `_acme-challenge.<updatable>` only.
+ */
+export async function startNamed(
+  t: Test,
+  options: { zone: string; updatable: string },
+): Promise<Named> {
+  const dir = await tempDir(t, 'qt-named-');
+  const { stdout } = await run('tsig-keygen', ['-a', 'hmac-sha256', 'acme-key']);
+  const secret = /secret "([^"]+)"/.exec(stdout)?.[1];
+  if (secret === undefined) throw new Error(`tsig-keygen printed no secret:\n${stdout}`);
+  const port = await freePort();
+  const zone = options.zone;
+  await writeFile(
+    path.join(dir, 'zone.db'),
+    `$TTL 60
+@ IN SOA ns.${zone}. admin.${zone}. 1 60 60 600 1
+@ IN NS ns.${zone}.
+ns IN A 127.0.0.1
+`,
+  );
+  await writeFile(
+    path.join(dir, 'named.conf'),
+    `options {
+  directory "${dir}";
+  pid-file "${dir}/named.pid";
+  session-keyfile "${dir}/session.key";
+  listen-on port ${port} { 127.0.0.1; };
+  listen-on-v6 { none; };
+  recursion no;
+  notify no;
+  dnssec-validation no;
+};
+controls { };
+${stdout}
+zone "${zone}" {
+  type primary;
+  file "${dir}/zone.db";
+  update-policy { grant acme-key name _acme-challenge.${options.updatable}. TXT; };
+};
+`,
+  );
+  await startProcess(
+    t,
+    'named',
+    ['-g', '-n', '1', '-c', path.join(dir, 'named.conf'), '-p', String(port)],
+    /running/,
+  );
+  return { server: `127.0.0.1:${port}`, port, zone, keyName: 'acme-key', secret };
+}
+
+/** The TXT values at `name`, asked of `server` with dig. */
+export async function digTxt(server: string, name: string): Promise<string[]> {
+  const [host, port] = server.split(':');
+  const { stdout } = await run('dig', [`@${host}`, '-p', port ?? '53', '+short', 'TXT', name]);
+  return stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => l.replace(/^"|"$/g, ''));
+}
