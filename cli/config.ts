@@ -30,6 +30,8 @@ export interface Environment {
   httpsProxy: string | undefined;
   httpProxy: string | undefined;
   noProxy: string | undefined;
+  /** QUICK_TUNNEL_ACME_TSIG_SECRET: the relay's RFC 2136 TSIG secret (base64). */
+  acmeTsigSecret: string | undefined;
 }
 
 /** Reads the environment once. */
@@ -47,6 +49,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     httpsProxy: env['HTTPS_PROXY'] || env['https_proxy'] || undefined,
     httpProxy: env['HTTP_PROXY'] || env['http_proxy'] || undefined,
     noProxy: env['NO_PROXY'] || env['no_proxy'] || undefined,
+    acmeTsigSecret: env['QUICK_TUNNEL_ACME_TSIG_SECRET'] || undefined,
   });
 }
 

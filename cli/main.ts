@@ -5,6 +5,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { QuickTunnelError } from '../shared/errors.js';
+import { acmeFlags, acmeOptions } from './commands/relay-acme-flags.js';
 import { tuneGarbageCollector } from '../shared/runtime.js';
 import { VERSION } from '../shared/version.js';
 
@@ -285,7 +286,7 @@ async function main(argv: string[]): Promise<number> {
       'relay',
       'run a relay (self-hosted server that tunnels connect to)',
       (y) =>
-        y
+        acmeOptions(y)
           .option('domain', {
             type: 'string',
             default: 'localhost',
@@ -419,6 +420,7 @@ async function main(argv: string[]): Promise<number> {
             maxAttempts: args['queue-max-attempts'],
             acceptStatus: args['queue-accept-status'],
           },
+          acme: acmeFlags(args),
         });
       },
     )

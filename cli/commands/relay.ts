@@ -9,6 +9,8 @@ import pino from 'pino';
 import { ConfigError } from '../../shared/errors.js';
 import { startRelay, type Relay } from '../../relay/index.js';
 import { parseDuration, parseSize } from '../units.js';
+import { readEnvironment } from '../config.js';
+import { acmeSettingsFromFlags, type AcmeFlags } from './relay-acme.js';
 
 export interface RelayCommandOptions {
   domain: string;
@@ -42,6 +44,8 @@ export interface RelayCommandOptions {
     maxAttempts?: number | undefined;
     acceptStatus?: number | undefined;
   };
+  /** `--acme …`: automatic certificate by DNS-01. */
+  acme?: AcmeFlags;
 }
 
 /** Validates the --queue-* flags into the relay's queue limits. */
@@ -134,6 +138,11 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   if (!Number.isFinite(hold) || hold < 0) {
     throw new ConfigError(`--reconnect-hold must be 0 or more seconds, got ${hold}`);
   }
+  const acme = await acmeSettingsFromFlags(opts.acme ?? { acme: false }, {
+    domain,
+    hasCertFiles: opts.cert !== undefined,
+    tsigSecretEnv: readEnvironment().acmeTsigSecret,
+  });
   let relay: Relay;
   try {
     relay = await startRelay({
@@ -154,6 +163,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       holdMs: hold * 1000,
       queue,
       logger: log,
+      acme,
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -184,6 +194,14 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     say(`  self-signed certificate: ${relay.certificate.certPath}`);
     say(`  SHA-256 fingerprint:     ${relay.certificate.fingerprint256}`);
     say(`  clients trust it with:   --ca ${relay.certificate.certPath}`);
+  }
+  if (relay.acme !== undefined) {
+    const s = relay.acme.status();
+    say(
+      s.notAfter === undefined
+        ? `  certificate: obtaining one for ${domain} and *.${domain} by ACME DNS-01; HTTPS answers once it arrives (progress in the log)`
+        : `  certificate: ${relay.acme.certificatePath} (ACME, valid until ${s.notAfter}, renewed automatically)`,
+    );
   }
   if (tokens.length === 0) {
     say(
