@@ -59,7 +59,15 @@ export function rfc2136Provider(options: Rfc2136Options): DnsProvider {
       try {
         await resolver.resolveSoa(name);
         return name;
-      } catch {
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        if (code === 'ECONNREFUSED' || code === 'ETIMEOUT') {
+          throw new AcmeError(
+            'QT_ERR_ACME_DNS',
+            `cannot reach the DNS server ${where} (${code}) to find the zone of ${fqdn}; check --acme-dns-server`,
+            { cause: err },
+          );
+        }
         // not a zone apex (NODATA) or not served here: try the parent
       }
     }

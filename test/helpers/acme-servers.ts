@@ -71,6 +71,15 @@ async function startProcess(
   return { child, output: () => output };
 }
 
+/** Polls `check` (errors count as "not yet") every 50 ms, for up to 10 s. */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('test server never became ready');
+}
+
 export interface ChallTestSrv {
   /** DNS server address, `127.0.0.1:PORT` (UDP and TCP). */
   dns: string;
@@ -98,6 +107,26 @@ export async function startChallTestSrv(t: Test): Promise<ChallTestSrv> {
     ],
     /Starting management server/,
   );
+  // The log line comes just before the listeners: wait until the API and DNS answer.
+  await until(async () => {
+    const res = await fetch(`http://127.0.0.1:${apiPort}/clear-txt`, {
+      method: 'POST',
+      body: JSON.stringify({ host: 'probe.invalid.' }),
+    });
+    return res.ok;
+  });
+  await until(async () => {
+    const { stdout } = await run('dig', [
+      '@127.0.0.1',
+      '-p',
+      String(dnsPort),
+      '+tries=1',
+      '+time=1',
+      'A',
+      'probe.test',
+    ]);
+    return stdout.includes('status: NOERROR');
+  });
   return { dns: `127.0.0.1:${dnsPort}`, api: `http://127.0.0.1:${apiPort}` };
 }
 
@@ -171,6 +200,13 @@ export async function startPebble(
   const { readFile } = await import('node:fs/promises');
   const ca = await readFile(caFile, 'utf8');
   const { Agent, request } = await import('undici');
+  const probe = new Agent({ connect: { ca } });
+  await until(async () => {
+    const res = await request(`https://127.0.0.1:${port}/dir`, { dispatcher: probe });
+    await res.body.text();
+    return res.statusCode === 200;
+  });
+  await probe.close();
   return {
     directoryUrl: `https://127.0.0.1:${port}/dir`,
     caFile,
@@ -277,6 +313,22 @@ zone "${zone}" {
     ['-g', '-n', '1', '-c', path.join(dir, 'named.conf'), '-p', String(port)],
     /running/,
   );
+  // "running" comes before named listens: wait until it answers for the zone.
+  for (let i = 0; ; i++) {
+    const { stdout: soa } = await run('dig', [
+      '@127.0.0.1',
+      '-p',
+      String(port),
+      '+short',
+      '+tries=1',
+      '+time=1',
+      'SOA',
+      zone,
+    ]).catch(() => ({ stdout: '' }));
+    if (soa.includes(`ns.${zone}.`)) break;
+    if (i === 50) throw new Error(`named on port ${port} never answered for ${zone}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return { server: `127.0.0.1:${port}`, port, zone, keyName: 'acme-key', secret };
 }
 
