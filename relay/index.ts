@@ -204,6 +204,10 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       registry,
       named,
       log,
+      rateLimit: (label, hostname) => {
+        const waitS = rateLimiter?.take(label) ?? 0;
+        return waitS > 0 ? pages.rateLimited(hostname, waitS) : undefined;
+      },
     });
   }
   const adminTokens = config.adminTokens ?? [];

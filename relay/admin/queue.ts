@@ -82,7 +82,7 @@ export const queueRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app, 
     if (record === undefined) return reply;
     const queue = queueOf(reply);
     if (queue === undefined) return reply;
-    return queue.view(record);
+    return await queue.view(record);
   });
 
   app.delete<{ Params: { name: string }; Querystring: { which?: string } }>(

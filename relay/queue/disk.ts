@@ -333,7 +333,10 @@ export class QueueDisk {
   async drop(tunnelId: string): Promise<void> {
     const q = this.dirs.get(tunnelId);
     this.dirs.delete(tunnelId);
-    if (q !== undefined) for (const item of q.items) this.usedBytes -= item.sizeBytes;
+    if (q !== undefined) {
+      for (const item of q.items) this.usedBytes -= item.sizeBytes;
+      q.items.length = 0; // a delivery still running finds its item gone and frees nothing
+    }
     await rm(path.join(this.root, tunnelId), { recursive: true, force: true });
     await syncDir(this.root);
   }

@@ -110,6 +110,8 @@ export interface WebhookQueueOptions {
   registry: TunnelRegistry;
   named: NamedTunnels;
   log: Logger;
+  /** The relay's per-tunnel rate limit, applied to kept requests as to live ones. */
+  rateLimit?: ((label: string, hostname: string) => ErrorPage | undefined) | undefined;
   now?: () => number;
 }
 
@@ -228,6 +230,11 @@ export class WebhookQueue {
         return true;
       }
     }
+    const limited = this.opts.rateLimit?.(label, hostname);
+    if (limited !== undefined) {
+      res.page(limited);
+      return true;
+    }
     const q = this.disk.for(id);
     await this.expire(q, label);
     const pending = this.pending.get(id) ?? 0;
@@ -330,8 +337,10 @@ export class WebhookQueue {
     }
   }
 
-  /** The queue of `record`, for `GET /api/tunnels/:name/queue`. */
-  view(record: TunnelRecord): QueueView {
+  /** The queue of `record`, for `GET /api/tunnels/:name/queue` (expired items marked first). */
+  async view(record: TunnelRecord): Promise<QueueView> {
+    const dir = this.disk.peek(record.id);
+    if (dir !== undefined) await this.expire(dir, record.name);
     const q = this.disk.peek(record.id);
     const inFlight = this.delivering.get(record.id);
     const items: QueueItemView[] = (q?.items ?? []).map((item) => {
