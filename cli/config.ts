@@ -2,17 +2,21 @@
  * Configuration: defaults < config file < environment (QUICK_TUNNEL_*) < flags, parsed
  * once into a frozen object. This is the only module that reads process.env.
  */
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.js';
+import { parseFingerprint } from '../shared/fingerprint.js';
 
 /** What the config file (`<config dir>/config.json`) may hold. */
 export interface FileConfig {
   relay?: string;
   token?: string;
   ca?: string;
+  /** The relay certificate's SHA-256 fingerprint (`SHA256:AB:…`), from `login --ca-fingerprint`. */
+  caFingerprint?: string;
 }
 
 export interface Environment {
@@ -83,26 +87,31 @@ export function readConfigFile(configDir: string): FileConfig {
   }
   const v = parsed as Record<string, unknown>;
   const out: FileConfig = {};
-  for (const key of ['relay', 'token', 'ca'] as const) {
+  for (const key of ['relay', 'token', 'ca', 'caFingerprint'] as const) {
     const x = v[key];
     if (typeof x === 'string' && x !== '') out[key] = x;
   }
   return out;
 }
 
-/** Normalises a relay URL given by the user: https://host[:port] (http allowed). */
-export function parseRelayUrl(input: string): URL {
+/**
+ * Normalises a relay URL given by the user: https://host[:port] (http allowed). `from`
+ * names where it came from (see RelaySettings.from), for the error.
+ */
+export function parseRelayUrl(input: string, from?: string): URL {
+  const bad = (): ConfigError =>
+    new ConfigError(
+      `'${input}'${from === undefined ? '' : ` (from ${from})`} is not a relay URL: use https://relay.example.com[:port]`,
+    );
   let url: URL;
   try {
     url = new URL(/^[a-z]+:\/\//i.test(input) ? input : `https://${input}`);
   } catch {
-    throw new ConfigError(`'${input}' is not a relay URL: use https://relay.example.com[:port]`);
+    throw bad();
   }
   if (url.protocol === 'wss:') url.protocol = 'https:';
   if (url.protocol === 'ws:') url.protocol = 'http:';
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigError(`'${input}' is not a relay URL: use https://relay.example.com[:port]`);
-  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw bad();
   return url;
 }
 
@@ -135,32 +144,116 @@ export interface RelaySettings {
   relay: URL | undefined;
   token: string | undefined;
   caFile: string | undefined;
+  /** Pinned relay certificate, colon-separated upper-case hex (see cli/tunnel/pin.ts). */
+  caFingerprint: string | undefined;
   configDir: string;
+  /**
+   * Where each setting came from, as error messages name it: `--token`,
+   * `QUICK_TUNNEL_TOKEN`, `the config file /home/me/.config/quick-tunnel/config.json`.
+   */
+  from: { relay?: string; token?: string; caFile?: string; caFingerprint?: string };
 }
 
-/** Resolves the relay, token and CA file for a command (flags win, then env, then the file). */
+/** Resolves the relay, token and CA for a command (flags win, then env, then the file). */
 export function resolveRelaySettings(
-  flags: { relay?: string | undefined; token?: string | undefined; ca?: string | undefined },
+  flags: {
+    relay?: string | undefined;
+    token?: string | undefined;
+    ca?: string | undefined;
+    caFingerprint?: string | undefined;
+  },
   env: Environment = readEnvironment(),
 ): RelaySettings {
   const file = readConfigFile(env.configDir);
-  const relay = flags.relay ?? env.relay ?? file.relay;
+  const fileName = `the config file ${configFilePath(env.configDir)}`;
+  const from: RelaySettings['from'] = {};
+  const pick = <T>(
+    key: keyof RelaySettings['from'],
+    choices: [T | undefined, string][],
+  ): T | undefined => {
+    for (const [value, source] of choices) {
+      if (value !== undefined) {
+        from[key] = source;
+        return value;
+      }
+    }
+    return undefined;
+  };
+  const relay = pick('relay', [
+    [flags.relay, '--relay'],
+    [env.relay, 'QUICK_TUNNEL_RELAY'],
+    [file.relay, fileName],
+  ]);
+  const token = pick('token', [
+    [flags.token, '--token'],
+    [env.token, 'QUICK_TUNNEL_TOKEN'],
+    [file.token, fileName],
+  ]);
+  const caFile = pick('caFile', [
+    [flags.ca, '--ca'],
+    [file.ca, fileName],
+  ]);
+  const fingerprint = pick('caFingerprint', [
+    [flags.caFingerprint, '--ca-fingerprint'],
+    [file.caFingerprint, fileName],
+  ]);
   return Object.freeze({
-    relay: relay === undefined ? undefined : parseRelayUrl(relay),
-    token: flags.token ?? env.token ?? file.token,
-    caFile: flags.ca ?? file.ca,
+    relay: relay === undefined ? undefined : parseRelayUrl(relay, from.relay),
+    token,
+    caFile,
+    caFingerprint:
+      fingerprint === undefined ? undefined : parseFingerprint(fingerprint, from.caFingerprint),
     configDir: env.configDir,
+    from: Object.freeze(from),
   });
 }
 
-/** Reads a --ca file (PEM), with an error that names the file. */
-export async function readCaFile(caFile: string | undefined): Promise<string | undefined> {
+/**
+ * Reads a CA file (PEM) and checks that it holds a certificate, with an error that names
+ * the file and where it came from (`--ca`, the config file).
+ */
+export async function readCaFile(
+  caFile: string | undefined,
+  from = '--ca',
+): Promise<string | undefined> {
   if (caFile === undefined) return undefined;
+  let text: string;
   try {
-    return await readFile(caFile, 'utf8');
+    text = await readFile(caFile, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read the --ca file ${caFile}: ${(err as Error).message}`, {
-      cause: err,
+    throw new ConfigError(
+      `cannot read the CA file ${caFile} (from ${from}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  checkCaPem(text, caFile, from);
+  return text;
+}
+
+/** Refuses a CA file that holds no PEM certificate (`--ca /etc/hostname`). */
+export function checkCaPem(text: string, caFile: string, from = '--ca'): void {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const problem =
+    blocks.length === 0
+      ? /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)
+        ? 'it holds a private key, not a certificate: give the certificate (.crt) the relay printed, never its key'
+        : 'it holds no PEM certificate (-----BEGIN CERTIFICATE-----)'
+      : undefined;
+  let parseError: string | undefined;
+  if (problem === undefined) {
+    for (const block of blocks) {
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        parseError = `a certificate in it does not parse (${(err as Error).message})`;
+        break;
+      }
+    }
+  }
+  const reason = problem ?? parseError;
+  if (reason !== undefined) {
+    throw new ConfigError(`the CA file ${caFile} (from ${from}) is not usable: ${reason}`, {
+      hint: "pass the relay's certificate file it printed at start, or pin it with --ca-fingerprint SHA256:…",
     });
   }
 }

@@ -23,6 +23,11 @@ function exposeOptions<T>(y: Argv<T>) {
       type: 'string',
       describe: "extra CA / the relay's self-signed certificate to trust",
     })
+    .option('ca-fingerprint', {
+      type: 'string',
+      describe:
+        "trust the relay's certificate by its SHA-256 fingerprint (SHA256:…, printed by the relay)",
+    })
     .option('name', { type: 'string', describe: 'run the named tunnel NAME (created beforehand)' })
     .option('log', {
       choices: ['text', 'json'] as const,
@@ -88,6 +93,7 @@ interface ExposeArgs {
   relay: string | undefined;
   token: string | undefined;
   ca: string | undefined;
+  'ca-fingerprint': string | undefined;
   log: 'text' | 'json' | undefined;
   'host-header': string | undefined;
   'origin-insecure': boolean;
@@ -106,6 +112,7 @@ function exposeFlags(args: ExposeArgs) {
     relay: args.relay,
     token: args.token,
     ca: args.ca,
+    caFingerprint: args['ca-fingerprint'],
     log: args.log,
     hostHeader: args['host-header'],
     originInsecure: args['origin-insecure'],
@@ -128,6 +135,10 @@ function relayApiOptions<T>(y: Argv<T>) {
       type: 'string',
       describe: "extra CA / the relay's self-signed certificate to trust",
     })
+    .option('ca-fingerprint', {
+      type: 'string',
+      describe: "trust the relay's certificate by its SHA-256 fingerprint (SHA256:…)",
+    })
     .option('relay-insecure', {
       type: 'boolean',
       default: false,
@@ -141,11 +152,13 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
     relay?: string | undefined;
     token?: string | undefined;
     ca?: string | undefined;
+    'ca-fingerprint'?: string | undefined;
     'relay-insecure'?: boolean | undefined;
   }) => ({
     relay: args.relay,
     token: args.token,
     ca: args.ca,
+    caFingerprint: args['ca-fingerprint'],
     relayInsecure: args['relay-insecure'] === true,
   });
   return y
@@ -387,6 +400,12 @@ async function main(argv: string[]): Promise<number> {
             default: 202,
             describe: 'store-and-forward: status a sender gets for a kept request',
           })
+          .option('print-token', {
+            type: 'boolean',
+            default: false,
+            describe:
+              'print the client command with the first --token in it (never printed otherwise)',
+          })
           .option('log-level', {
             choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
             default: 'info' as const,
@@ -421,6 +440,7 @@ async function main(argv: string[]): Promise<number> {
             acceptStatus: args['queue-accept-status'],
           },
           acme: acmeFlags(args),
+          printToken: args['print-token'],
         });
       },
     )
@@ -480,19 +500,47 @@ async function main(argv: string[]): Promise<number> {
       tunnelCommands(y, (code) => (exitCode = code)),
     )
     .command(
-      'login',
-      'save the default relay (and its token) to the config file',
+      'login [url]',
+      'check a relay (and token) and save it as the default, so no command needs the flags',
       (y) =>
         y
-          .option('relay', { type: 'string', demandOption: true, describe: 'relay URL' })
+          .positional('url', { type: 'string', describe: 'relay URL (same as --relay)' })
+          .option('relay', { type: 'string', describe: 'relay URL' })
           .option('token', { type: 'string', describe: 'relay access token' })
           .option('ca', {
             type: 'string',
             describe: "extra CA / the relay's self-signed certificate to trust",
-          }),
+          })
+          .option('ca-fingerprint', {
+            type: 'string',
+            describe: "pin the relay's certificate by its SHA-256 fingerprint (SHA256:…)",
+          })
+          .example(
+            '$0 login https://tunnel.example.com --token SECRET',
+            'a relay with a public certificate',
+          )
+          .example(
+            '$0 login --relay https://tunnel.example.com:8443 --ca-fingerprint SHA256:AB:… --token SECRET',
+            'a self-signed relay: the command its banner prints',
+          ),
       async (args) => {
         const { runLogin } = await import('./commands/login.js');
-        exitCode = await runLogin({ relay: args.relay, token: args.token, ca: args.ca });
+        exitCode = await runLogin({
+          url: args.url,
+          relay: args.relay,
+          token: args.token,
+          ca: args.ca,
+          caFingerprint: args['ca-fingerprint'],
+        });
+      },
+    )
+    .command(
+      'logout',
+      'forget the saved relay and token: back to the embedded local relay',
+      (y) => y,
+      async () => {
+        const { runLogout } = await import('./commands/login.js');
+        exitCode = await runLogout();
       },
     )
     .strict()

@@ -243,6 +243,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         startedAt,
         queue,
         ...(config.acme === undefined ? {} : { certificateStatus: () => acme?.status() }),
+        publicUrl: urlsFor(domain)[0],
+        selfSigned: certificate?.selfSigned === true,
       }),
     );
     return admin;

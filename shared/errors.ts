@@ -32,8 +32,8 @@ export class ProtocolError extends QuickTunnelError {
 
 /** The relay refused our credential, or a visitor/client presented a bad one. */
 export class AuthError extends QuickTunnelError {
-  constructor(message: string, options: { cause?: unknown } = {}) {
-    super('QT_ERR_AUTH', message, { cause: options.cause, retryable: false });
+  constructor(message: string, options: { cause?: unknown; hint?: string | undefined } = {}) {
+    super('QT_ERR_AUTH', message, { cause: options.cause, retryable: false, hint: options.hint });
   }
 }
 

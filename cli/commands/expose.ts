@@ -5,19 +5,15 @@
 import { ConfigError } from '../../shared/errors.js';
 import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { VERSION } from '../../shared/version.js';
-import {
-  parseRelayUrl,
-  preferProductionReact,
-  readCaFile,
-  readConfigFile,
-  readEnvironment,
-} from '../config.js';
+import { preferProductionReact, readEnvironment, resolveRelaySettings } from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
 import { parseTarget } from '../origin/target.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
+import { explainRelayError } from '../tunnel/explain.js';
 import { lanAddress } from '../tunnel/lan.js';
+import { relayCa } from '../tunnel/pin.js';
 import {
   TunnelRunner,
   accessPolicy,
@@ -48,6 +44,8 @@ export interface ExposeOptions {
   basicAuth?: string | undefined;
   /** Visitor addresses/CIDRs allowed (enforced by the relay). */
   allowIp?: string[] | undefined;
+  /** Pinned relay certificate (`SHA256:…`), instead of or besides `--ca`. */
+  caFingerprint?: string | undefined;
   /** Embedded relay: also listen on this machine's LAN address (`--lan`). */
   lan?: boolean | undefined;
   /** The web inspector's first port to try (default 4040; 0 = any); false = --no-inspect. */
@@ -56,12 +54,10 @@ export interface ExposeOptions {
 
 export async function runExpose(opts: ExposeOptions): Promise<number> {
   const env = readEnvironment();
-  const file = readConfigFile(env.configDir);
   const target = parseTarget(opts.target);
-  const relayInput = opts.relay ?? env.relay ?? file.relay;
-  const token = opts.token ?? env.token ?? file.token;
-  const caFile = opts.ca ?? file.ca;
-  const ca = await readCaFile(caFile);
+  const settings = resolveRelaySettings(opts, env);
+  const relayInput = settings.relay?.href;
+  const { token, caFile } = settings;
   const inspect = opts.inspect ?? 4040;
   if (inspect !== false && (!Number.isInteger(inspect) || inspect < 0 || inspect > 65535)) {
     throw new ConfigError('--inspect-port must be a port number (0-65535; 0 = any free port)');
@@ -95,13 +91,15 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
         hint: `the URL ${relayInput} gives already works for anyone who can reach that relay; drop --lan`,
       });
     }
-    const relayUrl = parseRelayUrl(relayInput);
+    const relayUrl = settings.relay!;
     const proxy = proxyFor(relayUrl, env);
     if (proxy !== undefined)
       process.stderr.write(`using the proxy ${proxy.host} to reach the relay\n`);
     relay = remoteRelay({
       relay: relayUrl,
-      ca,
+      ca: await relayCa(settings, relayUrl, proxy).catch((err: unknown) => {
+        throw explainRelayError(err, settings);
+      }),
       insecure: opts.relayInsecure,
       agent: proxy === undefined ? undefined : proxyAgent(proxy, relayUrl.protocol === 'https:'),
       connections: opts.connections,
@@ -221,7 +219,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
   } catch (err) {
     await cleanup();
     if (quitEarly) return 0;
-    throw err;
+    throw explainRelayError(err, settings);
   }
   if (quitEarly) {
     await cleanup();

@@ -11,6 +11,8 @@ import { startRelay, type Relay } from '../../relay/index.js';
 import { parseDuration, parseSize } from '../units.js';
 import { readEnvironment } from '../config.js';
 import { acmeSettingsFromFlags, type AcmeFlags } from './relay-acme.js';
+import { formatFingerprint } from '../../shared/fingerprint.js';
+import { connectLines } from '../relay-banner.js';
 
 export interface RelayCommandOptions {
   domain: string;
@@ -46,6 +48,8 @@ export interface RelayCommandOptions {
   };
   /** `--acme …`: automatic certificate by DNS-01. */
   acme?: AcmeFlags;
+  /** Print the client command with the first token in it (tokens are never printed otherwise). */
+  printToken?: boolean;
 }
 
 /** Validates the --queue-* flags into the relay's queue limits. */
@@ -192,8 +196,10 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   if (relay.httpPort !== undefined) say(`  http://${domain}:${relay.httpPort}`);
   if (relay.certificate?.selfSigned === true) {
     say(`  self-signed certificate: ${relay.certificate.certPath}`);
-    say(`  SHA-256 fingerprint:     ${relay.certificate.fingerprint256}`);
-    say(`  clients trust it with:   --ca ${relay.certificate.certPath}`);
+    say(`  SHA-256 fingerprint:     ${formatFingerprint(relay.certificate.fingerprint256)}`);
+    say(
+      `  clients trust it with:   --ca-fingerprint ${formatFingerprint(relay.certificate.fingerprint256)} (or --ca with a copy of the file)`,
+    );
   }
   if (relay.acme !== undefined) {
     const s = relay.acme.status();
@@ -208,9 +214,18 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       '  WARNING: this relay is OPEN: anyone who can reach it can create tunnels. Use --token to require one.',
     );
   }
-  say(
-    `  clients connect with: quick-tunnel 3000 --relay https://${domain}:${relay.httpsPort ?? ''}`,
-  );
+  if (relay.httpsPort !== undefined) {
+    for (const line of connectLines({
+      domain,
+      httpsPort: opts.publicPort ?? relay.httpsPort,
+      selfSignedFingerprint:
+        relay.certificate?.selfSigned === true ? relay.certificate.fingerprint256 : undefined,
+      tokens,
+      printToken: opts.printToken === true,
+    })) {
+      say(line);
+    }
+  }
   say(
     (opts.adminTokens ?? []).length > 0
       ? '  admin endpoints: GET /api/tunnels and /metrics with Authorization: Bearer <admin token>'

@@ -9,12 +9,7 @@
  * machine shows up there too.
  */
 import { ConfigError } from '../../shared/errors.js';
-import {
-  readCaFile,
-  readEnvironment,
-  resolveRelaySettings,
-  type RelaySettings,
-} from '../config.js';
+import { readEnvironment, resolveRelaySettings, type RelaySettings } from '../config.js';
 import { RelayApiError, relayApi, type RelayApiOptions, type TunnelStatus } from '../tunnel/api.js';
 import {
   credentialDir,
@@ -26,6 +21,8 @@ import {
   removeCredential,
   saveCredential,
 } from '../tunnel/credentials.js';
+import { explainRelayError } from '../tunnel/explain.js';
+import { relayCa } from '../tunnel/pin.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { runExpose, type ExposeOptions } from './expose.js';
 
@@ -33,6 +30,7 @@ export interface RelayFlags {
   relay: string | undefined;
   token: string | undefined;
   ca: string | undefined;
+  caFingerprint?: string | undefined;
   relayInsecure: boolean;
 }
 
@@ -54,12 +52,16 @@ export async function relayFor(
   const env = readEnvironment();
   const settings = resolveRelaySettings(flags, env);
   const relay = requireRelay(settings);
-  const api: RelayApiOptions = { relay, ca: await readCaFile(settings.caFile) };
+  const proxy = proxyFor(relay, env);
+  const api: RelayApiOptions = { relay };
   if (flags.relayInsecure) {
     api.insecure = true;
     io.err("warning: --relay-insecure: the relay's certificate is NOT verified");
+  } else {
+    api.ca = await relayCa(settings, relay, proxy).catch((err: unknown) => {
+      throw explainRelayError(err, settings);
+    });
   }
-  const proxy = proxyFor(relay, env);
   if (proxy !== undefined) api.agent = proxyAgent(proxy, relay.protocol === 'https:');
   return { settings, relay, api };
 }
@@ -101,7 +103,11 @@ export async function runTunnelCreate(
         `\`quick-tunnel tunnel run ${name} --url PORT\`, or delete it first with \`quick-tunnel tunnel delete ${name}\``,
     );
   }
-  const created = await relayApi.create(api, opts.name, settings.token, opts.queue === true);
+  const created = await relayApi
+    .create(api, opts.name, settings.token, opts.queue === true)
+    .catch((err: unknown) => {
+      throw explainRelayError(err, settings);
+    });
   file = credentialPath(settings.configDir, relay, created.name);
   await saveCredential(file, {
     relay: relay.href.replace(/\/$/, ''),

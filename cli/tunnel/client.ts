@@ -198,8 +198,9 @@ export function describeDialError(err: Error, where: string): QuickTunnelError {
     return new QuickTunnelError(
       'QT_ERR_TLS',
       `the relay's TLS certificate is not trusted (${code}: ${err.message}). ` +
-        `If ${where} is a self-hosted relay with a self-signed certificate, pass --ca <file> with the ` +
-        `certificate it printed at start (check that the fingerprint matches).`,
+        `If ${where} is a self-hosted relay with a self-signed certificate, pin it with ` +
+        `--ca-fingerprint SHA256:… (the fingerprint the relay printed at start), or pass --ca <file> ` +
+        `with the certificate file it printed.`,
       { cause: err, retryable: false },
     );
   }

@@ -30,6 +30,10 @@ export interface AdminDeps {
   queue?: WebhookQueue | undefined;
   /** ACME mode: the certificate's expiry and last renewal error (else undefined). */
   certificateStatus?: () => CertificateStatus | undefined;
+  /** The relay's URL as clients pass it to --relay (https://DOMAIN[:PORT]), for the home page. */
+  publicUrl?: string | undefined;
+  /** True when the certificate is self-signed: clients need to pin it. */
+  selfSigned?: boolean;
 }
 
 /** API request bodies are tiny ({ name }); refuse anything large early. */
@@ -68,7 +72,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
 code{background:#f4f4f4;padding:.1rem .3rem;border-radius:4px}</style></head><body>
 <h1>quick-tunnel relay · ${escape(deps.domain)}</h1>
 <p>This relay exposes local ports as <code>https://&lt;name&gt;.${escape(deps.domain)}</code>.</p>
-<p>Connect with <code>npx quick-tunnel 3000 --relay https://${escape(deps.domain)}${deps.open ? '' : ' --token TOKEN'}</code></p>
+<p>Connect with <code>quick-tunnel login --relay ${escape(deps.publicUrl ?? `https://${deps.domain}`)}${deps.selfSigned === true ? ' --ca-fingerprint SHA256:…' : ''}${deps.open ? '' : ' --token TOKEN'}</code>, then <code>quick-tunnel 3000</code>.</p>
+${deps.selfSigned === true ? "<p>This relay has a self-signed certificate: get its SHA-256 fingerprint from the relay's operator (the relay prints it at start), not from this page.</p>\n" : ''}
 <p>${deps.registry.size} tunnel(s) online.</p></body></html>`;
   });
 
