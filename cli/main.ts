@@ -467,7 +467,16 @@ async function main(argv: string[]): Promise<number> {
             default: false,
             describe: "DANGEROUS: do not verify the relay's TLS certificate",
           })
-          .option('color', { type: 'boolean', default: true, describe: 'colour output' }),
+          .option('color', { type: 'boolean', default: true, describe: 'colour output' })
+          .option('inspect-port', {
+            type: 'number',
+            describe: 'web inspector port on 127.0.0.1 (default 4040; the next free one if taken)',
+          })
+          .option('inspect', {
+            type: 'boolean',
+            default: true,
+            describe: 'serve the web inspector (--no-inspect: off)',
+          }),
       async (args) => {
         const { runStart } = await import('./commands/start.js');
         exitCode = await runStart({
@@ -480,6 +489,7 @@ async function main(argv: string[]): Promise<number> {
           log: args.log,
           relayInsecure: args['relay-insecure'],
           color: args.color,
+          inspect: args.inspect ? args['inspect-port'] : false,
         });
       },
     )

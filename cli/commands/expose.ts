@@ -21,7 +21,7 @@ import {
   originEventToTunnelEvent,
 } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
-import { replayRequest } from '../origin/replay.js';
+import { replayThrough } from '../inspector/replay.js';
 import { lineView } from '../ui/lines.js';
 import type { TuiHandle } from '../ui/tui/index.js';
 import { TuiStore } from '../ui/tui/store.js';
@@ -173,17 +173,9 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     const { startInspector } = await import('../inspector/server.js');
     try {
       inspector = await startInspector({
-        store,
+        tunnels: [{ store, name: named?.name, replay: replayThrough(runner) }],
         port: inspect,
         caFile,
-        ...(named !== undefined ? { tunnelName: () => named.name } : {}),
-        // Straight to the local origin, as the TUI's replay (the route the path picks).
-        replay: (capture, edits) =>
-          replayRequest(
-            runner.origin.proxyFor(edits?.path ?? capture.request.url),
-            capture,
-            edits === undefined ? {} : { edits },
-          ),
       });
     } catch (err) {
       await runner.stop(0);

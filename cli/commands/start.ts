@@ -22,7 +22,15 @@ import type { EventSink, TunnelEvent } from '../events.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
-import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
+import {
+  TunnelRunner,
+  accessPolicy,
+  hostHeaderMode,
+  originEventToTunnelEvent,
+} from '../tunnel/runner.js';
+import type { InspectorHandle } from '../inspector/server.js';
+import { replayThrough } from '../inspector/replay.js';
+import { TuiStore } from '../ui/tui/store.js';
 import {
   findTunnelsConfig,
   loadTunnelsConfig,
@@ -42,6 +50,8 @@ export interface StartOptions {
   log: 'text' | 'json' | undefined;
   relayInsecure: boolean;
   color: boolean;
+  /** The web inspector's first port to try (default 4040; 0 = any); false = --no-inspect. */
+  inspect?: number | false | undefined;
 }
 
 /** The tunnels `start` runs: the named ones (in the order given), else all. */
@@ -126,9 +136,24 @@ export async function runStart(opts: StartOptions): Promise<number> {
     process.stdout.isTTY === true &&
     process.stdin.isTTY === true &&
     !env.ci;
+  const inspect = opts.inspect ?? 4040;
+  if (inspect !== false && (!Number.isInteger(inspect) || inspect < 0 || inspect > 65535)) {
+    throw new ConfigError('--inspect-port must be a port number (0-65535; 0 = any free port)');
+  }
   const lines = useTui ? undefined : multiLineView(opts.log ?? 'text');
   let tui: MultiTuiHandle | undefined;
-  const emit: EventSink = (e: TunnelEvent) => (tui !== undefined ? tui.tunnelEvent(e) : lines?.(e));
+  let inspector: InspectorHandle | undefined;
+  // One capture store per tunnel, shared by the TUI and the web inspector; one key
+  // counter so the inspector's request ids are unique across tunnels.
+  let nextKey = 1;
+  const stores = new Map<string, TuiStore>();
+  const capture = useTui || inspect !== false;
+  const emit: EventSink = (event: TunnelEvent) => {
+    let e = event;
+    if (e.event === 'ready' && inspector !== undefined) e = { ...e, inspector: inspector.url };
+    stores.get(e.tunnel ?? '')?.onTunnelEvent(e);
+    lines?.(e);
+  };
 
   const connectors: RelayConnector[] = [];
   const runners: TunnelRunner[] = [];
@@ -174,24 +199,57 @@ export async function runStart(opts: StartOptions): Promise<number> {
               connections: t.connections ?? 2,
             });
       connectors.push(relay);
-      runners.push(
-        new TunnelRunner(
-          {
-            tunnel: t.key,
-            target: t.target,
-            routes: t.routes,
-            hostHeader: hostHeaderMode(t.hostHeader),
-            originInsecure: t.originInsecure,
-            capture: useTui,
-            request,
-            relay,
-          },
-          {
-            emit,
-            originEvent: useTui ? (e) => tui?.originEvent(t.key, e) : undefined,
-          },
-        ),
+      let runner: TunnelRunner | undefined;
+      const store = capture
+        ? new TuiStore({
+            nextKey: () => nextKey++,
+            source: {
+              liveConnections: () => runner?.supervisor.liveConnections ?? 0,
+              rttMs: () => runner?.supervisor.rttMs,
+            },
+          })
+        : undefined;
+      if (store !== undefined) {
+        store.tunnel.relay = relay.label;
+        store.tunnel.target = t.target.label;
+        stores.set(t.key, store);
+      }
+      runner = new TunnelRunner(
+        {
+          tunnel: t.key,
+          target: t.target,
+          routes: t.routes,
+          hostHeader: hostHeaderMode(t.hostHeader),
+          originInsecure: t.originInsecure,
+          capture,
+          request,
+          relay,
+        },
+        {
+          emit,
+          originEvent:
+            store === undefined
+              ? undefined
+              : (e) => {
+                  store.onOriginEvent(e);
+                  const mapped = lines === undefined ? undefined : originEventToTunnelEvent(e);
+                  if (mapped !== undefined) lines?.({ ...mapped, tunnel: t.key } as TunnelEvent);
+                },
+        },
       );
+      runners.push(runner);
+    }
+    if (inspect !== false) {
+      const { startInspector } = await import('../inspector/server.js');
+      inspector = await startInspector({
+        tunnels: runners.map((r) => ({
+          store: stores.get(r.spec.tunnel ?? '')!,
+          name: r.spec.tunnel,
+          replay: replayThrough(r),
+        })),
+        port: inspect,
+        caFile,
+      });
     }
   } catch (err) {
     await stopAll(0);
@@ -213,6 +271,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
         relay: r.spec.relay.label,
         target: r.spec.target.label,
         runner: r,
+        store: stores.get(r.spec.tunnel ?? ''),
       })),
       onQuit: () => quit(),
     });
@@ -220,6 +279,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   const cleanup = async (): Promise<void> => {
     await stopAll(5_000);
     await tui?.close();
+    await inspector?.close();
   };
 
   const started = await Promise.allSettled(runners.map((r) => r.start()));

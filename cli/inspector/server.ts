@@ -22,7 +22,14 @@ import { ConfigError, QuickTunnelError, errnoCode } from '../../shared/errors.js
 import type { ExchangeCapture } from '../origin/capture.js';
 import { replayRefusal, type ReplayEdits, type ReplayResult } from '../origin/replay.js';
 import type { RequestRow, TuiStore } from '../ui/tui/store.js';
-import { details, parseEdits, summarize, tunnelJson, MAX_EDIT_BODY_BYTES } from './views.js';
+import {
+  details,
+  parseEdits,
+  summarize,
+  tunnelJson,
+  MAX_EDIT_BODY_BYTES,
+  type RequestSummary,
+} from './views.js';
 
 /** The default port, as ngrok's inspector. */
 export const DEFAULT_INSPECT_PORT = 4040;
@@ -37,14 +44,23 @@ const FLUSH_MS = 100;
 const KEEPALIVE_MS = 15_000;
 export const TOKEN_HEADER = 'x-quick-tunnel-token';
 
-export interface InspectorOptions {
+/** One tunnel the inspector shows: its capture store (the TUI's) and how to replay. */
+export interface InspectorTunnel {
   store: TuiStore;
   /** Sends a captured request (with edits) to the local origin, as the TUI's replay. */
   replay: (capture: ExchangeCapture, edits: ReplayEdits | undefined) => Promise<ReplayResult>;
+  /** Name shown for the tunnel (`tunnel_name`); default the first label of its hostname. */
+  name?: string | undefined;
+}
+
+export interface InspectorOptions {
+  /**
+   * The tunnels shown, in order. With several, give their stores one `nextKey` counter:
+   * request ids are row keys and must be unique across them.
+   */
+  tunnels: InspectorTunnel[];
   /** The first port to try (default 4040); the next free one is used if taken. 0 = any. */
   port?: number;
-  /** Name shown for the tunnel (`tunnel_name`); default from its hostname. */
-  tunnelName?: () => string;
   /** --ca file, for curl commands. */
   caFile?: string | undefined;
   /** Where the page's files are (default: ./assets next to this module). */
@@ -146,11 +162,11 @@ class HttpError extends QuickTunnelError {
 
 /** Starts the inspector; resolves once it listens. */
 export async function startInspector(options: InspectorOptions): Promise<InspectorHandle> {
-  const { store } = options;
   const assets = loadAssets(options.assetsDir ?? new URL('./assets/', import.meta.url));
   const token = randomBytes(24).toString('base64url');
   const page = Buffer.from(assets.page.replace('{{TOKEN}}', token));
-  const tunnelName = options.tunnelName ?? (() => store.tunnel.hostname?.split('.')[0] ?? 'tunnel');
+  const nameOf = (t: InspectorTunnel): string =>
+    t.name ?? t.store.tunnel.hostname?.split('.')[0] ?? 'tunnel';
   let port = 0;
   const allowedHosts = (): Set<string> =>
     new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
@@ -158,15 +174,27 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   // ---- live list (SSE) ----------------------------------------------------------------
   const clients = new Set<http.ServerResponse>();
   let flushTimer: NodeJS.Timeout | undefined;
-  let lastKey = 0;
-  const openSent = new Set<number>();
-  let lastClears = store.clears;
+  /** Per tunnel: the newest row sent, the open rows sent (to send again once finished). */
+  const tracks = options.tunnels.map((t) => ({
+    tunnel: t,
+    lastKey: 0,
+    openSent: new Set<number>(),
+    clears: t.store.clears,
+  }));
   let lastTunnels = '';
 
-  const tunnels = () => ({ tunnels: [tunnelJson(store, tunnelName())], uri: '/api/tunnels' });
-  const allRows = (): RequestRow[] => {
-    const rows: RequestRow[] = [];
-    for (let i = 0; i < store.rowCount; i++) rows.push(store.rowAt(i)!);
+  const tunnels = () => ({
+    tunnels: options.tunnels.map((t) => tunnelJson(t.store, nameOf(t))),
+    uri: '/api/tunnels',
+  });
+  /** Every row of every tunnel, oldest first. */
+  const allRows = (): { row: RequestRow; tunnel: InspectorTunnel }[] => {
+    const rows: { row: RequestRow; tunnel: InspectorTunnel }[] = [];
+    for (const tunnel of options.tunnels) {
+      const { store } = tunnel;
+      for (let i = 0; i < store.rowCount; i++) rows.push({ row: store.rowAt(i)!, tunnel });
+    }
+    if (options.tunnels.length > 1) rows.sort((a, b) => a.row.key - b.row.key);
     return rows;
   };
   const send = (res: http.ServerResponse, event: string, data: unknown): void => {
@@ -179,65 +207,69 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   const broadcast = (event: string, data: unknown): void => {
     for (const res of clients) send(res, event, data);
   };
-  /** Starts tracking from the store as it is now (what a snapshot shows). */
+  /** Starts tracking from the stores as they are now (what a snapshot shows). */
   const resetTracking = (): void => {
-    openSent.clear();
-    lastKey = 0;
-    for (let i = 0; i < store.rowCount; i++) {
-      const row = store.rowAt(i)!;
-      if (row.open) openSent.add(row.key);
-      lastKey = row.key;
+    for (const track of tracks) {
+      const { store } = track.tunnel;
+      track.openSent.clear();
+      track.lastKey = 0;
+      for (let i = 0; i < store.rowCount; i++) {
+        const row = store.rowAt(i)!;
+        if (row.open) track.openSent.add(row.key);
+        track.lastKey = row.key;
+      }
+      track.clears = store.clears;
     }
-    lastClears = store.clears;
   };
   const snapshot = () => ({
     ...tunnels(),
-    requests: allRows().map((row) => summarize(row, tunnelName())),
+    requests: allRows().map(({ row, tunnel }) => summarize(row, nameOf(tunnel))),
   });
   const flush = (): void => {
     flushTimer = undefined;
     if (clients.size === 0) return;
     const tunnelState = JSON.stringify(tunnels());
-    if (store.clears !== lastClears) {
+    if (tracks.some((track) => track.tunnel.store.clears !== track.clears)) {
       resetTracking();
       lastTunnels = tunnelState;
       broadcast('snapshot', snapshot());
       return;
     }
-    const changed: RequestRow[] = [];
-    for (const key of openSent) {
-      const row = store.rowByKey(key);
-      if (row === undefined) openSent.delete(key);
-      else if (!row.open) {
-        changed.push(row);
-        openSent.delete(key);
+    const changed: RequestSummary[] = [];
+    for (const track of tracks) {
+      const { store } = track.tunnel;
+      const name = nameOf(track.tunnel);
+      for (const key of track.openSent) {
+        const row = store.rowByKey(key);
+        if (row === undefined) track.openSent.delete(key);
+        else if (!row.open) {
+          changed.push(summarize(row, name));
+          track.openSent.delete(key);
+        }
+      }
+      // Rows are in key order: the new ones are at the end.
+      let i = store.rowCount;
+      while (i > 0 && store.rowAt(i - 1)!.key > track.lastKey) i--;
+      for (; i < store.rowCount; i++) {
+        const row = store.rowAt(i)!;
+        changed.push(summarize(row, name));
+        if (row.open) track.openSent.add(row.key);
+        track.lastKey = row.key;
       }
     }
-    // Rows are in key order: the new ones are at the end.
-    let i = store.rowCount;
-    while (i > 0 && store.rowAt(i - 1)!.key > lastKey) i--;
-    for (; i < store.rowCount; i++) {
-      const row = store.rowAt(i)!;
-      changed.push(row);
-      if (row.open) openSent.add(row.key);
-      lastKey = row.key;
-    }
-    if (changed.length > 0)
-      broadcast(
-        'requests',
-        changed.map((row) => summarize(row, tunnelName())),
-      );
+    if (changed.length > 0) broadcast('requests', changed);
     if (tunnelState !== lastTunnels) {
       lastTunnels = tunnelState;
       broadcast('tunnels', JSON.parse(tunnelState));
     }
   };
-  const unsubscribe = store.subscribe(() => {
+  const onChange = (): void => {
     if (clients.size > 0 && flushTimer === undefined) {
       flushTimer = setTimeout(flush, FLUSH_MS);
       flushTimer.unref();
     }
-  });
+  };
+  const unsubscribes = options.tunnels.map((t) => t.store.subscribe(onChange));
   // Status changes the store does not announce (live connections), and keep-alives.
   let ticks = 0;
   const ticker = setInterval(() => {
@@ -267,16 +299,22 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   };
 
   // ---- API ----------------------------------------------------------------------------
-  const rowFor = (id: string): RequestRow => {
+  const rowFor = (id: string): { row: RequestRow; tunnel: InspectorTunnel } => {
     const key = /^\d{1,15}$/.test(id) ? Number(id) : Number.NaN;
-    const row = Number.isFinite(key) ? store.rowByKey(key) : undefined;
-    if (row === undefined) {
-      throw new HttpError(404, `no request ${id} (cleared, or dropped as the list is bounded)`);
+    if (Number.isFinite(key)) {
+      for (const tunnel of options.tunnels) {
+        const row = tunnel.store.rowByKey(key);
+        if (row !== undefined) return { row, tunnel };
+      }
     }
-    return row;
+    throw new HttpError(404, `no request ${id} (cleared, or dropped as the list is bounded)`);
   };
 
-  const replay = async (row: RequestRow, edits: ReplayEdits | undefined): Promise<RequestRow> => {
+  const replay = async (
+    { row, tunnel }: { row: RequestRow; tunnel: InspectorTunnel },
+    edits: ReplayEdits | undefined,
+  ): Promise<RequestRow> => {
+    const { store } = tunnel;
     const capture = row.capture;
     if (capture === undefined) throw new HttpError(409, 'nothing was captured for this request');
     const refusal = replayRefusal(capture, edits);
@@ -289,7 +327,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     );
     let result: ReplayResult;
     try {
-      result = await options.replay(capture, edits);
+      result = await tunnel.replay(capture, edits);
     } catch (err) {
       result = {
         capture,
@@ -392,28 +430,32 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
       return;
     }
     if (path === '/api/requests' || path === '/api/requests/http') {
+      // ?tunnel=NAME: one tunnel's requests only.
+      const only = url.searchParams.get('tunnel');
       if (method === 'DELETE') {
-        store.clear();
+        for (const t of options.tunnels) if (only === null || nameOf(t) === only) t.store.clear();
         res.writeHead(204, SECURITY_HEADERS).end();
         return;
       }
       if (!readOnly) throw new HttpError(405, 'GET or DELETE');
-      const limit = Number(url.searchParams.get('limit') ?? store.maxRows);
+      const limit = Number(url.searchParams.get('limit') ?? Number.MAX_SAFE_INTEGER);
       const rows = allRows()
+        .filter(({ tunnel }) => only === null || nameOf(tunnel) === only)
         .reverse()
         .slice(0, Number.isFinite(limit) ? Math.max(0, limit) : 0);
       json(res, 200, {
-        requests: rows.map((row) => summarize(row, tunnelName())),
+        requests: rows.map(({ row, tunnel }) => summarize(row, nameOf(tunnel))),
         uri: '/api/requests',
       });
       return;
     }
     const match = /^\/api\/requests\/([^/]+)(\/replay)?$/.exec(path);
     if (match !== null) {
-      const row = rowFor(decodeURIComponent(match[1]!));
+      const found = rowFor(decodeURIComponent(match[1]!));
+      const { store } = found.tunnel;
       if (match[2] === undefined) {
         if (!readOnly) throw new HttpError(405, 'GET only');
-        json(res, 200, details(row, store, tunnelName(), options.caFile));
+        json(res, 200, details(found.row, store, nameOf(found.tunnel), options.caFile));
         return;
       }
       if (method !== 'POST') throw new HttpError(405, 'POST only');
@@ -424,8 +466,8 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
         if (err instanceof ConfigError) throw new HttpError(400, err.message);
         throw err;
       }
-      const done = await replay(row, edits);
-      json(res, 200, details(done, store, tunnelName(), options.caFile));
+      const done = await replay(found, edits);
+      json(res, 200, details(done, store, nameOf(found.tunnel), options.caFile));
       return;
     }
     throw new HttpError(404, `nothing at ${path}`);
@@ -454,7 +496,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     token,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        unsubscribe();
+        for (const unsubscribe of unsubscribes) unsubscribe();
         clearInterval(ticker);
         if (flushTimer !== undefined) clearTimeout(flushTimer);
         for (const res of clients) res.end();

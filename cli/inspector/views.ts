@@ -76,6 +76,18 @@ export function deliveryMarker(
   return { delivery_id: id, queued_at: queuedAt };
 }
 
+/** The relay's mark on the request head, else the delivery headers it added. */
+function queueMarker(row: RequestRow): RequestSummary['queued'] {
+  if (row.queued !== undefined) {
+    const ms = Date.parse(row.queued.queuedAt);
+    return {
+      delivery_id: row.queued.deliveryId,
+      queued_at: Number.isFinite(ms) ? new Date(ms).toISOString() : row.queued.queuedAt,
+    };
+  }
+  return row.capture !== undefined ? deliveryMarker(row.capture.request.headers) : null;
+}
+
 export function rowLabel(row: RequestRow): string {
   return row.replayOf !== undefined ? `replay of #${row.replayOf}` : `#${row.id ?? row.key}`;
 }
@@ -98,7 +110,7 @@ export function summarize(row: RequestRow, tunnelName: string): RequestSummary {
     error: row.error ?? null,
     replay_of: row.replayOfKey ?? null,
     edited: row.edited,
-    queued: row.capture !== undefined ? deliveryMarker(row.capture.request.headers) : null,
+    queued: queueMarker(row),
   };
 }
 

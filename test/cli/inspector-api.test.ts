@@ -11,6 +11,7 @@ import { startInspector, type InspectorHandle } from '../../cli/inspector/server
 import { OriginProxy } from '../../cli/origin/proxy.js';
 import { replayRequest } from '../../cli/origin/replay.js';
 import { parseTarget } from '../../cli/origin/target.js';
+import { TuiStore } from '../../cli/ui/tui/store.js';
 import { exchange, makeStore, ready } from '../helpers/tui.js';
 
 interface Seen {
@@ -65,9 +66,14 @@ async function setup(t: Test, port = 0) {
     responseBody: 'thanks',
   });
   const inspector = await startInspector({
-    store,
+    tunnels: [
+      {
+        store,
+        replay: (capture, edits) =>
+          replayRequest(proxy, capture, edits === undefined ? {} : { edits }),
+      },
+    ],
     port,
-    replay: (capture, edits) => replayRequest(proxy, capture, edits === undefined ? {} : { edits }),
   });
   t.teardown(() => inspector.close());
   return { store, inspector, origin };
@@ -338,6 +344,21 @@ t.test('the live stream sends a snapshot, then new requests and a queue marker',
       queued: { delivery_id: 'dlv_7', queued_at: '2026-12-07T03:00:00.000Z' },
     },
   ]);
+  // The relay's own mark on the request head (what the TUI shows too).
+  const queued = { deliveryId: 'd-9', queuedAt: '2026-12-07T02:00:00.000Z' };
+  const base = { id: 3, method: 'POST', path: '/from-queue', upgrade: false, queued };
+  store.onOriginEvent({ type: 'request-start', ...base });
+  store.onOriginEvent({
+    type: 'request',
+    ...base,
+    status: 200,
+    durationMs: 3,
+    bytesIn: 1,
+    bytesOut: 2,
+  });
+  t.match(await next('requests'), [
+    { id: 3, queued: { delivery_id: 'd-9', queued_at: '2026-12-07T02:00:00.000Z' } },
+  ]);
   store.clear();
   t.match(await next('snapshot'), { requests: [] });
 });
@@ -354,3 +375,81 @@ t.test('a taken port moves the inspector to the next free one', async (t) => {
   const res = await call(inspector, 'GET', '/api/tunnels');
   t.equal(res.status, 200, 'it answers on the port it took');
 });
+
+t.test(
+  'several tunnels (quick-tunnel start): one list, unique ids, replay to the right one',
+  async (t) => {
+    let nextKey = 1;
+    const tunnels = ['web', 'hooks'].map((name) => {
+      const store = new TuiStore({ nextKey: () => nextKey++ });
+      store.onTunnelEvent({
+        event: 'ready',
+        url: `https://${name}.qt.localhost:8443`,
+        urls: [`https://${name}.qt.localhost:8443`],
+        hostname: `${name}.qt.localhost`,
+        kind: 'named',
+        relay: 'qt.localhost:8443',
+        target: 'localhost:3000',
+        local: false,
+        connections: 1,
+        tunnel: name,
+      });
+      const replayed: string[] = [];
+      return { name, store, replayed };
+    });
+    const [web, hooks] = tunnels as [(typeof tunnels)[0], (typeof tunnels)[0]];
+    // Each proxy numbers its requests from 1: the store keys stay unique anyway.
+    exchange(web.store, 1, { method: 'GET', url: '/page', status: 200 });
+    exchange(hooks.store, 1, { method: 'POST', url: '/hook', body: 'x', status: 202 });
+    exchange(web.store, 2, { method: 'GET', url: '/page2', status: 200 });
+    const inspector = await startInspector({
+      tunnels: tunnels.map((tn) => ({
+        store: tn.store,
+        name: tn.name,
+        replay: async (capture) => {
+          tn.replayed.push(capture.request.url);
+          return { capture, status: 200, durationMs: 1, bytesIn: 0, bytesOut: 0 };
+        },
+      })),
+      port: 0,
+    });
+    t.teardown(() => inspector.close());
+
+    t.match((await call(inspector, 'GET', '/api/tunnels')).json(), {
+      tunnels: [
+        { name: 'web', public_url: 'https://web.qt.localhost:8443' },
+        { name: 'hooks', public_url: 'https://hooks.qt.localhost:8443' },
+      ],
+    });
+    const list = (await call(inspector, 'GET', '/api/requests')).json()['requests'] as {
+      id: number;
+      tunnel_name: string;
+      path: string;
+    }[];
+    t.same(
+      list.map((r) => [r.id, r.tunnel_name, r.path]),
+      [
+        [3, 'web', '/page2'],
+        [2, 'hooks', '/hook'],
+        [1, 'web', '/page'],
+      ],
+      'newest first, over both tunnels, ids unique',
+    );
+    const only = (await call(inspector, 'GET', '/api/requests?tunnel=hooks')).json();
+    t.match(only, { requests: [{ id: 2, tunnel_name: 'hooks' }] });
+    t.equal((only['requests'] as unknown[]).length, 1);
+    t.match((await call(inspector, 'GET', '/api/requests/2')).json(), { tunnel_name: 'hooks' });
+
+    const token = { 'x-quick-tunnel-token': inspector.token };
+    const res = await call(inspector, 'POST', '/api/requests/2/replay', { headers: token });
+    t.match(res.json(), { id: 4, tunnel_name: 'hooks', replay_of: 2 });
+    t.same(hooks.replayed, ['/hook'], 'replayed through its own tunnel');
+    t.same(web.replayed, []);
+    t.equal(hooks.store.rowCount, 2, 'the replay row is in that tunnel');
+
+    const cleared = await call(inspector, 'DELETE', '/api/requests?tunnel=web', { headers: token });
+    t.equal(cleared.status, 204);
+    t.equal(web.store.rowCount, 0);
+    t.equal(hooks.store.rowCount, 2, 'the other tunnel keeps its list');
+  },
+);

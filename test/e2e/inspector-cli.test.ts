@@ -4,6 +4,9 @@
  * fed by line-mode runs too, a taken port, --no-inspect, and a bad --inspect-port.
  */
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -165,4 +168,56 @@ t.test('--no-inspect: no inspector, no URL printed', async (t) => {
     text.stdout.some((l) => l.startsWith('Inspector')),
     'no Inspector line',
   );
+});
+
+t.test('quick-tunnel start: one inspector for every tunnel of the config', async (t) => {
+  const webPort = await startOrigin(t);
+  const hooksPort = await startOrigin(t);
+  const work = await mkdtemp(path.join(os.tmpdir(), 'qt-inspect-start-'));
+  t.teardown(() => rm(work, { recursive: true, force: true }));
+  const config = path.join(work, 'quick-tunnel.yml');
+  await writeFile(
+    config,
+    [
+      'tunnels:',
+      '  web:',
+      `    target: ${webPort}`,
+      '  hooks:',
+      `    target: ${hooksPort}`,
+      '',
+    ].join('\n'),
+  );
+  const cli = spawnCli(t, ['start', '--config', config, '--log', 'json', '--inspect-port', '0'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: path.join(work, 'config') },
+  });
+  const ready = async (name: string) =>
+    JSON.parse(
+      await cli.waitFor(new RegExp(`"event":"ready".*"tunnel":"${name}"`), 'stdout', 60_000),
+    ) as { url: string; urls: string[]; inspector: string };
+  const web = await ready('web');
+  const hooks = await ready('hooks');
+  t.equal(web.inspector, hooks.inspector, 'one inspector for both');
+
+  const tunnels = (await getJson(`${web.inspector}/api/tunnels`)) as {
+    tunnels: { name: string; public_url: string }[];
+  };
+  t.same(
+    tunnels.tunnels.map((x) => [x.name, x.public_url]),
+    [
+      ['web', web.url],
+      ['hooks', hooks.url],
+    ],
+  );
+  t.equal(await visit(web.url, '/w'), 200);
+  t.equal(await visit(hooks.url, '/h'), 200);
+  await cli.waitFor(/"event":"request".*"path":"\/h"/, 'stdout');
+  await cli.waitFor(/"event":"request".*"path":"\/w"/, 'stdout');
+  const requests = (await getJson(`${web.inspector}/api/requests`)) as {
+    requests: { tunnel_name: string; path: string; id: number }[];
+  };
+  t.same(requests.requests.map((r) => [r.tunnel_name, r.path]).sort(), [
+    ['hooks', '/h'],
+    ['web', '/w'],
+  ]);
+  t.not(requests.requests[0]!.id, requests.requests[1]!.id, 'ids unique across tunnels');
 });

@@ -74,6 +74,25 @@ async function api(method, path, body) {
 function showTunnel(tunnels) {
   const t = tunnels.tunnels[0];
   state.tunnel = t;
+  state.tunnelCount = tunnels.tunnels.length;
+  // Several tunnels (quick-tunnel start): the others after the first.
+  $('more-tunnels').replaceChildren(
+    ...tunnels.tunnels
+      .slice(1)
+      .map((o) =>
+        el(
+          'span',
+          { class: 'more' },
+          el('span', { class: `status ${o.status}` }, o.name),
+          ' ',
+          el(
+            'a',
+            { class: 'url', href: o.public_url ?? undefined, target: '_blank', rel: 'noreferrer' },
+            o.public_url ?? '',
+          ),
+        ),
+      ),
+  );
   if (t === undefined) return;
   const status = $('status');
   status.textContent = t.status;
@@ -82,6 +101,7 @@ function showTunnel(tunnels) {
   link.textContent = t.public_url ?? '';
   if (t.public_url) link.href = t.public_url;
   $('target').textContent = t.target ? `→ ${t.target}${t.local ? ' (local only)' : ''}` : '';
+  if (state.tunnelCount > 1) status.textContent = `${t.name} ${t.status}`;
 }
 
 // ---- list ----------------------------------------------------------------------------
@@ -107,9 +127,10 @@ function matches(row) {
   if (/^\d$/.test(status) && String(row.status ?? '')[0] !== status) return false;
   const text = $('filter-text').value.trim().toLowerCase();
   if (text) {
-    const hay = `${row.label} ${row.method} ${row.path} ${row.status ?? ''} ${row.error ?? ''} ${
-      row.queued ? 'queue' : ''
-    }`.toLowerCase();
+    const hay =
+      `${row.tunnel_name} ${row.label} ${row.method} ${row.path} ${row.status ?? ''} ${row.error ?? ''} ${
+        row.queued ? 'queue' : ''
+      }`.toLowerCase();
     if (!hay.includes(text)) return false;
   }
   return true;
@@ -146,6 +167,7 @@ function renderList() {
             ? el('span', { class: 'badge' }, r.edited ? 'edited replay' : 'replay')
             : null,
           r.queued ? el('span', { class: 'badge queue' }, 'from queue') : null,
+          state.tunnelCount > 1 ? el('span', { class: 'badge' }, r.tunnel_name) : null,
           r.upgrade ? el('span', { class: 'badge' }, 'websocket') : null,
         ),
         el('td', { class: statusClass(r) }, r.status ?? (r.open ? '…' : '–')),

@@ -23,6 +23,8 @@ export interface MultiTuiTunnel {
   relay: string;
   target: string;
   runner: TunnelRunner;
+  /** The tunnel's capture store (shared with the web inspector); default a new one. */
+  store?: TuiStore | undefined;
 }
 
 export interface MultiTuiOptions {
@@ -116,12 +118,14 @@ export function startMultiTui(options: MultiTuiOptions): MultiTuiHandle {
   const color = options.color && chalk.level > 0;
   const entries = options.tunnels.map((tunnel) => {
     const supervisor = tunnel.runner.supervisor;
-    const store = new TuiStore({
-      source: {
-        liveConnections: () => supervisor.liveConnections,
-        rttMs: () => supervisor.rttMs,
-      },
-    });
+    const store =
+      tunnel.store ??
+      new TuiStore({
+        source: {
+          liveConnections: () => supervisor.liveConnections,
+          rttMs: () => supervisor.rttMs,
+        },
+      });
     store.tunnel.relay = tunnel.relay;
     store.tunnel.target = tunnel.target;
     return { name: tunnel.name, store, tunnel };

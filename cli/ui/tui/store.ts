@@ -102,6 +102,11 @@ export interface TuiStoreOptions {
   maxBodyBytes?: number;
   now?: () => number;
   source?: TunnelSource;
+  /**
+   * Hands out row keys. Default 1, 2, 3… per store; the stores of several tunnels share
+   * one counter so the web inspector's request ids stay unique across them.
+   */
+  nextKey?: () => number;
 }
 
 const RATE_WINDOW_S = 300;
@@ -173,7 +178,7 @@ export class TuiStore {
   private readonly rows: Ring<RequestRow>;
   private readonly openById = new IdTable<RequestRow>();
   private readonly listeners = new Set<() => void>();
-  private nextKey = 1;
+  private readonly nextKey: () => number;
   private finished = 0;
   /** Highest proxy id whose start was seen (ids grow; an end at or below it without an open row is stale). */
   private maxStartedId = 0;
@@ -198,6 +203,8 @@ export class TuiStore {
     this.maxBodyBytes = options.maxBodyBytes ?? 32 * 1024 * 1024;
     this.now = options.now ?? Date.now;
     this.source = options.source;
+    let key = 1;
+    this.nextKey = options.nextKey ?? (() => key++);
     this.rows = new Ring(this.maxRows);
     this.durations = new Float64Array(this.maxRows);
     this.createdAt = this.now();
@@ -437,7 +444,7 @@ export class TuiStore {
     replay: { key: number; edited: boolean } | undefined = undefined,
   ): RequestRow {
     const row: RequestRow = {
-      key: this.nextKey++,
+      key: this.nextKey(),
       id,
       replayOf,
       replayOfKey: replay?.key,
