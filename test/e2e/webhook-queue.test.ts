@@ -5,103 +5,18 @@
  * is stopped, with a relay kill -9 in the middle of the sending and another in the
  * middle of the delivery; every one arrives, in order, byte-identical, its signature
  * valid, and exactly once per delivery id (only the one in flight at the second kill
- * may come twice, with the same id). Limits give their own answers.
+ * may come twice, with the same id). Count and size limits give their own answers
+ * (the age limit: webhook-queue-age.test.ts).
  */
-import { createHmac, randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
-import t, { type Test } from 'tap';
-import { writeConfigFile } from '../../cli/config.js';
-import { spawnCli, spawnRelay, type RelayProcess } from '../helpers/processes.js';
-import { startOrigin, tempDir } from '../helpers/relay-env.js';
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { spawnCli, spawnRelay } from '../helpers/processes.js';
+import { kill9, run, send, setup, sign } from '../helpers/queue-e2e.js';
+import { startOrigin } from '../helpers/relay-env.js';
 
-const SECRET = 'whsec_test_secret';
-
-function sign(body: Buffer): string {
-  return `sha256=${createHmac('sha256', SECRET).update(body).digest('hex')}`;
-}
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** One request to `host` through the relay's HTTPS port (Host and SNI set). */
-async function send(
-  relay: RelayProcess,
-  ca: string,
-  host: string,
-  method: string,
-  path: string,
-  body?: Buffer,
-  headers: http.OutgoingHttpHeaders = {},
-): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: '127.0.0.1',
-      port: relay.httpsPort,
-      method,
-      path,
-      servername: host,
-      ca,
-      agent: false,
-      headers: {
-        host,
-        ...(body !== undefined ? { 'content-length': body.length } : {}),
-        ...headers,
-      },
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-    });
-    req.end(body);
-  });
-}
-
-async function run(
-  t: Test,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const cli = spawnCli(t, args, { env });
-  const [code, signal] = (await once(cli.child, 'close')) as [number | null, string | null];
-  return {
-    code: code ?? String(signal),
-    stdout: cli.stdout.join('\n'),
-    stderr: cli.stderr.join('\n'),
-  };
-}
-
-/** Kills the relay with SIGKILL (no drain, no flush) and waits for it to be gone. */
-async function kill9(relay: RelayProcess): Promise<void> {
-  relay.child.kill('SIGKILL');
-  await relay.exited;
-}
-
-async function setup(t: Test, relayArgs: string[]) {
-  const dataDir = await tempDir(t, 'qt-queue-relay-');
-  const relay = await spawnRelay(t, dataDir, ['--reconnect-hold', '0', ...relayArgs]);
-  const ca = await readFile(relay.certPath, 'utf8');
-  const dir = await tempDir(t, 'qt-queue-user-');
-  await writeConfigFile(dir, {
-    relay: `https://qt.localhost:${relay.httpsPort}`,
-    ca: relay.certPath,
-  });
-  const env = { QUICK_TUNNEL_CONFIG_DIR: dir };
-  return { dataDir, relay, ca, env };
-}
+// Four relay starts, a CLI run and a dozen short CLI commands: ~20 s on an idle machine,
+// several times that on a loaded one; more than tap's default per-file budget there.
+t.setTimeout(300_000);
 
 t.test('50 signed webhooks survive a stopped CLI and two relay kill -9s', async (t) => {
   const { dataDir, ca, env, relay: first } = await setup(t, ['--queue-max-items', '50']);
@@ -278,29 +193,4 @@ t.test('50 signed webhooks survive a stopped CLI and two relay kill -9s', async 
   t.equal(live.status, 200, 'online: live');
   cli.child.kill('SIGTERM');
   await cli.exited;
-});
-
-t.test('age limit and purge, from the command line', async (t) => {
-  const { env, relay, ca } = await setup(t, ['--queue-max-age', '1s']);
-  t.equal((await run(t, ['tunnel', 'create', 'aged'], env)).code, 0);
-  const host = 'aged.qt.localhost';
-  const off = await send(relay, ca, host, 'POST', '/x', Buffer.from('x'));
-  t.not(off.status, 202, 'not kept before the queue is on');
-  const on = await run(t, ['tunnel', 'queue', 'aged', '--enable'], env);
-  t.equal(on.code, 0, on.stderr);
-  t.match(on.stdout, /Queue ON for 'aged'/);
-  t.equal((await send(relay, ca, host, 'POST', '/old', Buffer.from('old'))).status, 202);
-  await new Promise((r) => setTimeout(r, 1500)); // the age limit is about time passing
-  t.equal((await send(relay, ca, host, 'POST', '/new', Buffer.from('new'))).status, 202);
-  const listed = await run(t, ['tunnel', 'queue', 'aged'], env);
-  t.match(listed.stdout, /1 waiting, 1 failed/);
-  t.match(listed.stdout, /failed\s+POST\s+\/old.*expired: not delivered within 1 s/);
-  const purged = await run(t, ['tunnel', 'queue', 'aged', '--purge', '--failed'], env);
-  t.match(purged.stdout, /Purged 1 failed request/);
-  t.match(purged.stdout, /1 waiting, 0 failed/);
-  const all = await run(t, ['tunnel', 'queue', 'aged', '--purge'], env);
-  t.match(all.stdout, /0 waiting, 0 failed/);
-  const both = await run(t, ['tunnel', 'queue', 'aged', '--enable', '--disable'], env);
-  t.equal(both.code, 1, 'contradicting flags: a clear error');
-  t.match(both.stderr, /contradict/);
 });

@@ -61,7 +61,7 @@ function pathCell(row: RequestRow, width: number): string {
   const suffix = row.upgrade
     ? ` ⇄ ${webSocketSummary(row)}${row.open ? ' · open' : ''}`
     : row.queued !== undefined
-      ? ` · queued ${row.queued.queuedAt.slice(11, 19)}`
+      ? ` · queued ${formatClock(Date.parse(row.queued.queuedAt))}`
       : '';
   const room = Math.max(4, width - prefix.length - suffix.length);
   return fit(`${prefix}${shortenMiddle(printable(row.path), room)}${suffix}`, width);
