@@ -10,7 +10,8 @@ export type AcmeErrorCode =
   | 'QT_ERR_ACME_CA_UNREACHABLE' // network / TLS failure talking to the CA
   | 'QT_ERR_ACME_CA_ERROR' // the CA answered 5xx
   | 'QT_ERR_ACME_RATE_LIMITED' // the CA answered 429
-  | 'QT_ERR_ACME_ORDER'; // the CA refused: account, EAB, validation, finalize
+  | 'QT_ERR_ACME_ORDER' // the CA refused: account, EAB, validation, finalize
+  | 'QT_ERR_ACME_CLUSTER'; // cluster mode: Redis unavailable, or another relay renews
 
 export class AcmeError extends QuickTunnelError {
   readonly retryAfterMs: number | undefined;

@@ -10,6 +10,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { ClusterState } from '../cluster/state.js';
 import { useCaHttp, type AxiosLike } from './ca-http.js';
 import type { DnsProvider } from './dns-provider.js';
 import { AcmeError } from './errors.js';
@@ -57,6 +58,13 @@ export interface AcmeSettings {
   pollMinMs?: number;
   clock?: AcmeClock;
   random?: () => number;
+  /**
+   * Cluster mode: the certificate is shared through this state (Redis), one relay at a
+   * time renews it (a lock), and every relay picks up a newer one.
+   */
+  cluster?: ClusterState | undefined;
+  /** Cluster mode: how often to look for a certificate another relay renewed. Default 60 s. */
+  clusterPollMs?: number;
 }
 
 export interface CertificatePem {
@@ -108,7 +116,10 @@ export class AcmeManager extends EventEmitter {
   private renewAtMs: number | undefined;
   private nextAttemptMs: number | undefined;
   private timer: unknown;
-  private attempt: Promise<void> | undefined;
+  private attempt: Promise<'done' | 'busy'> | undefined;
+  private pollTimer: unknown;
+  /** Cluster mode: issued here but not yet stored in Redis (retried by the poll). */
+  private unpublished: CertificatePem | undefined;
   private consecutiveFailures = 0;
   private failures = 0;
   private lastError: CertificateStatus['lastError'];
@@ -166,6 +177,17 @@ export class AcmeManager extends EventEmitter {
         },
         `certificate for ${this.domain} and *.${this.domain} loaded from ${this.certPath}`,
       );
+    }
+    if (this.settings.cluster !== undefined) {
+      await this.adoptShared().catch((err: unknown) =>
+        this.settings.log.warn(
+          { event: 'acme_cluster_unavailable', err: (err as Error).message },
+          `cannot read the shared certificate from the cluster state: ${(err as Error).message}`,
+        ),
+      );
+      this.schedulePoll();
+    }
+    if (this.current !== undefined && this.current.notAfterMs > now) {
       this.scheduleAt(this.renewAtMs ?? now);
     } else {
       this.settings.log.info(
@@ -212,12 +234,116 @@ export class AcmeManager extends EventEmitter {
     };
   }
 
-  /** Runs one issuance now (or joins the one under way). Rejects with its error. */
-  renewNow(): Promise<void> {
-    this.attempt ??= this.issue().finally(() => {
+  /**
+   * Runs one issuance now (or joins the one under way). Rejects with its error, or in
+   * cluster mode when another relay holds the renewal lock.
+   */
+  async renewNow(): Promise<void> {
+    if ((await this.run(true)) === 'busy') {
+      throw new AcmeError(
+        'QT_ERR_ACME_CLUSTER',
+        `another relay of the cluster is renewing the certificate for ${this.domain}`,
+      );
+    }
+  }
+
+  private run(force: boolean): Promise<'done' | 'busy'> {
+    this.attempt ??= (
+      this.settings.cluster === undefined
+        ? this.issue().then(() => 'done' as const)
+        : this.clusterAttempt(this.settings.cluster, force)
+    ).finally(() => {
       this.attempt = undefined;
     });
     return this.attempt;
+  }
+
+  // --- cluster mode -----------------------------------------------------------------
+
+  private get sharedName(): string {
+    return `acme:${this.domain}`;
+  }
+
+  /**
+   * One relay at a time: take the lock, look again (another relay may have just
+   * finished), issue, share. Without the lock: 'busy' (look again after a poll interval).
+   */
+  private async clusterAttempt(cluster: ClusterState, force: boolean): Promise<'done' | 'busy'> {
+    const fresh = (): boolean =>
+      !force && this.current !== undefined && (this.renewAtMs ?? 0) > this.clock.now();
+    await clusterCall(() => this.adoptShared());
+    if (fresh()) return 'done';
+    const lockTtlMs = (this.settings.propagationTimeoutMs ?? 120_000) + 10 * 60_000;
+    const lock = await clusterCall(() => cluster.acquireLock(this.sharedName, lockTtlMs));
+    if (lock === undefined) return 'busy';
+    try {
+      await clusterCall(() => this.adoptShared());
+      if (fresh()) return 'done';
+      await this.issue();
+      if (this.current !== undefined) {
+        this.unpublished = { cert: this.current.cert, key: this.current.key };
+        await this.publish().catch((err: unknown) =>
+          this.settings.log.warn(
+            { event: 'acme_cluster_unavailable', err: (err as Error).message },
+            `the new certificate could not be shared with the other relays yet: ${(err as Error).message}; retrying`,
+          ),
+        );
+      }
+      return 'done';
+    } finally {
+      await lock.release().catch(() => {}); // it expires by itself anyway
+    }
+  }
+
+  private async publish(): Promise<void> {
+    const pem = this.unpublished;
+    if (pem === undefined || this.settings.cluster === undefined) return;
+    await this.settings.cluster.setBlob(
+      this.sharedName,
+      JSON.stringify({ ...pem, directoryUrl: this.directoryUrl }),
+    );
+    if (this.unpublished === pem) this.unpublished = undefined;
+  }
+
+  /** Serves the shared certificate if it is newer than ours. */
+  private async adoptShared(): Promise<void> {
+    const raw = await this.settings.cluster?.getBlob(this.sharedName);
+    if (raw === undefined) return;
+    let shared: CertificatePem & { directoryUrl?: string };
+    try {
+      shared = JSON.parse(raw.toString('utf8')) as typeof shared;
+    } catch {
+      return;
+    }
+    if (shared.directoryUrl !== this.directoryUrl) return;
+    const loaded = parseCertificate(shared, this.domain);
+    if (loaded === undefined || loaded.notAfterMs <= this.clock.now()) return;
+    if (this.current !== undefined && loaded.notAfterMs <= this.current.notAfterMs) return;
+    await this.store(shared);
+    this.install(loaded);
+    this.settings.log.info(
+      {
+        event: 'acme_reloaded',
+        notAfter: new Date(loaded.notAfterMs).toISOString(),
+        issuer: loaded.issuer,
+      },
+      `serving the certificate for ${this.domain} another relay of the cluster obtained (valid until ${new Date(loaded.notAfterMs).toISOString()})`,
+    );
+  }
+
+  private schedulePoll(): void {
+    if (this.closed) return;
+    this.pollTimer = this.clock.setTimeout(() => {
+      const poll = async (): Promise<void> => {
+        await this.publish();
+        await this.adoptShared(); // the renewal timer then finds it fresh
+      };
+      poll()
+        .catch((err: unknown) =>
+          this.settings.log.debug({ err: (err as Error).message }, 'acme cluster poll failed'),
+        )
+        .finally(() => this.schedulePoll());
+    }, this.settings.clusterPollMs ?? 60_000);
   }
 
   async close(): Promise<void> {
@@ -225,6 +351,8 @@ export class AcmeManager extends EventEmitter {
     this.abort.abort();
     this.clock.clearTimeout(this.timer);
     this.timer = undefined;
+    this.clock.clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
     const running = this.attempt;
     if (running !== undefined) {
       let t: NodeJS.Timeout | undefined;
@@ -256,10 +384,19 @@ export class AcmeManager extends EventEmitter {
   }
 
   private runScheduled(): void {
-    this.renewNow().then(
-      () => {
+    this.run(false).then(
+      (result) => {
         this.consecutiveFailures = 0;
         const now = this.clock.now();
+        if (result === 'busy') {
+          // Another relay renews: its certificate arrives through the shared state.
+          this.settings.log.info(
+            { event: 'acme_cluster_busy' },
+            `another relay of the cluster is renewing the certificate for ${this.domain}; waiting for it`,
+          );
+          this.scheduleAt(now + (this.settings.clusterPollMs ?? 60_000));
+          return;
+        }
         let next = this.renewAtMs ?? now;
         if (next < now + MIN_RENEWAL_GAP_MS) {
           this.settings.log.warn(
@@ -550,6 +687,20 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (err instanceof AcmeError) throw err;
     const msg = (err as Error).message ?? String(err);
     throw new AcmeError('QT_ERR_ACME_ORDER', `${what} failed: ${msg}`, { cause: err });
+  }
+}
+
+/** Redis trouble during a cluster step becomes one clear, retryable error. */
+async function clusterCall<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof AcmeError) throw err;
+    throw new AcmeError(
+      'QT_ERR_ACME_CLUSTER',
+      `the cluster state (Redis) is unavailable: ${(err as Error).message}; the certificate is renewed once it answers`,
+      { cause: err },
+    );
   }
 }
 

@@ -2,8 +2,7 @@
  * Automatic certificates against a real Pebble (ACME CA) and pebble-challtestsrv (the
  * DNS server Pebble validates against): an exec hook sets the TXT records; the relay gets
  * one certificate for DOMAIN and *.DOMAIN, serves it, renews it when its (injected)
- * clock passes two thirds of the lifetime without dropping open connections, and
- * registers with external account binding when the CA requires it.
+ * clock passes two thirds of the lifetime without dropping open connections.
  */
 import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
@@ -16,12 +15,7 @@ import t, { type Test } from 'tap';
 import { startRelay, type Relay } from '../../relay/index.js';
 import { execProvider } from '../../relay/acme/dns-provider.js';
 import type { AcmeSettings } from '../../relay/acme/manager.js';
-import {
-  challTestSrvHook,
-  PEBBLE_EAB,
-  startChallTestSrv,
-  startPebble,
-} from '../helpers/acme-servers.js';
+import { challTestSrvHook, startChallTestSrv, startPebble } from '../helpers/acme-servers.js';
 import { tempDir } from '../helpers/relay-env.js';
 import { FakeTimers } from '../shared/support/fake-timers.js';
 
@@ -199,31 +193,4 @@ t.test('exec hook → challtestsrv: a wildcard from Pebble, renewed without a re
   if ('error' in stored) throw stored.error;
   t.equal(stored.cert.serialNumber, fresh.cert.serialNumber, 'restart: the stored certificate');
   stored.socket.destroy();
-});
-
-t.test('external account binding: Pebble requiring EAB issues with the key id', async (t) => {
-  const cts = await startChallTestSrv(t);
-  const pebble = await startPebble(t, { dnsServer: cts.dns, eab: true });
-  const hook = await challTestSrvHook(t, cts.api);
-  const base = {
-    email: 'ops@qt.test',
-    directoryUrl: pebble.directoryUrl,
-    directoryCa: pebble.ca,
-    dns: execProvider(hook),
-    resolver: cts.dns,
-    propagationIntervalMs: 100,
-    pollMinMs: 100,
-    retryMinMs: 60_000,
-  };
-  const without = await relayWithAcme(t, base);
-  const [err] = (await once(without.relay.acme!, 'failed')) as [Error & { code: string }];
-  t.equal(err.code, 'QT_ERR_ACME_ORDER');
-  t.match(
-    err.message,
-    /creating the ACME account failed: .*externalAccountBinding.*--acme-eab-kid/,
-  );
-
-  const { relay } = await relayWithAcme(t, { ...base, eab: PEBBLE_EAB });
-  const pem = await relay.acme!.whenCertificate();
-  t.ok(new X509Certificate(pem.cert).checkHost(`any.${DOMAIN}`), 'issued with EAB');
 });
