@@ -13,6 +13,7 @@ import { readEnvironment } from '../config.js';
 import { acmeSettingsFromFlags, type AcmeFlags } from './relay-acme.js';
 import { formatFingerprint } from '../../shared/fingerprint.js';
 import { connectLines } from '../relay-banner.js';
+import { checkCertificateFiles } from '../relay-certs.js';
 
 export interface RelayCommandOptions {
   domain: string;
@@ -147,6 +148,11 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     hasCertFiles: opts.cert !== undefined,
     tsigSecretEnv: readEnvironment().acmeTsigSecret,
   });
+  if (opts.cert !== undefined && opts.key !== undefined) {
+    for (const warning of await checkCertificateFiles(opts.cert, opts.key, domain)) {
+      process.stderr.write(`warning: ${warning}\n`);
+    }
+  }
   let relay: Relay;
   try {
     relay = await startRelay({
