@@ -112,6 +112,29 @@ export const metricsRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app
     },
   });
 
+  if (deps.queue !== undefined) {
+    const queue = deps.queue;
+    new Gauge({
+      name: 'quick_tunnel_queue_requests',
+      help: 'Store-and-forward: requests kept for offline tunnels, by state (waiting, failed).',
+      labelNames: ['state'],
+      registers: [register],
+      collect() {
+        const { waiting, failed } = queue.totals();
+        this.set({ state: 'waiting' }, waiting);
+        this.set({ state: 'failed' }, failed);
+      },
+    });
+    new Gauge({
+      name: 'quick_tunnel_queue_bytes',
+      help: 'Store-and-forward: bytes the queues take on disk (against --queue-disk-cap).',
+      registers: [register],
+      collect() {
+        this.set(queue.usedBytes);
+      },
+    });
+  }
+
   if (deps.certificateStatus !== undefined) {
     const cert = deps.certificateStatus;
     new Gauge({

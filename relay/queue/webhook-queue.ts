@@ -173,6 +173,18 @@ export class WebhookQueue {
     return queue;
   }
 
+  /** Requests kept, relay-wide, by state. */
+  totals(): { waiting: number; failed: number } {
+    let waiting = 0;
+    let failed = 0;
+    for (const id of this.disk.ids()) {
+      const q = this.disk.peek(id);
+      waiting += q?.waiting ?? 0;
+      failed += q?.failedCount ?? 0;
+    }
+    return { waiting, failed };
+  }
+
   /** Bytes the queues take on disk. */
   get usedBytes(): number {
     return this.disk.used;

@@ -124,6 +124,7 @@ async function queueUntil(
 t.test('kept while offline, refused with a reason, delivered in order', async (t) => {
   const { env } = await relayWithLog(t, {
     queue: { maxBodyBytes: 2048, maxItems: 5 },
+    adminTokens: ['admin-secret'],
   });
   const { credential } = await env.relay.named.create('hooks', { queue: true });
   await env.relay.named.create('plain');
@@ -209,6 +210,12 @@ t.test('kept while offline, refused with a reason, delivered in order', async (t
     ids,
     'listed in arrival order',
   );
+  const metrics = await visit(env, env.url.hostname, {
+    path: '/metrics',
+    headers: { authorization: 'Bearer admin-secret' },
+  });
+  t.match(metrics.body.toString(), /quick_tunnel_queue_requests\{state="waiting"\} 5/);
+  t.match(metrics.body.toString(), /quick_tunnel_queue_bytes [1-9]\d*/);
   const nobody = await api(env, 'GET', '/api/tunnels/hooks/queue', 'qtc_wrong');
   t.equal(nobody.status, 401, 'the queue is the owner’s only');
 
