@@ -19,6 +19,7 @@ interface Ready {
   tunnel: string;
   hostname: string;
   url: string;
+  inspector?: string;
 }
 
 /** The ready event of tunnel `name`. */
@@ -67,11 +68,13 @@ t.test('two tunnels + a path route (HTTP and WebSocket) in one process', async (
     ].join('\n'),
   );
   const configDir = path.join(work, 'config');
-  const cli = spawnCli(t, ['start', '--config', config, '--log', 'json'], {
+  const cli = spawnCli(t, ['start', '--config', config, '--log', 'json', '--inspect-port', '0'], {
     env: { QUICK_TUNNEL_CONFIG_DIR: configDir, HOOKS_AUTH: 'hook:s3cret' },
   });
-  const webHost = (await readyOf(cli, 'web')).hostname;
-  const hooksHost = (await readyOf(cli, 'hooks')).hostname;
+  const webReady = await readyOf(cli, 'web');
+  const hooksReady = await readyOf(cli, 'hooks');
+  const webHost = webReady.hostname;
+  const hooksHost = hooksReady.hostname;
   t.equal(
     cli.stdout.filter((l) => l.includes('"event":"ready"')).length,
     2,
@@ -122,6 +125,14 @@ t.test('two tunnels + a path route (HTTP and WebSocket) in one process', async (
     'request events carry the tunnel name',
   );
 
+  // One web inspector for the process, listing both tunnels.
+  t.ok(webReady.inspector, 'ready carries the inspector URL');
+  t.equal(webReady.inspector, hooksReady.inspector, 'one inspector for every tunnel');
+  const listed = (await (await fetch(`${webReady.inspector}/api/tunnels`)).json()) as {
+    tunnels: { name: string }[];
+  };
+  t.same(listed.tunnels.map((x) => x.name).sort(), ['hooks', 'web'], 'it shows both tunnels');
+
   cli.child.kill('SIGINT');
   t.equal(await cli.exited, 0, 'Ctrl-C stops every tunnel and exits 0');
   t.equal(
@@ -131,7 +142,7 @@ t.test('two tunnels + a path route (HTTP and WebSocket) in one process', async (
   );
 
   // `start web`: only that one.
-  const only = spawnCli(t, ['start', 'web', '--config', config, '--log', 'json'], {
+  const only = spawnCli(t, ['start', 'web', '--config', config, '--log', 'json', '--no-inspect'], {
     env: { QUICK_TUNNEL_CONFIG_DIR: configDir, HOOKS_AUTH: 'hook:s3cret' },
   });
   const host = (await readyOf(only, 'web')).hostname;

@@ -41,7 +41,17 @@ t.test(
       `tunnels:\n  web:\n    target: ${web.port}\n    routes:\n      - path: /api\n        target: ${api.port}\n  hooks: ${hooks.port}\n`,
     );
     const pane = await TmuxPane.start({
-      argv: [process.execPath, '--import', 'tsx', 'cli/main.ts', 'start', '--config', config],
+      argv: [
+        process.execPath,
+        '--import',
+        'tsx',
+        'cli/main.ts',
+        'start',
+        '--config',
+        config,
+        '--inspect-port',
+        '0',
+      ],
       cwd: REPO_ROOT,
       env: {
         ...process.env,
