@@ -257,3 +257,21 @@ export function checkCaPem(text: string, caFile: string, from = '--ca'): void {
     });
   }
 }
+
+/**
+ * The relay a command uses when no --relay is given, for --help: the environment's, the
+ * config file's (naming the file), or the embedded local relay. Never throws (a broken
+ * config file is reported when a command runs).
+ */
+export function effectiveDefaultRelay(env: Environment = readEnvironment()): string {
+  if (env.relay !== undefined) return `${env.relay} (from QUICK_TUNNEL_RELAY)`;
+  try {
+    const file = readConfigFile(env.configDir);
+    if (file.relay !== undefined) {
+      return `${file.relay} (from ${configFilePath(env.configDir)}; \`quick-tunnel logout\` forgets it)`;
+    }
+  } catch {
+    return `see ${configFilePath(env.configDir)}: it does not parse`;
+  }
+  return 'a local relay in this process';
+}

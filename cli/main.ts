@@ -5,9 +5,17 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { QuickTunnelError } from '../shared/errors.js';
+import { effectiveDefaultRelay } from './config.js';
 import { acmeFlags, acmeOptions } from './commands/relay-acme-flags.js';
 import { tuneGarbageCollector } from '../shared/runtime.js';
 import { VERSION } from '../shared/version.js';
+
+let defaultRelayText: string | undefined;
+/** The effective default relay, for --help (read once, only when help text is built). */
+function defaultRelay(): string {
+  defaultRelayText ??= effectiveDefaultRelay();
+  return defaultRelayText;
+}
 
 const collect = (v: unknown): string[] =>
   (Array.isArray(v) ? v : v === undefined ? [] : [v]).map(String).filter((s) => s !== '');
@@ -16,7 +24,7 @@ function exposeOptions<T>(y: Argv<T>) {
   return y
     .option('relay', {
       type: 'string',
-      describe: 'relay URL (default: a local relay in this process)',
+      describe: `relay URL (default: ${defaultRelay()})`,
     })
     .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
     .option('ca', {
@@ -129,7 +137,7 @@ function exposeFlags(args: ExposeArgs) {
 /** Flags every command that talks to a relay's API accepts. */
 function relayApiOptions<T>(y: Argv<T>) {
   return y
-    .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+    .option('relay', { type: 'string', describe: `relay URL (default: ${defaultRelay()})` })
     .option('token', { type: 'string', describe: 'relay access token (also QUICK_TUNNEL_TOKEN)' })
     .option('ca', {
       type: 'string',
@@ -194,7 +202,7 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
       (y) =>
         exposeOptions(y)
           .hide('name')
-          .option('relay', { type: 'string', describe: 'relay URL (default: from `login`)' })
+          .option('relay', { type: 'string', describe: `relay URL (default: ${defaultRelay()})` })
           .positional('name', { type: 'string', demandOption: true })
           .option('url', {
             type: 'string',
