@@ -16,10 +16,12 @@ import { startRelay, type Relay } from '../../relay/index.js';
 import { execProvider } from '../../relay/acme/dns-provider.js';
 import type { AcmeSettings } from '../../relay/acme/manager.js';
 import { challTestSrvHook, startChallTestSrv, startPebble } from '../helpers/acme-servers.js';
+import { parsePrometheusText, sampleValue } from '../helpers/prometheus.js';
 import { tempDir } from '../helpers/relay-env.js';
 import { FakeTimers } from '../shared/support/fake-timers.js';
 
 const DOMAIN = 'relay.qt.test';
+const ADMIN = 'admin-token-for-acme-tests';
 
 async function relayWithAcme(
   t: Test,
@@ -33,6 +35,7 @@ async function relayWithAcme(
     httpPort: 0,
     dataDir,
     tokens: [],
+    adminTokens: [ADMIN],
     logger: pino({ level: 'silent' }),
     acme,
   });
@@ -72,17 +75,29 @@ async function getOn(socket: tls.TLSSocket): Promise<number> {
   }
 }
 
-function healthz(port: number): Promise<Record<string, unknown>> {
+function get(port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port, path: '/healthz', headers: { host: DOMAIN } }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve(JSON.parse(body) as Record<string, unknown>));
-      })
+      .get(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          headers: { host: DOMAIN, authorization: `Bearer ${ADMIN}` },
+        },
+        (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(body));
+        },
+      )
       .once('error', reject);
   });
+}
+
+async function healthz(port: number): Promise<Record<string, unknown>> {
+  return JSON.parse(await get(port, '/healthz')) as Record<string, unknown>;
 }
 
 t.test('exec hook → challtestsrv: a wildcard from Pebble, renewed without a restart', async (t) => {
@@ -137,6 +152,13 @@ t.test('exec hook → challtestsrv: a wildcard from Pebble, renewed without a re
   }
   const status = acme.status();
   t.equal(status.state, 'valid');
+  const metrics = parsePrometheusText(await get(relay.httpPort, '/metrics'));
+  t.equal(
+    sampleValue(metrics, 'quick_tunnel_certificate_expiry_timestamp_seconds'),
+    Date.parse(status.notAfter ?? '') / 1000,
+    'metrics: the expiry',
+  );
+  t.equal(sampleValue(metrics, 'quick_tunnel_certificate_renewal_failing', { code: '' }), 0);
   const health = await healthz(relay.httpPort);
   t.match(health, { certificate: { state: 'valid', notAfter: status.notAfter, lastError: null } });
   const notBefore = Date.parse(status.notBefore ?? '');
