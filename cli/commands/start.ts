@@ -19,6 +19,7 @@ import {
   readEnvironment,
 } from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
+import { normalizeFingerprint } from '../tunnel/client.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
@@ -129,6 +130,10 @@ export async function runStart(opts: StartOptions): Promise<number> {
   const token =
     opts.token ?? env.token ?? (ymlRelay ? config.token : (config.token ?? saved.token));
   const caFile = opts.ca ?? (ymlRelay ? config.ca : (config.ca ?? saved.ca));
+  // `ca-fingerprint` in the file, else the one `login --ca-fingerprint` saved (same rule).
+  const savedFingerprint =
+    saved.caFingerprint === undefined ? undefined : normalizeFingerprint(saved.caFingerprint);
+  const fingerprint = ymlRelay ? config.caFingerprint : (config.caFingerprint ?? savedFingerprint);
   const ca = await readCaFile(caFile);
 
   const useTui =
@@ -194,7 +199,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
               relay: relayUrl,
               ca,
               insecure: opts.relayInsecure,
-              fingerprint256: config.caFingerprint,
+              fingerprint256: fingerprint,
               agent,
               connections: t.connections ?? 2,
             });

@@ -7,7 +7,7 @@
  * `config check` for a good and a bad file.
  */
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -188,4 +188,29 @@ t.test('config check: a good file, a bad file (file:line: key), unknown tunnel',
   });
   t.equal(await missing.exited, 1);
   t.match(missing.stderr.join('\n'), /no tunnel 'api' in .*good\.yml\nhint: its tunnels: web/);
+});
+
+t.test('a relay saved by login (with its certificate fingerprint) serves the config', async (t) => {
+  const env = await startTestRelay(t);
+  const work = await tempDir(t, 'qt-start-login-');
+  const configDir = path.join(work, 'config');
+  await mkdir(configDir);
+  await writeFile(
+    path.join(configDir, 'config.json'),
+    JSON.stringify({
+      relay: env.url.href,
+      caFingerprint: `SHA256:${env.relay.certificate!.fingerprint256}`,
+    }),
+  );
+  const origin = await startOrigin(t, (req, res) => res.end(`pinned ${req.url}`));
+  const config = path.join(work, 'quick-tunnel.yml');
+  await writeFile(config, `tunnels:\n  app: ${origin.port}\n`);
+  const cli = spawnCli(t, ['start', '--config', config, '--log', 'json', '--no-inspect'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: configDir },
+  });
+  const ready = await readyOf(cli, 'app');
+  t.match(ready.url, /^https:\/\//, 'the saved relay, over TLS pinned by fingerprint');
+  t.equal((await visit(env, ready.hostname, { path: '/z' })).body.toString(), 'pinned /z');
+  cli.child.kill('SIGINT');
+  t.equal(await cli.exited, 0);
 });
