@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { constants as http2Constants } from 'node:http2';
 import https from 'node:https';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -21,6 +22,12 @@ import type { AcmeManager, AcmeSettings } from './acme/manager.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
+import {
+  DEFAULT_VISITOR_CONNECTION_LIMITS,
+  VisitorConnections,
+  closeSoon,
+  isClosing,
+} from './edge/connections.js';
 import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/guard.js';
 import { routeHost, soleTunnelRoute } from './edge/host.js';
 import { RateLimiter } from './edge/limits.js';
@@ -83,6 +90,14 @@ export interface RelayConfig {
   maxConnectionsPerIp?: number;
   /** New tunnel hostnames per client (token, else IP) per minute. Default 30; 0 = no limit. */
   creationsPerMinute?: number;
+  /** Named tunnels one client (relay token, else IP) may hold. Default 100; 0 = no limit. */
+  maxNamedTunnelsPerClient?: number;
+  /** Named tunnels one client may create per hour (429 beyond). Default 120; 0 = no limit. */
+  namedTunnelCreationsPerHour?: number;
+  /** Visitor connections (TCP, both listeners) held at once. Default 10,000; 0 = no limit. */
+  maxVisitorConnections?: number;
+  /** Visitor connections one IP may hold at once. Default 500; 0 = no limit. */
+  maxVisitorConnectionsPerIp?: number;
   mux?: MuxOptions;
   logger?: Logger;
   /** Tokens for the admin endpoints (`GET /api/tunnels`, `/metrics`); none = those are off. */
@@ -121,6 +136,8 @@ export interface Relay {
   readonly log: Logger;
   /** Tunnel connections open right now, those still in their handshake included. */
   readonly connections: number;
+  /** Visitor TCP connections open right now (both listeners, tunnel clients' included). */
+  readonly visitorConnections: number;
   /** Serves a tunnel client over an in-process transport (embedded mode). */
   attach(transport: FrameTransport): MuxSession;
   urlsFor(hostname: string): string[];
@@ -196,7 +213,19 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       ? new MemoryTunnelStore()
       : await JsonFileTunnelStore.open(config.dataDir));
   const stats = new RelayStats();
-  const named = new NamedTunnels({ store, registry, domain, urlsFor, log });
+  const named = new NamedTunnels({
+    store,
+    registry,
+    domain,
+    urlsFor,
+    log,
+    ...(config.maxNamedTunnelsPerClient !== undefined
+      ? { maxPerClient: config.maxNamedTunnelsPerClient }
+      : {}),
+    ...(config.namedTunnelCreationsPerHour !== undefined
+      ? { creationsPerHour: config.namedTunnelCreationsPerHour }
+      : {}),
+  });
   if (config.dataDir !== null) {
     queue = await WebhookQueue.open({
       dataDir: config.dataDir,
@@ -380,16 +409,14 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     res.once('close', forget);
   };
 
-  // Connections whose request the guard refused: they close after that answer, and
+  // Connections that got an error answer close after it (edge/connections.ts), and
   // nothing more read from them is acted on. Node's parser goes on to requests
   // pipelined behind the refused one (it has already parsed them), and a request
   // refused for its framing is exactly where a smuggled one hides.
-  const refusedConnections = new WeakSet<Duplex>();
-
   const makeHandler =
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      if (refusedConnections.has(req.socket)) {
+      if (isClosing(req.socket)) {
         req.resume();
         res.shouldKeepAlive = false;
         return; // never answered: the connection ends after the refusal
@@ -398,7 +425,6 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       // One parsed Host value decides routing and every check after it.
       const guarded = guardRequest(req, guardLimits);
       if ('page' in guarded) {
-        refusedConnections.add(req.socket);
         res.shouldKeepAlive = false;
         sendError(res, req.headers, guarded.page);
         return;
@@ -465,7 +491,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', destroySocket);
-      if (refusedConnections.has(socket)) {
+      if (isClosing(socket)) {
         socket.end(); // pipelined behind a refused request: flush that answer and close
         return;
       }
@@ -590,12 +616,23 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     connectionsCheckingInterval: 1_000,
   };
 
+  const visitors = new VisitorConnections(
+    {
+      maxConnections:
+        config.maxVisitorConnections ?? DEFAULT_VISITOR_CONNECTION_LIMITS.maxConnections,
+      maxConnectionsPerIp:
+        config.maxVisitorConnectionsPerIp ?? DEFAULT_VISITOR_CONNECTION_LIMITS.maxConnectionsPerIp,
+    },
+    log,
+  );
   const servers: (http.Server | https.Server)[] = [];
   const listen = async (
     server: http.Server | https.Server,
     port: number,
     host = config.host,
   ): Promise<number> => {
+    const plainHttp = !(server instanceof https.Server);
+    server.on('connection', (socket: net.Socket) => visitors.admit(socket, plainHttp));
     // One more than the guard allows, so a request over the limit is seen (Node drops
     // headers past maxHeadersCount silently) and refused with 431.
     server.maxHeadersCount = guardLimits.maxHeaders + 1;
@@ -686,6 +723,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       socket.end(
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
       );
+      closeSoon(socket);
     });
   }
 
@@ -738,6 +776,9 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     urlsFor,
     get connections() {
       return endpoint.sessions.size;
+    },
+    get visitorConnections() {
+      return visitors.size;
     },
     attach: (transport) => endpoint.attach(transport, 'in-process'),
     close(graceMs = 10_000) {

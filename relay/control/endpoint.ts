@@ -16,6 +16,7 @@ import type {
   TunnelAssignment,
   TunnelRequest,
 } from '../../shared/protocol/tunnel.js';
+import { closeSoon } from '../edge/connections.js';
 import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
 import { ConcurrencyCounter, RateLimiter } from '../edge/limits.js';
 import type { RelayStats } from '../stats.js';
@@ -80,6 +81,7 @@ export class TunnelEndpoint {
         'HTTP/1.1 429 Too Many Requests\r\nRetry-After: 60\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\n' +
           `too many tunnel connections from ${ip} (limit ${this.perIp.limit})\n`,
       );
+      closeSoon(socket);
       this.opts.log.warn(
         { remoteAddress: ip, limit: this.perIp.limit },
         'tunnel connection limit per IP reached',

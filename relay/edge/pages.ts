@@ -6,6 +6,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
+import { closeSoon } from './connections.js';
 
 export interface ErrorPage {
   status: number;
@@ -45,7 +46,11 @@ small{color:#777}</style></head>
   return { type: 'text/html; charset=utf-8', body };
 }
 
-/** Writes an error page on a normal response (if headers were not sent yet). */
+/**
+ * Writes an error page on a normal response (if headers were not sent yet). The
+ * connection ends with it (`Connection: close`, destroyed a short linger later), and
+ * nothing read from it afterwards is acted on.
+ */
 export function sendError(
   res: ServerResponse,
   headers: IncomingHttpHeaders,
@@ -55,6 +60,8 @@ export function sendError(
     res.destroy();
     return;
   }
+  res.shouldKeepAlive = false;
+  closeSoon(res.req.socket);
   const { type, body } = renderErrorBody(page, wantsHtml(headers));
   // The status message is given explicitly: never one left behind on `res` by an
   // earlier, failed writeHead.
@@ -71,6 +78,7 @@ export function sendError(
 /** Writes an error page straight onto a raw socket (failed upgrade) and closes it. */
 export function sendRawError(socket: Duplex, headers: IncomingHttpHeaders, page: ErrorPage): void {
   if (socket.destroyed) return;
+  closeSoon(socket);
   const { type, body } = renderErrorBody(page, wantsHtml(headers));
   const extra = Object.entries(page.headers ?? {})
     .map(([k, v]) => `${k}: ${v}\r\n`)

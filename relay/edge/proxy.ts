@@ -21,6 +21,7 @@ import {
 } from '../../shared/protocol/tunnel.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { closeSoon } from './connections.js';
 import { originForm } from './guard.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './pages.js';
 
@@ -434,7 +435,14 @@ export function forwardUpgrade(
     // Raw two-way bytes from here on; each direction ends on its own (half-close).
     stream.pipe(socket);
     if (upgraded) socket.pipe(stream);
-    else socket.resume();
+    else {
+      // A refused upgrade is an error answer: nothing more goes to the origin (our half
+      // of the tunnel stream ends now), and the connection closes after the answer,
+      // whether or not the visitor reads it or stops sending.
+      socket.resume();
+      stream.end();
+      closeSoon(socket);
+    }
   });
   stream.on('error', (err) => {
     if (!replied) {
