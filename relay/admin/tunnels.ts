@@ -9,6 +9,7 @@
  * The credential is in the create answer only; the relay keeps its hash. A status is
  * {id, name, hostname, urls, createdAt, lastSeenAt, connected, connections, replicas}.
  */
+import { createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { NamedTunnelError } from '../tunnels/named.js';
 import type { TunnelRecord } from '../tunnels/store.js';
@@ -25,9 +26,24 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
   });
 
   const fail = (reply: FastifyReply, err: unknown): FastifyReply => {
-    if (err instanceof NamedTunnelError)
+    if (err instanceof NamedTunnelError) {
+      if (err.retryAfterS !== undefined) reply.header('retry-after', String(err.retryAfterS));
       return sendApiError(reply, err.status, err.code, err.message);
+    }
     throw err;
+  };
+
+  /**
+   * Whom a creation is charged to (quota and rate): the relay token when the relay has
+   * tokens, else the client's IP; nobody for an admin.
+   */
+  const ownerOf = (req: FastifyRequest): string | undefined => {
+    if (isAdmin(req, deps.adminTokens)) return undefined;
+    const token = presentedToken(req);
+    if (token !== undefined && deps.tokens.length > 0) {
+      return `token:${createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+    }
+    return `ip:${req.socket.remoteAddress ?? ''}`;
   };
 
   /**
@@ -68,6 +84,7 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
     async (req, reply) => {
       if (!requireRelayToken(req, reply, deps.tokens, deps.adminTokens)) return reply;
       try {
+        const owner = ownerOf(req);
         if (req.body.queue === true && deps.queue === undefined) {
           return sendApiError(
             reply,
@@ -78,6 +95,7 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
         }
         const { record, credential } = await named.create(req.body.name, {
           queue: req.body.queue === true,
+          ...(owner !== undefined ? { owner } : {}),
         });
         const status = named.status(record);
         return reply.code(201).send({

@@ -15,8 +15,9 @@ import { luaScript, type RedisConnection, type RedisReply } from './redis.js';
 const CREATE = luaScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'credentialHash', ARGV[3],
-  'createdAt', ARGV[4], 'lastSeenAt', ARGV[5], 'queue', ARGV[6])
+  'createdAt', ARGV[4], 'lastSeenAt', ARGV[5], 'queue', ARGV[6], 'owner', ARGV[7])
 redis.call('SADD', KEYS[2], ARGV[2])
+if ARGV[7] ~= '' then redis.call('SADD', ARGV[8] .. ARGV[7], ARGV[2]) end
 return 1
 `);
 
@@ -29,6 +30,8 @@ return 1
 
 const DELETE = luaScript(`
 redis.call('SREM', KEYS[2], ARGV[1])
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner and owner ~= '' then redis.call('SREM', ARGV[2] .. owner, ARGV[1]) end
 return redis.call('DEL', KEYS[1])
 `);
 
@@ -57,6 +60,15 @@ export class RedisTunnelStore implements TunnelStore {
     return `${this.prefix}names`;
   }
 
+  /** `<prefix>owner:<owner>`: the set of names one client created (the quota). */
+  private get ownerPrefix(): string {
+    return `${this.prefix}owner:`;
+  }
+
+  async countOwned(owner: string): Promise<number> {
+    return Number(await this.run(['SCARD', `${this.ownerPrefix}${owner}`]));
+  }
+
   async get(name: string): Promise<TunnelRecord | undefined> {
     return parseRecord(await this.run(['HGETALL', this.key(name)]));
   }
@@ -73,6 +85,8 @@ export class RedisTunnelStore implements TunnelStore {
           record.createdAt,
           record.lastSeenAt ?? '',
           record.queue === undefined ? '' : record.queue.enabled ? 'on' : 'off',
+          record.owner ?? '',
+          this.ownerPrefix,
         ],
       )
       .catch((err: unknown) => {
@@ -83,7 +97,7 @@ export class RedisTunnelStore implements TunnelStore {
 
   async delete(name: string): Promise<boolean> {
     const n = await this.redis
-      .script(DELETE, [this.key(name), this.namesKey], [name])
+      .script(DELETE, [this.key(name), this.namesKey], [name, this.ownerPrefix])
       .catch((err: unknown) => {
         throw this.wrap(err);
       });
@@ -142,7 +156,7 @@ function parseRecord(reply: RedisReply): TunnelRecord | undefined {
   } else if (reply !== null && typeof reply === 'object') {
     for (const [k, v] of Object.entries(reply)) fields[k] = String(v);
   }
-  const { id, name, credentialHash, createdAt, lastSeenAt, queue } = fields;
+  const { id, name, credentialHash, createdAt, lastSeenAt, queue, owner } = fields;
   if (id === undefined || name === undefined || credentialHash === undefined) return undefined;
   return {
     id,
@@ -151,5 +165,6 @@ function parseRecord(reply: RedisReply): TunnelRecord | undefined {
     createdAt: createdAt ?? '',
     lastSeenAt: lastSeenAt === undefined || lastSeenAt === '' ? null : lastSeenAt,
     ...(queue === 'on' || queue === 'off' ? { queue: { enabled: queue === 'on' } } : {}),
+    ...(owner !== undefined && owner !== '' ? { owner } : {}),
   };
 }

@@ -11,6 +11,7 @@ import { QuickTunnelError } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
+import { RateLimiter } from '../edge/limits.js';
 import { credentialMatches, generateCredential, hashCredential } from './auth.js';
 import { invalidNameReason } from './labels.js';
 import type { TunnelRegistry } from './registry.js';
@@ -19,9 +20,12 @@ import { NameTakenError, type TunnelRecord, type TunnelStore } from './store.js'
 /** A refusal with the HTTP status the control API answers with. */
 export class NamedTunnelError extends QuickTunnelError {
   readonly status: number;
-  constructor(status: number, code: string, message: string) {
+  /** Seconds to wait before trying again (429), sent as Retry-After. */
+  readonly retryAfterS: number | undefined;
+  constructor(status: number, code: string, message: string, retryAfterS?: number) {
     super(code, message);
     this.status = status;
+    this.retryAfterS = retryAfterS;
   }
 }
 
@@ -34,7 +38,14 @@ export interface NamedTunnelsOptions {
   urlsFor: (hostname: string) => string[];
   log: Logger;
   now?: () => Date;
+  /** Named tunnels one client (relay token, else IP) may hold. Default 100; 0 = no limit. */
+  maxPerClient?: number;
+  /** Named tunnels one client may create per hour (429 beyond). Default 120; 0 = no limit. */
+  creationsPerHour?: number;
 }
+
+/** Defaults of the per-client limits on named tunnels. */
+export const NAMED_TUNNEL_LIMITS = { maxPerClient: 100, creationsPerHour: 120 } as const;
 
 /** Lowercases and trims a name typed by a user (DNS names are case-insensitive). */
 export function normalizeName(name: string): string {
@@ -46,10 +57,23 @@ export class NamedTunnels {
   private readonly now: () => Date;
   /** Client process id per session, to count replicas (a client's HA connections share one). */
   private readonly clientIds = new WeakMap<MuxSession, string>();
+  private readonly creations: RateLimiter | undefined;
+  private readonly maxPerClient: number;
 
   constructor(opts: NamedTunnelsOptions) {
     this.opts = opts;
     this.now = opts.now ?? (() => new Date());
+    this.maxPerClient = opts.maxPerClient ?? NAMED_TUNNEL_LIMITS.maxPerClient;
+    const perHour = opts.creationsPerHour ?? NAMED_TUNNEL_LIMITS.creationsPerHour;
+    // A burst of a fifth of the hour's budget (at least 5), then the steady rate.
+    this.creations =
+      perHour > 0
+        ? new RateLimiter({
+            ratePerSecond: perHour / 3600,
+            burst: Math.max(5, Math.ceil(perHour / 5)),
+            now: () => this.now().getTime(),
+          })
+        : undefined;
   }
 
   get store(): TunnelStore {
@@ -63,12 +87,25 @@ export class NamedTunnels {
 
   /**
    * Reserves `name`: returns the record and the credential, which exists only in this
-   * answer (the store keeps its hash).
+   * answer (the store keeps its hash). `owner` (`token:…` / `ip:…`; undefined for an
+   * admin) is charged against the creation rate and the per-client quota.
    */
   async create(
     rawName: string,
-    options: { queue?: boolean } = {},
+    options: { queue?: boolean; owner?: string } = {},
   ): Promise<{ record: TunnelRecord; credential: string }> {
+    const { owner } = options;
+    if (owner !== undefined && this.creations !== undefined) {
+      const waitS = this.creations.take(owner);
+      if (waitS > 0) {
+        throw new NamedTunnelError(
+          429,
+          'QT_ERR_RATE_LIMITED',
+          `too many named tunnels created from this client; try again in ${waitS} s`,
+          waitS,
+        );
+      }
+    }
     const name = normalizeName(rawName);
     const reason = invalidNameReason(name);
     if (reason !== undefined) {
@@ -82,6 +119,17 @@ export class NamedTunnels {
     if (this.opts.registry.has(name) || (await this.opts.store.get(name)) !== undefined) {
       throw this.taken(name);
     }
+    if (
+      owner !== undefined &&
+      this.maxPerClient > 0 &&
+      (await this.opts.store.countOwned(owner)) >= this.maxPerClient
+    ) {
+      throw new NamedTunnelError(
+        403,
+        'QT_ERR_QUOTA',
+        `this client already holds ${this.maxPerClient} named tunnels on this relay (its limit): delete one with \`quick-tunnel tunnel delete NAME\` first`,
+      );
+    }
     const credential = generateCredential();
     const record: TunnelRecord = {
       id: randomUUID(),
@@ -90,6 +138,7 @@ export class NamedTunnels {
       createdAt: this.now().toISOString(),
       lastSeenAt: null,
       ...(options.queue === true ? { queue: { enabled: true } } : {}),
+      ...(owner !== undefined ? { owner } : {}),
     };
     try {
       await this.opts.store.create(record);

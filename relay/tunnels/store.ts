@@ -24,6 +24,11 @@ export interface TunnelRecord {
   readonly createdAt: string;
   /** ISO 8601: last time a connection of this tunnel registered or left; null = never. */
   readonly lastSeenAt: string | null;
+  /**
+   * Who created it, for the per-client quota: `token:<hash prefix>` or `ip:<address>`;
+   * absent for records made by an admin or before quotas existed (they count for nobody).
+   */
+  readonly owner?: string;
   /** Store-and-forward (relay/queue/): keep requests while offline. Absent = off. */
   readonly queue?: TunnelQueueSetting;
 }
@@ -40,13 +45,19 @@ export interface TunnelStore {
   /** Removes a record; false if there was none. Resolves once durable. */
   delete(name: string): Promise<boolean>;
   list(): Promise<TunnelRecord[]>;
-  /** Sets lastSeenAt (no-op for an unknown name). */
+  /**
+   * Sets lastSeenAt (no-op for an unknown name). Called on every connect and disconnect:
+   * its cost must not grow with the number of records (a backend may batch it; the
+   * value only has to be durable after close()).
+   */
   touch(name: string, at: Date): Promise<void>;
   /**
    * Sets the store-and-forward setting; resolves with the new record (undefined for an
    * unknown name) once durable. Optional: a backend without it cannot toggle queues.
    */
   setQueue?(name: string, queue: TunnelQueueSetting): Promise<TunnelRecord | undefined>;
+  /** How many records `owner` holds (the per-client quota). */
+  countOwned(owner: string): Promise<number>;
   /** Waits for pending writes. */
   close(): Promise<void>;
 }
@@ -66,9 +77,30 @@ export class StoreError extends QuickTunnelError {
 /** Records in memory only: for a relay without a data dir (the embedded local relay). */
 export class MemoryTunnelStore implements TunnelStore {
   protected readonly records = new Map<string, TunnelRecord>();
+  private readonly owned = new Map<string, number>();
 
   constructor(records: Iterable<TunnelRecord> = []) {
-    for (const r of records) this.records.set(r.name, r);
+    for (const r of records) this.add(r);
+  }
+
+  private add(record: TunnelRecord): void {
+    this.records.set(record.name, record);
+    if (record.owner !== undefined) {
+      this.owned.set(record.owner, (this.owned.get(record.owner) ?? 0) + 1);
+    }
+  }
+
+  private remove(record: TunnelRecord): void {
+    this.records.delete(record.name);
+    if (record.owner !== undefined) {
+      const n = (this.owned.get(record.owner) ?? 1) - 1;
+      if (n <= 0) this.owned.delete(record.owner);
+      else this.owned.set(record.owner, n);
+    }
+  }
+
+  async countOwned(owner: string): Promise<number> {
+    return this.owned.get(owner) ?? 0;
   }
 
   async get(name: string): Promise<TunnelRecord | undefined> {
@@ -77,11 +109,11 @@ export class MemoryTunnelStore implements TunnelStore {
 
   async create(record: TunnelRecord): Promise<void> {
     if (this.records.has(record.name)) throw new NameTakenError(record.name);
-    this.records.set(record.name, record);
+    this.add(record);
     try {
       await this.persist();
     } catch (err) {
-      if (this.records.get(record.name) === record) this.records.delete(record.name);
+      if (this.records.get(record.name) === record) this.remove(record);
       throw err;
     }
   }
@@ -89,11 +121,11 @@ export class MemoryTunnelStore implements TunnelStore {
   async delete(name: string): Promise<boolean> {
     const record = this.records.get(name);
     if (record === undefined) return false;
-    this.records.delete(name);
+    this.remove(record);
     try {
       await this.persist();
     } catch (err) {
-      if (!this.records.has(name)) this.records.set(name, record);
+      if (!this.records.has(name)) this.add(record);
       throw err;
     }
     return true;
@@ -107,7 +139,7 @@ export class MemoryTunnelStore implements TunnelStore {
     const record = this.records.get(name);
     if (record === undefined) return;
     this.records.set(name, { ...record, lastSeenAt: at.toISOString() });
-    await this.persist();
+    this.seenChanged();
   }
 
   async setQueue(name: string, queue: TunnelQueueSetting): Promise<TunnelRecord | undefined> {
@@ -123,6 +155,8 @@ export class MemoryTunnelStore implements TunnelStore {
     }
     return next;
   }
+  /** A last-seen time changed: nothing to do in memory (see JsonFileTunnelStore). */
+  protected seenChanged(): void {}
 
   async close(): Promise<void> {}
 
@@ -144,17 +178,38 @@ interface StoreFile {
  * made while a write is running are saved together by the next one, and every caller
  * resolves once a write that includes its change is on disk.
  */
+export interface JsonFileStoreOptions {
+  /**
+   * Last-seen times (every connect and disconnect) are saved in batches, at most this
+   * often, rather than rewriting the file on each. Default 10 s; close() saves the rest.
+   */
+  seenFlushMs?: number;
+}
+
 export class JsonFileTunnelStore extends MemoryTunnelStore {
   readonly file: string;
   private readonly dir: string;
   private chain: Promise<void> = Promise.resolve();
   private queued: Promise<void> | undefined;
   private tmpCounter = 0;
+  private readonly seenFlushMs: number;
+  private seenTimer: NodeJS.Timeout | undefined;
 
-  private constructor(dir: string, records: TunnelRecord[]) {
+  private constructor(dir: string, records: TunnelRecord[], options: JsonFileStoreOptions) {
     super(records);
     this.dir = dir;
     this.file = path.join(dir, STORE_FILE);
+    this.seenFlushMs = options.seenFlushMs ?? 10_000;
+  }
+
+  protected override seenChanged(): void {
+    if (this.seenTimer !== undefined) return;
+    this.seenTimer = setTimeout(() => {
+      this.seenTimer = undefined;
+      // A failed batch is retried with the next one (or at close); say so meanwhile.
+      this.persist().catch(() => {});
+    }, this.seenFlushMs);
+    this.seenTimer.unref();
   }
 
   /**
@@ -162,7 +217,10 @@ export class JsonFileTunnelStore extends MemoryTunnelStore {
    * by a write that crashed are removed: the rename never happened, so the store file
    * still holds the previous complete state.
    */
-  static async open(dataDir: string): Promise<JsonFileTunnelStore> {
+  static async open(
+    dataDir: string,
+    options: JsonFileStoreOptions = {},
+  ): Promise<JsonFileTunnelStore> {
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const file = path.join(dataDir, STORE_FILE);
     let records: TunnelRecord[] = [];
@@ -182,10 +240,15 @@ export class JsonFileTunnelStore extends MemoryTunnelStore {
         await rm(path.join(dataDir, entry), { force: true });
       }
     }
-    return new JsonFileTunnelStore(dataDir, records);
+    return new JsonFileTunnelStore(dataDir, records, options);
   }
 
   override async close(): Promise<void> {
+    if (this.seenTimer !== undefined) {
+      clearTimeout(this.seenTimer);
+      this.seenTimer = undefined;
+      await this.persist().catch(() => {});
+    }
     await this.chain;
   }
 
@@ -283,6 +346,7 @@ function parseStoreFile(text: string, file: string): TunnelRecord[] {
       ...(typeof queue === 'object' && queue !== null && typeof queue['enabled'] === 'boolean'
         ? { queue: { enabled: queue['enabled'] } }
         : {}),
+      ...(typeof r['owner'] === 'string' ? { owner: r['owner'] } : {}),
     });
   }
   return records;
