@@ -359,6 +359,27 @@ async function main(argv: string[]): Promise<number> {
             default: 30,
             describe: 'new tunnel hostnames per client (token, else IP) per minute (0 = no limit)',
           })
+          .option('max-visitor-connections', {
+            type: 'number',
+            default: 10_000,
+            describe:
+              'visitor connections the relay holds at once (0 = no limit; keep ulimit -n above it)',
+          })
+          .option('max-visitor-connections-per-ip', {
+            type: 'number',
+            default: 500,
+            describe: 'visitor connections one IP may hold at once (0 = no limit)',
+          })
+          .option('max-named-tunnels-per-client', {
+            type: 'number',
+            default: 100,
+            describe: 'named tunnels one client (token, else IP) may hold (0 = no limit)',
+          })
+          .option('max-named-tunnels-per-hour', {
+            type: 'number',
+            default: 120,
+            describe: 'named tunnels one client may create per hour (0 = no limit)',
+          })
           .option('public-port', {
             type: 'number',
             describe: 'HTTPS port shown in tunnel URLs (when behind NAT/Docker)',
@@ -434,6 +455,10 @@ async function main(argv: string[]): Promise<number> {
           rateLimit: args['rate-limit'],
           maxConnectionsPerIp: args['max-connections-per-ip'],
           maxNewTunnelsPerMinute: args['max-new-tunnels-per-minute'],
+          maxVisitorConnections: args['max-visitor-connections'],
+          maxVisitorConnectionsPerIp: args['max-visitor-connections-per-ip'],
+          maxNamedTunnelsPerClient: args['max-named-tunnels-per-client'],
+          maxNamedTunnelsPerHour: args['max-named-tunnels-per-hour'],
           publicPort: args['public-port'],
           responseTimeout: args['response-timeout'],
           drainTimeout: args['drain-timeout'],

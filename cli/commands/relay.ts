@@ -32,6 +32,10 @@ export interface RelayCommandOptions {
   rateLimit?: number;
   maxConnectionsPerIp?: number;
   maxNewTunnelsPerMinute?: number;
+  maxVisitorConnections?: number;
+  maxVisitorConnectionsPerIp?: number;
+  maxNamedTunnelsPerClient?: number;
+  maxNamedTunnelsPerHour?: number;
   publicPort: number | undefined;
   responseTimeout: number;
   logLevel: string;
@@ -135,6 +139,10 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     ['--rate-limit', opts.rateLimit ?? 0],
     ['--max-connections-per-ip', opts.maxConnectionsPerIp ?? 0],
     ['--max-new-tunnels-per-minute', opts.maxNewTunnelsPerMinute ?? 0],
+    ['--max-visitor-connections', opts.maxVisitorConnections ?? 0],
+    ['--max-visitor-connections-per-ip', opts.maxVisitorConnectionsPerIp ?? 0],
+    ['--max-named-tunnels-per-client', opts.maxNamedTunnelsPerClient ?? 0],
+    ['--max-named-tunnels-per-hour', opts.maxNamedTunnelsPerHour ?? 0],
   ] as const) {
     if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${flag} must be 0 or more, got ${n}`);
   }
@@ -168,6 +176,18 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       rateLimitPerTunnel: opts.rateLimit ?? 0,
       maxConnectionsPerIp: opts.maxConnectionsPerIp ?? 100,
       creationsPerMinute: opts.maxNewTunnelsPerMinute ?? 30,
+      ...(opts.maxVisitorConnections !== undefined
+        ? { maxVisitorConnections: opts.maxVisitorConnections }
+        : {}),
+      ...(opts.maxVisitorConnectionsPerIp !== undefined
+        ? { maxVisitorConnectionsPerIp: opts.maxVisitorConnectionsPerIp }
+        : {}),
+      ...(opts.maxNamedTunnelsPerClient !== undefined
+        ? { maxNamedTunnelsPerClient: opts.maxNamedTunnelsPerClient }
+        : {}),
+      ...(opts.maxNamedTunnelsPerHour !== undefined
+        ? { namedTunnelCreationsPerHour: opts.maxNamedTunnelsPerHour }
+        : {}),
       responseTimeoutMs: opts.responseTimeout * 1000,
       publicHttpsPort: opts.publicPort,
       holdMs: hold * 1000,
