@@ -61,6 +61,8 @@ export interface QueueItem {
   /** Bytes the item takes on disk (file and sidecar). */
   sizeBytes: number;
   failed: FailedInfo | undefined;
+  /** Failed delivery attempts so far (kept in a `<seq>.try` sidecar across restarts). */
+  attempts: number;
 }
 
 /** Storage refused an item: the disk cap is reached or the disk itself is full. */
@@ -79,6 +81,7 @@ export class QueueStorageError extends QuickTunnelError {
 const MAGIC = Buffer.from('QTQ1');
 const ITEM_EXT = '.qti';
 const FAIL_EXT = '.fail';
+const TRY_EXT = '.try';
 export const QUEUE_DIR = 'queue';
 
 function isDiskFull(err: unknown): boolean {
@@ -172,7 +175,20 @@ export class TunnelQueueDir {
         await rename(file, `${file}.broken`).catch(() => {});
         continue;
       }
-      const item: QueueItem = { meta: decoded.meta, sizeBytes: data.length, failed: undefined };
+      const item: QueueItem = {
+        meta: decoded.meta,
+        sizeBytes: data.length,
+        failed: undefined,
+        attempts: 0,
+      };
+      if (names.includes(`${seqName(decoded.meta.seq)}${TRY_EXT}`)) {
+        const text = await readFile(
+          path.join(this.dir, `${seqName(decoded.meta.seq)}${TRY_EXT}`),
+          'utf8',
+        ).catch(() => '0');
+        const n = Number.parseInt(text, 10);
+        if (Number.isSafeInteger(n) && n > 0) item.attempts = n;
+      }
       const failName = `${seqName(decoded.meta.seq)}${FAIL_EXT}`;
       if (fails.has(failName)) {
         fails.delete(failName);
@@ -187,8 +203,13 @@ export class TunnelQueueDir {
       this.items.push(item);
       this.nextSeq = Math.max(this.nextSeq, decoded.meta.seq + 1);
     }
-    // Sidecars whose item is gone (deleted between the two unlinks of a purge).
+    // Sidecars whose item is gone (deleted between the unlinks of a delivery or purge).
     for (const orphan of fails) await rm(path.join(this.dir, orphan), { force: true });
+    const live = new Set(this.items.map((i) => `${seqName(i.meta.seq)}${TRY_EXT}`));
+    for (const name of names) {
+      if (name.endsWith(TRY_EXT) && !live.has(name))
+        await rm(path.join(this.dir, name), { force: true });
+    }
     this.items.sort((a, b) => a.meta.seq - b.meta.seq);
   }
 
@@ -223,7 +244,7 @@ export class TunnelQueueDir {
         cause: err,
       });
     }
-    const item: QueueItem = { meta, sizeBytes: data.length, failed: undefined };
+    const item: QueueItem = { meta, sizeBytes: data.length, failed: undefined, attempts: 0 };
     this.items.push(item);
     return item;
   }
@@ -244,8 +265,20 @@ export class TunnelQueueDir {
       if (errnoCode(err) !== 'ENOENT') throw err;
     });
     if (item.failed !== undefined) await rm(`${base}${FAIL_EXT}`, { force: true });
+    if (item.attempts > 0) await rm(`${base}${TRY_EXT}`, { force: true });
     await syncDir(this.dir);
     this.disk.release(item.sizeBytes);
+  }
+
+  /**
+   * Records one more failed attempt, durably (so the limit holds across restarts). A
+   * write that fails (disk full) only costs the count: the item is retried as before.
+   */
+  async noteAttempt(item: QueueItem): Promise<number> {
+    item.attempts++;
+    const file = path.join(this.dir, `${seqName(item.meta.seq)}${TRY_EXT}`);
+    await writeDurably(this.dir, file, Buffer.from(String(item.attempts))).catch(() => {});
+    return item.attempts;
   }
 
   /** Marks `item` as failed for good (kept, visible and purgeable). */

@@ -127,7 +127,8 @@ export class WebhookQueue {
   private buffered = 0;
   /** Tunnel ids whose delivery loop runs. */
   private readonly delivering = new Map<string, QueueItem | undefined>();
-  private readonly attempts = new Map<string, { n: number; lastError: string }>();
+  /** Last failure of each item being retried (the count itself is on the item, on disk). */
+  private readonly lastErrors = new Map<string, string>();
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private closed = false;
   private readonly loops = new Set<Promise<void>>();
@@ -356,7 +357,7 @@ export class WebhookQueue {
     const q = this.disk.peek(record.id);
     const inFlight = this.delivering.get(record.id);
     const items: QueueItemView[] = (q?.items ?? []).map((item) => {
-      const a = this.attempts.get(item.meta.id);
+      const lastError = this.lastErrors.get(item.meta.id);
       const v: QueueItemView = {
         deliveryId: item.meta.id,
         seq: item.meta.seq,
@@ -365,9 +366,9 @@ export class WebhookQueue {
         queuedAt: item.meta.queuedAt,
         bodyBytes: item.meta.bodyBytes,
         state: item.failed !== undefined ? 'failed' : item === inFlight ? 'delivering' : 'waiting',
-        attempts: item.failed?.attempts ?? a?.n ?? 0,
+        attempts: item.failed?.attempts ?? item.attempts,
       };
-      if (a !== undefined && item.failed === undefined) v.lastError = a.lastError;
+      if (lastError !== undefined && item.failed === undefined) v.lastError = lastError;
       if (item.failed !== undefined) {
         v.failed = {
           reason: item.failed.reason,
@@ -449,10 +450,10 @@ export class WebhookQueue {
       await q.markFailed(item, {
         reason: 'expired',
         message: `not delivered within ${Math.round(this.limits.maxAgeMs / 1000)} s of its arrival`,
-        attempts: this.attempts.get(item.meta.id)?.n ?? 0,
+        attempts: item.attempts,
         failedAt: new Date(this.now()).toISOString(),
       });
-      this.attempts.delete(item.meta.id);
+      this.lastErrors.delete(item.meta.id);
       this.opts.log.warn(
         { event: 'queue-expired', name, deliveryId: item.meta.id, queuedAt: item.meta.queuedAt },
         'queued request expired',
@@ -515,7 +516,7 @@ export class WebhookQueue {
       if (this.closed) return;
       if (outcome.kind === 'delivered') {
         await q.remove(item);
-        this.attempts.delete(item.meta.id);
+        this.lastErrors.delete(item.meta.id);
         this.opts.log.info(
           {
             event: 'queue-delivered',
@@ -534,9 +535,8 @@ export class WebhookQueue {
         await this.sleep(200);
         continue;
       }
-      const prior = this.attempts.get(item.meta.id)?.n ?? 0;
-      const n = prior + 1;
-      this.attempts.set(item.meta.id, { n, lastError: outcome.message });
+      const n = await q.noteAttempt(item);
+      this.lastErrors.set(item.meta.id, outcome.message);
       if (n >= this.limits.maxAttempts) {
         await q.markFailed(item, {
           reason: 'attempts',
@@ -545,7 +545,7 @@ export class WebhookQueue {
           failedAt: new Date(this.now()).toISOString(),
           ...(outcome.status !== undefined ? { lastStatus: outcome.status } : {}),
         });
-        this.attempts.delete(item.meta.id);
+        this.lastErrors.delete(item.meta.id);
         this.opts.log.warn(
           { event: 'queue-failed', name: label, deliveryId: item.meta.id, attempts: n },
           `queued request failed after ${n} attempts: ${outcome.message}`,
@@ -662,8 +662,9 @@ export class WebhookQueue {
         );
       });
       s.once('close', () => {
-        if (status !== undefined && status < 500) settle({ kind: 'delivered', status });
-        else settle({ kind: 'offline', message: 'the stream closed' });
+        if (status === undefined) settle({ kind: 'offline', message: 'the stream closed' });
+        else if (status < 500) settle({ kind: 'delivered', status });
+        else settle({ kind: 'failed', message: `HTTP ${status}`, status });
       });
       s.end(body);
     });

@@ -105,3 +105,17 @@ t.test('queue items on disk: complete ones load, leftovers go, the cap holds', a
   t.equal(await r.purge(), 2);
   t.equal(reopened.used, 0, 'purged items free their bytes');
 });
+
+t.test('failed attempts are counted on disk, across a reopen', async (t) => {
+  const dir = await tempDir(t);
+  const id = '99999999-2222-3333-4444-555555555555';
+  const disk = await QueueDisk.open(dir, 10_000, () => {});
+  const item = await disk.for(id).append(head, Buffer.from('x'), new Date());
+  await disk.for(id).noteAttempt(item);
+  t.equal(await disk.for(id).noteAttempt(item), 2);
+  const again = await QueueDisk.open(dir, 10_000, () => {});
+  const q = again.for(id);
+  t.equal(q.items[0]?.attempts, 2, 'the count survives a restart');
+  await q.remove(q.items[0]!);
+  t.same(await readdir(q.dir), [], 'delivered: item and its count are gone');
+});
