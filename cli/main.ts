@@ -284,20 +284,68 @@ function tunnelCommands<T>(y: Argv<T>, setExit: (code: number) => void) {
     .demandCommand(1, 'say which: tunnel create | run | list | delete | queue');
 }
 
-async function main(argv: string[]): Promise<number> {
+/** TARGET or --url (cloudflared's spelling); both must agree. */
+function targetOf(positional: string | undefined, url: string | undefined): string | undefined {
+  if (positional !== undefined && url !== undefined && positional !== url) {
+    throw new UsageError(`two targets given: ${positional} and --url ${url}; give one`);
+  }
+  return positional ?? url;
+}
+
+/**
+ * yargs names an unknown flag in both spellings ("Unknown arguments: bogus-flag,
+ * bogusFlag"): keep the one the user typed, as a flag.
+ */
+function onceEach(msg: string): string {
+  const m = /^Unknown arguments?: (.*)$/.exec(msg);
+  if (m === null) return msg;
+  const names = m[1]!.split(', ');
+  const kebab = (n: string): string => n.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const kept = names.filter(
+    (n, i) => !(kebab(n) !== n && names.some((o, j) => j !== i && o === kebab(n))),
+  );
+  const shown = kept.map((n) => (/^\d/.test(n) || n.includes(' ') ? n : `--${n}`));
+  return `Unknown ${kept.length === 1 ? 'argument' : 'arguments'}: ${shown.join(', ')}`;
+}
+
+async function main(input: string[]): Promise<number> {
   let exitCode = 0;
+  // `quick-tunnel http 3000`, as ngrok says it: the word adds nothing here.
+  const argv = input[0] === 'http' && input.length > 1 ? input.slice(1) : input;
   const cli = yargs(argv)
     .scriptName('quick-tunnel')
     .version(VERSION)
+    .alias('v', 'version')
     .usage('$0 <target>   expose a local port: PORT | HOST:PORT | http(s)://HOST:PORT')
     .command(
-      '$0 <target>',
+      '$0 [target]',
       'expose a local port through a relay',
-      (y) => exposeOptions(y).positional('target', { type: 'string', demandOption: true }),
+      (y) =>
+        exposeOptions(y)
+          .positional('target', { type: 'string' })
+          .option('url', {
+            type: 'string',
+            describe: 'the local target, as cloudflared takes it (same as the TARGET argument)',
+          })
+          .example('$0 3000', 'expose localhost:3000 (embedded local relay unless one is saved)')
+          .example('$0 http 3000', 'the same, as ngrok says it')
+          .example('$0 --url http://localhost:3000', 'the same, as cloudflared says it')
+          .example('$0 3000 --lan', 'also open it to phones on this Wi-Fi (no server needed)')
+          .example(
+            '$0 login https://tunnel.example.com --token SECRET',
+            'use your own relay from now on',
+          )
+          .example('$0 relay --domain tunnel.example.com', 'run a relay on a server'),
       async (args) => {
+        const target = targetOf(args.target, args.url);
+        if (target === undefined) {
+          // No arguments at all: the help with its examples, not a parse error.
+          cli.showHelp('log');
+          return;
+        }
         const { runExpose } = await import('./commands/expose.js');
         exitCode = await runExpose({
-          target: String(args.target),
+          target,
           name: args.name,
           ...exposeFlags(args),
         });
@@ -592,7 +640,7 @@ async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err !== undefined && err !== null) throw err;
-      throw new UsageError(msg);
+      throw new UsageError(onceEach(msg));
     });
   await cli.parseAsync();
   return exitCode;

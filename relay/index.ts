@@ -320,6 +320,19 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
    * last connection, or the relay just restarted) is waited for up to the hold window,
    * so a quick reconnect is invisible to visitors; then 503 (or 404 if it never existed).
    */
+  /**
+   * The page for a tunnel with no live session: 503 "tunnel offline" when it was online
+   * lately or is a reserved named tunnel (its client is just not running), else 404.
+   */
+  const goneOrOffline = async (
+    label: string,
+    hostname: string,
+    known: boolean,
+  ): Promise<ErrorPage> =>
+    known || (await named.isReserved(label))
+      ? pages.tunnelOffline(hostname)
+      : pages.noSuchTunnel(hostname);
+
   const withSession = (
     req: http.IncomingMessage,
     label: string,
@@ -335,7 +348,10 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     const budget = registry.holdBudgetMs(label);
     const known = tunnel !== undefined || registry.wasRecentlyOnline(label);
     if (budget <= 0) {
-      then(undefined, known ? pages.tunnelOffline(hostname) : pages.noSuchTunnel(hostname), false);
+      goneOrOffline(label, hostname, known).then(
+        (page) => then(undefined, page, false),
+        () => then(undefined, pages.tunnelOffline(hostname), false),
+      );
       return;
     }
     registry.waitForSession(label, budget).then(
@@ -346,14 +362,13 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         }
         const stillKnown =
           registry.lookup(label) !== undefined || registry.wasRecentlyOnline(label) || known;
-        then(
-          undefined,
-          shuttingDown
-            ? pages.shuttingDown()
-            : stillKnown
-              ? pages.tunnelOffline(hostname)
-              : pages.noSuchTunnel(hostname),
-          false,
+        if (shuttingDown) {
+          then(undefined, pages.shuttingDown(), false);
+          return;
+        }
+        goneOrOffline(label, hostname, stillKnown).then(
+          (page) => then(undefined, page, false),
+          () => then(undefined, pages.tunnelOffline(hostname), false),
         );
       },
       () => then(undefined, pages.tunnelOffline(hostname), false),

@@ -1,0 +1,99 @@
+/**
+ * Habits from other tools (issue 21 §6), as processes: `http 3000` (ngrok), `--url`
+ * (cloudflared), no arguments (help with examples), `-v`, an unknown flag named once, and
+ * a reserved named tunnel whose client is not running answers 503 "tunnel offline".
+ */
+import { readFile } from 'node:fs/promises';
+import https from 'node:https';
+import t from 'tap';
+import { VERSION } from '../../shared/version.js';
+import { spawnCli, spawnRelay } from '../helpers/processes.js';
+import { startOrigin, tempDir } from '../helpers/relay-env.js';
+
+t.test('`http 3000` and `--url http://localhost:3000` expose the port', async (t) => {
+  const { port } = await startOrigin(t, (req, res) => res.end(`habit ${req.url}`));
+  const env = { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) };
+  for (const args of [
+    ['http', String(port)],
+    ['--url', `http://localhost:${port}`],
+  ]) {
+    const cli = spawnCli(t, [...args, '--log', 'json'], { env });
+    const ready = JSON.parse(await cli.waitFor(/"event":"ready"/, 'stdout')) as {
+      directUrl: string;
+      target: string;
+    };
+    t.match(ready.target, String(port), `${args.join(' ')}: the target`);
+    const res = await fetch(`${ready.directUrl}/x`);
+    t.equal(await res.text(), 'habit /x', `${args.join(' ')}: served`);
+    cli.child.kill('SIGINT');
+    t.equal(await cli.exited, 0);
+  }
+});
+
+t.test('no arguments: the help with examples, exit 0', async (t) => {
+  const cli = spawnCli(t, [], { env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) } });
+  t.equal(await cli.exited, 0);
+  const out = cli.stdout.join('\n');
+  t.match(out, /Examples:/);
+  t.match(out, /quick-tunnel http 3000/);
+  t.match(out, /quick-tunnel --url http:\/\/localhost:3000/);
+  t.notMatch(cli.stderr.join('\n'), /Not enough non-option arguments/);
+});
+
+t.test('-v prints the version', async (t) => {
+  const cli = spawnCli(t, ['-v']);
+  t.equal(await cli.exited, 0);
+  t.equal(cli.stdout.join('\n').trim(), VERSION);
+});
+
+t.test('an unknown flag is named once', async (t) => {
+  const cli = spawnCli(t, ['3000', '--bogus-flag']);
+  t.equal(await cli.exited, 1);
+  const err = cli.stderr.join('\n');
+  t.match(err, /Unknown argument: --bogus-flag\b/);
+  t.equal(err.match(/bogus/gi)?.length, 1, err);
+});
+
+t.test('a reserved named tunnel with no client: 503 tunnel offline', async (t) => {
+  const relay = await spawnRelay(t, await tempDir(t));
+  const env = { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) };
+  const create = spawnCli(
+    t,
+    [
+      'tunnel',
+      'create',
+      'webapp',
+      '--relay',
+      `https://qt.localhost:${relay.httpsPort}`,
+      '--ca',
+      relay.certPath,
+    ],
+    { env },
+  );
+  t.equal(await create.exited, 0, create.stderr.join('\n'));
+  const ca = await readFile(relay.certPath, 'utf8');
+  const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: relay.httpsPort,
+        path: '/',
+        headers: { host: 'webapp.qt.localhost' },
+        servername: 'webapp.qt.localhost',
+        ca,
+        agent: false,
+      },
+      (r) => {
+        let body = '';
+        r.setEncoding('utf8');
+        r.on('data', (c: string) => (body += c));
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(res.status, 503);
+  t.match(res.body, /Tunnel offline/);
+  t.notMatch(res.body, /No such tunnel/);
+});
