@@ -36,6 +36,10 @@ export interface Environment {
   noProxy: string | undefined;
   /** QUICK_TUNNEL_ACME_TSIG_SECRET: the relay's RFC 2136 TSIG secret (base64). */
   acmeTsigSecret: string | undefined;
+  /** Relay cluster mode: the Redis URL (QUICK_TUNNEL_REDIS). */
+  redis: string | undefined;
+  /** Relay cluster mode: the secret relays share (QUICK_TUNNEL_CLUSTER_SECRET). */
+  clusterSecret: string | undefined;
 }
 
 /** Reads the environment once. */
@@ -54,6 +58,8 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     httpProxy: env['HTTP_PROXY'] || env['http_proxy'] || undefined,
     noProxy: env['NO_PROXY'] || env['no_proxy'] || undefined,
     acmeTsigSecret: env['QUICK_TUNNEL_ACME_TSIG_SECRET'] || undefined,
+    redis: env['QUICK_TUNNEL_REDIS'] || undefined,
+    clusterSecret: env['QUICK_TUNNEL_CLUSTER_SECRET'] || undefined,
   });
 }
 
@@ -142,6 +148,8 @@ export async function writePrivateFile(file: string, data: string): Promise<void
 /** Where a command talks to: flags < environment < config file, resolved once. */
 export interface RelaySettings {
   relay: URL | undefined;
+  /** More relays of the same cluster (`--relay A,B,C`: `relay` is A). */
+  moreRelays?: URL[];
   token: string | undefined;
   caFile: string | undefined;
   /** Pinned relay certificate, colon-separated upper-case hex (see cli/tunnel/pin.ts). */
@@ -197,8 +205,14 @@ export function resolveRelaySettings(
     [flags.caFingerprint, '--ca-fingerprint'],
     [file.caFingerprint, fileName],
   ]);
+  // Several relays of one cluster: comma-separated.
+  const relayList = (relay ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
   return Object.freeze({
-    relay: relay === undefined ? undefined : parseRelayUrl(relay, from.relay),
+    relay: relayList[0] === undefined ? undefined : parseRelayUrl(relayList[0], from.relay),
+    moreRelays: relayList.slice(1).map((u) => parseRelayUrl(u, from.relay)),
     token,
     caFile,
     caFingerprint:

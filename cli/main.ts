@@ -437,6 +437,25 @@ async function main(input: string[]): Promise<number> {
             default: 120,
             describe: 'seconds to wait for a response head (504 after)',
           })
+          .option('redis', {
+            type: 'string',
+            describe:
+              'cluster mode: share tunnels with other relays through Redis (redis[s]://[:PASSWORD@]HOST:PORT[/DB]; also QUICK_TUNNEL_REDIS)',
+          })
+          .option('node-url', {
+            type: 'string',
+            describe:
+              'cluster mode: how the other relays (and clients) reach this one (default https://HOST:PORT)',
+          })
+          .option('cluster-secret', {
+            type: 'string',
+            describe:
+              'cluster mode: secret shared by the relays of the cluster (also QUICK_TUNNEL_CLUSTER_SECRET)',
+          })
+          .option('cluster-secret-file', {
+            type: 'string',
+            describe: 'cluster mode: read the cluster secret from this file',
+          })
           .option('drain-timeout', {
             type: 'number',
             default: 30,
@@ -510,6 +529,10 @@ async function main(input: string[]): Promise<number> {
           publicPort: args['public-port'],
           responseTimeout: args['response-timeout'],
           drainTimeout: args['drain-timeout'],
+          redis: args.redis,
+          nodeUrl: args['node-url'],
+          clusterSecret: args['cluster-secret'],
+          clusterSecretFile: args['cluster-secret-file'],
           logLevel: args['log-level'],
           reconnectHold: args['reconnect-hold'],
           queue: {

@@ -17,8 +17,16 @@ import pino, { type Logger } from 'pino';
 import type { MuxOptions, MuxSession } from '../shared/mux/session.js';
 import type { FrameTransport } from '../shared/mux/transport.js';
 import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
+import { ConfigError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
 import type { AcmeManager, AcmeSettings } from './acme/manager.js';
+import {
+  Cluster,
+  clusterUnavailablePage,
+  type ClusterConfig,
+  type Resolution,
+} from './cluster/cluster.js';
+import { PEER_ENDPOINT_PATH } from './cluster/peers.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
@@ -32,7 +40,12 @@ import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/gua
 import { routeHost, soleTunnelRoute } from './edge/host.js';
 import { RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
-import { forwardRequest, forwardUpgrade, type ForwardResult } from './edge/proxy.js';
+import {
+  forwardRequest,
+  forwardUpgrade,
+  type ForwardContext,
+  type ForwardResult,
+} from './edge/proxy.js';
 import {
   HTTPS_ALPN_PROTOCOLS,
   createH2Edge,
@@ -120,6 +133,8 @@ export interface RelayConfig {
   queue?: Partial<QueueLimits>;
   /** Automatic wildcard certificate by ACME DNS-01 (instead of --cert/--key or self-signed). */
   acme?: AcmeSettings | undefined;
+  /** Cluster mode (`--redis`): share tunnels with other relays through Redis. */
+  cluster?: ClusterConfig | undefined;
 }
 
 export interface Relay {
@@ -145,11 +160,28 @@ export interface Relay {
   readonly tunnelUrl: string | undefined;
   /** Graceful stop: GOAWAY to clients, stop accepting, wait up to `graceMs`, close. */
   close(graceMs?: number): Promise<void>;
+  /** Cluster mode: this relay's node (id, peers, health); undefined for a single relay. */
+  readonly cluster: Cluster | undefined;
 }
 
 export async function startRelay(config: RelayConfig): Promise<Relay> {
-  const log = config.logger ?? pino({ level: 'silent' });
+  const baseLog = config.logger ?? pino({ level: 'silent' });
   const domain = config.domain.toLowerCase().replace(/\.$/, '');
+  if (
+    config.cluster !== undefined &&
+    config.cluster.nodeUrl === undefined &&
+    (config.host === '0.0.0.0' || config.host === '::' || config.host === '')
+  ) {
+    throw new ConfigError(
+      `in cluster mode other relays need this relay's address: pass --node-url https://ADDR:PORT (it listens on ${config.host || 'every address'})`,
+    );
+  }
+  const cluster =
+    config.cluster === undefined
+      ? undefined
+      : await Cluster.connect(config.cluster, domain, baseLog);
+  // In cluster mode every line names the node.
+  const log = cluster?.logger ?? baseLog;
   const responseTimeoutMs = config.responseTimeoutMs ?? 120_000;
   const startedAt = Date.now();
 
@@ -171,9 +203,11 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     });
   }
   const { key: resumeKey, existed: restarted } =
-    config.dataDir === null
-      ? { key: randomBytes(32), existed: false }
-      : await loadOrCreateKey(config.dataDir);
+    cluster !== undefined
+      ? { key: cluster.resumeKey, existed: false }
+      : config.dataDir === null
+        ? { key: randomBytes(32), existed: false }
+        : await loadOrCreateKey(config.dataDir);
 
   // Set once the queue is open; a client that registers gets its queue delivered.
   let queue: WebhookQueue | undefined;
@@ -182,7 +216,10 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     restarted,
     // After this tick: the endpoint sets the tunnel's access rules right after attaching.
     onRegistered: (tunnel) => queueMicrotask(() => queue?.connected(tunnel)),
-    onUnregistered: (tunnel) =>
+    onUnregistered: (tunnel) => {
+      if (cluster !== undefined && registry.lookup(tunnel.label) === undefined) {
+        cluster.released(tunnel.label);
+      }
       log.info(
         {
           event: 'unregistered',
@@ -193,7 +230,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
           connections: tunnel.sessions.length,
         },
         'tunnel unregistered',
-      ),
+      );
+    },
   });
 
   // Filled in once listening: URLs carry the real ports.
@@ -209,6 +247,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
 
   const store =
     config.store ??
+    cluster?.store ??
     (config.dataDir === null
       ? new MemoryTunnelStore()
       : await JsonFileTunnelStore.open(config.dataDir));
@@ -254,6 +293,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     log,
     maxConnectionsPerIp: config.maxConnectionsPerIp ?? 100,
     creationsPerMinute: config.creationsPerMinute ?? 30,
+    cluster,
   });
 
   let acme: AcmeManager | undefined;
@@ -274,6 +314,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         ...(config.acme === undefined ? {} : { certificateStatus: () => acme?.status() }),
         publicUrl: urlsFor(domain)[0],
         selfSigned: certificate?.selfSigned === true,
+        cluster,
       }),
     );
     return admin;
@@ -337,12 +378,40 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     req: http.IncomingMessage,
     label: string,
     hostname: string,
-    then: (session: MuxSession | undefined, page: ErrorPage | undefined, strip: boolean) => void,
+    then: Then,
   ): void => {
     const tunnel = registry.lookup(label);
-    const session = tunnel?.pickSession();
+    // In cluster mode, only while this relay's lease on the hostname is valid.
+    const localSession = (): MuxSession | undefined =>
+      cluster === undefined || cluster.servesLocally(label)
+        ? registry.lookup(label)?.pickSession()
+        : undefined;
+    const session = localSession();
     if (session !== undefined) {
       admitted(req, label, hostname, session, then);
+      return;
+    }
+    if (cluster !== undefined) {
+      // Another relay may hold it; while it moves between relays, wait up to the hold.
+      cluster.resolve(label, registry.holdMs, localSession).then(
+        (r) => {
+          if (shuttingDown) then(undefined, pages.shuttingDown(), false);
+          else if (r.kind === 'local') admitted(req, label, hostname, r.session, then);
+          else if (r.kind === 'remote') admitted(req, label, hostname, r.session, then, r);
+          else {
+            then(
+              undefined,
+              r.unavailable
+                ? clusterUnavailablePage(hostname)
+                : r.known || tunnel !== undefined || registry.wasRecentlyOnline(label)
+                  ? pages.tunnelOffline(hostname)
+                  : pages.noSuchTunnel(hostname),
+              false,
+            );
+          }
+        },
+        () => then(undefined, clusterUnavailablePage(hostname), false),
+      );
       return;
     }
     const budget = registry.holdBudgetMs(label);
@@ -385,10 +454,12 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     label: string,
     hostname: string,
     session: MuxSession,
-    then: (session: MuxSession | undefined, page: ErrorPage | undefined, strip: boolean) => void,
+    then: Then,
+    remote?: RemoteRoute,
   ): void => {
     const tunnel = registry.lookup(label);
-    const access = tunnel?.access;
+    // A tunnel held by another relay: its rules came with the route (from its HELLO there).
+    const access = remote !== undefined ? remote.access : tunnel?.access;
     if (access !== undefined) {
       const refused = checkAccess(req, access, hostname);
       if (refused !== undefined) {
@@ -403,8 +474,34 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         return;
       }
     }
-    if (tunnel !== undefined) tunnel.requests++;
-    then(session, undefined, access?.basicAuth !== undefined);
+    if (tunnel !== undefined && remote === undefined) tunnel.requests++;
+    then(session, undefined, access?.basicAuth !== undefined, remote);
+  };
+
+  /** ForwardContext fields for a request carried to another relay of the cluster. */
+  const viaPeer = (
+    label: string,
+    remote: RemoteRoute | undefined,
+    done: (r: ForwardResult) => void,
+  ): {
+    onDone: (r: ForwardResult) => void;
+    wrapHead?: NonNullable<ForwardContext['wrapHead']>;
+    retrySession: () => MuxSession | undefined;
+  } => {
+    if (remote === undefined || cluster === undefined) {
+      return { onDone: done, retrySession: () => registry.lookup(label)?.pickSession() };
+    }
+    return {
+      onDone: (r) => {
+        cluster.forwarded(remote.node, r);
+        done(r);
+      },
+      wrapHead: (head) => ({ ...head, qtForward: { label, epoch: remote.epoch } }),
+      retrySession: () => {
+        const next = cluster.retryTarget(label, remote.node);
+        return next?.kind === 'remote' ? next.session : undefined;
+      },
+    };
   };
 
   // Responses not yet finished, per visitor connection, oldest first (Node writes them
@@ -464,7 +561,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendError(res, req.headers, pages.shuttingDown());
         return;
       }
-      withSession(req, route.label, route.hostname, (session, page, strip) => {
+      withSession(req, route.label, route.hostname, (session, page, strip, remote) => {
         if (session === undefined) {
           const offline = page ?? pages.noSuchTunnel(route.hostname);
           // No client connected (not a refusal by the tunnel's rules): a named tunnel
@@ -494,10 +591,9 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
           hostname: route.hostname,
           scheme,
           responseTimeoutMs,
-          onDone: onDone(scheme, route.hostname),
           // A connection that is going away refuses requests it has not read: they go
-          // to another connection or replica of the same tunnel.
-          retrySession: () => registry.lookup(route.label)?.pickSession(),
+          // to another connection or replica of the same tunnel (retrySession).
+          ...viaPeer(route.label, remote, onDone(scheme, route.hostname)),
         });
       });
     };
@@ -520,6 +616,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         const pathname = (req.url ?? '').split('?')[0];
         if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
           endpoint.handleUpgrade(req, socket, head);
+        } else if (pathname === PEER_ENDPOINT_PATH && cluster !== undefined) {
+          cluster.handlePeerUpgrade(req, socket, head);
         } else {
           sendRawError(socket, req.headers, pages.unknownHost(route.kind, domain));
         }
@@ -533,18 +631,20 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         sendRawError(socket, req.headers, pages.shuttingDown());
         return;
       }
-      withSession(req, route.label, route.hostname, (session, page, strip) => {
+      withSession(req, route.label, route.hostname, (session, page, strip, remote) => {
         if (session === undefined) {
           sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
           return;
         }
         forwarding();
+        const via = viaPeer(route.label, remote, onDone(scheme, route.hostname));
         forwardUpgrade(req, socket, head, session, {
           stripAuthorization: strip,
           hostname: route.hostname,
           scheme,
           responseTimeoutMs,
-          onDone: onDone(scheme, route.hostname),
+          onDone: via.onDone,
+          ...(via.wrapHead !== undefined ? { wrapHead: via.wrapHead } : {}),
         });
       });
     };
@@ -577,7 +677,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       sendH2Error(stream, message.headers, pages.shuttingDown());
       return;
     }
-    withSession(message, route.label, route.hostname, (session, page, strip) => {
+    withSession(message, route.label, route.hostname, (session, page, strip, remote) => {
       if (session === undefined) {
         const offline = page ?? pages.noSuchTunnel(route.hostname);
         // As over HTTP/1.1: a named tunnel that opted in keeps the request (relay/queue/).
@@ -609,8 +709,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         hostname: route.hostname,
         scheme: 'https',
         responseTimeoutMs,
-        onDone: onDone('https', route.hostname),
-        retrySession: () => registry.lookup(route.label)?.pickSession(),
+        ...viaPeer(route.label, remote, onDone('https', route.hostname)),
       });
     });
   };
@@ -707,6 +806,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     }
   } catch (err) {
     for (const s of servers) s.close();
+    await cluster?.close();
     throw err;
   }
   for (const s of servers) {
@@ -760,6 +860,18 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   const tunnelUrl =
     ports.https !== undefined ? `wss://${domain}:${ports.https}${TUNNEL_ENDPOINT_PATH}` : undefined;
 
+  if (cluster !== undefined) {
+    const scheme = ports.https !== undefined ? 'https' : 'http';
+    const port = ports.https ?? ports.http;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    cluster.start({
+      nodeUrl: config.cluster?.nodeUrl ?? `${scheme}://${host}:${port}`,
+      registry,
+      cert: certificate?.cert,
+      fingerprint256: certificate?.fingerprint256,
+    });
+  }
+
   log.info(
     {
       event: 'listening',
@@ -795,6 +907,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     get visitorConnections() {
       return visitors.size;
     },
+    cluster,
     attach: (transport) => endpoint.attach(transport, 'in-process'),
     close(graceMs = 10_000) {
       closing ??= (async () => {
@@ -804,13 +917,17 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         for (const s of servers) s.closeIdleConnections();
         h2Edge?.close();
         registry.releaseAll();
-        const drained = Promise.all([endpoint.drain(), whenNoInflight()]);
+        // In a cluster, clients move to the other relays: spread the GOAWAYs over up to
+        // half the grace time (at most 5 s), so they do not all arrive there at once.
+        const spreadMs = cluster === undefined ? 0 : Math.min(graceMs / 2, 5_000);
+        const drained = Promise.all([endpoint.drain(spreadMs), whenNoInflight()]);
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
         inflightIdle = [];
         clearTimeout(timer);
         endpoint.close();
         await queue?.close();
+        await cluster?.close();
         for (const s of servers) s.closeAllConnections();
         h2Edge?.destroyAll();
         if (admin !== undefined) await (await admin).close();
@@ -821,6 +938,17 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
     },
   };
 }
+
+/** A tunnel held by another relay of the cluster, as withSession found it. */
+type RemoteRoute = Extract<Resolution, { kind: 'remote' }>;
+
+/** How withSession answers: a session to forward over, or the page to answer with. */
+type Then = (
+  session: MuxSession | undefined,
+  page: ErrorPage | undefined,
+  strip: boolean,
+  remote?: RemoteRoute,
+) => void;
 
 /**
  * 'error' listener for a raw socket (upgrades, CONNECT): drop the connection. One shared

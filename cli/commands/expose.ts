@@ -91,7 +91,9 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
         hint: `the URL ${relayInput} gives already works for anyone who can reach that relay; drop --lan`,
       });
     }
+    // Several relays of one cluster (--relay A,B): the connections spread over them.
     const relayUrl = settings.relay!;
+    const more = settings.moreRelays ?? [];
     const proxy = proxyFor(relayUrl, env);
     if (proxy !== undefined)
       process.stderr.write(`using the proxy ${proxy.host} to reach the relay\n`);
@@ -103,6 +105,11 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       insecure: opts.relayInsecure,
       agent: proxy === undefined ? undefined : proxyAgent(proxy, relayUrl.protocol === 'https:'),
       connections: opts.connections,
+      more,
+      agentFor: (url) => {
+        const p = proxyFor(url, env);
+        return p === undefined ? undefined : proxyAgent(p, url.protocol === 'https:');
+      },
     });
     if (opts.relayInsecure) {
       process.stderr.write(

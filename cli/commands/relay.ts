@@ -7,9 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ConfigError } from '../../shared/errors.js';
+import type { ClusterConfig } from '../../relay/cluster/cluster.js';
 import { startRelay, type Relay } from '../../relay/index.js';
 import { parseDuration, parseSize } from '../units.js';
-import { readEnvironment } from '../config.js';
+import { readEnvironment, type Environment } from '../config.js';
 import { acmeSettingsFromFlags, type AcmeFlags } from './relay-acme.js';
 import { formatFingerprint } from '../../shared/fingerprint.js';
 import { connectLines } from '../relay-banner.js';
@@ -55,6 +56,11 @@ export interface RelayCommandOptions {
   acme?: AcmeFlags;
   /** Print the client command with the first token in it (tokens are never printed otherwise). */
   printToken?: boolean;
+  /** Cluster mode: Redis URL (else QUICK_TUNNEL_REDIS). */
+  redis?: string | undefined;
+  nodeUrl?: string | undefined;
+  clusterSecret?: string | undefined;
+  clusterSecretFile?: string | undefined;
 }
 
 /** Validates the --queue-* flags into the relay's queue limits. */
@@ -87,6 +93,64 @@ export function queueLimitsFrom(q: NonNullable<RelayCommandOptions['queue']>) {
     limits.acceptStatus = q.acceptStatus;
   }
   return limits;
+}
+
+/**
+ * The cluster settings from the flags and the environment, or undefined without --redis.
+ * The secret comes from --cluster-secret, --cluster-secret-file or
+ * QUICK_TUNNEL_CLUSTER_SECRET.
+ */
+export async function clusterConfig(
+  opts: RelayCommandOptions,
+  env: Environment,
+): Promise<ClusterConfig | undefined> {
+  const redisUrl = opts.redis ?? env.redis;
+  if (redisUrl === undefined || redisUrl === '') {
+    if (opts.nodeUrl !== undefined || opts.clusterSecret !== undefined) {
+      throw new ConfigError(
+        '--node-url and --cluster-secret only apply with --redis (cluster mode)',
+      );
+    }
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(redisUrl);
+  } catch {
+    throw new ConfigError('--redis must be a URL like redis://HOST:6379 (or rediss:// for TLS)');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(`--redis must be a redis:// or rediss:// URL, not ${url.protocol}//`);
+  }
+  let secret = opts.clusterSecret ?? env.clusterSecret;
+  if (opts.clusterSecretFile !== undefined) {
+    try {
+      secret = (await readFile(opts.clusterSecretFile, 'utf8')).trim();
+    } catch (err) {
+      throw new ConfigError(
+        `cannot read --cluster-secret-file ${opts.clusterSecretFile}: ${(err as Error).message}`,
+      );
+    }
+  }
+  if (secret === undefined || secret === '') {
+    throw new ConfigError(
+      'cluster mode needs a secret shared by all relays: pass --cluster-secret (or --cluster-secret-file, or QUICK_TUNNEL_CLUSTER_SECRET); make one with `openssl rand -hex 32`',
+    );
+  }
+  if (opts.nodeUrl !== undefined) {
+    let node: URL | undefined;
+    try {
+      node = new URL(opts.nodeUrl);
+    } catch {
+      node = undefined;
+    }
+    if (node === undefined || (node.protocol !== 'https:' && node.protocol !== 'http:')) {
+      throw new ConfigError(
+        `--node-url must be an https:// URL (ADDR:PORT), got '${opts.nodeUrl}'`,
+      );
+    }
+  }
+  return { redisUrl, secret, nodeUrl: opts.nodeUrl };
 }
 
 /** Reads client tokens from a file: one per line, blank lines and # comments ignored. */
@@ -161,6 +225,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       process.stderr.write(`warning: ${warning}\n`);
     }
   }
+  const cluster = await clusterConfig(opts, readEnvironment());
   let relay: Relay;
   try {
     relay = await startRelay({
@@ -194,6 +259,7 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
       queue,
       logger: log,
       acme,
+      cluster,
     });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -234,6 +300,9 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
         ? `  certificate: obtaining one for ${domain} and *.${domain} by ACME DNS-01; HTTPS answers once it arrives (progress in the log)`
         : `  certificate: ${relay.acme.certificatePath} (ACME, valid until ${s.notAfter}, renewed automatically)`,
     );
+  }
+  if (relay.cluster !== undefined) {
+    say(`  cluster node ${relay.cluster.nodeId}: shares tunnels with the other relays via Redis`);
   }
   if (tokens.length === 0) {
     say(

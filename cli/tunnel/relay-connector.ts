@@ -25,7 +25,13 @@ export interface RelayConnector {
   readonly directUrl?: string;
   /** Embedded relay with `--lan`: the same on this machine's LAN address. */
   readonly lanUrl?: string;
-  connect(request: TunnelRequest): Promise<TunnelConnection>;
+  /**
+   * Relays of one cluster (`--relay A,B`): the tunnel's connections spread over them.
+   * Absent: one relay (a cluster still lists its relays in the HELLO answer).
+   */
+  readonly relays?: string[];
+  /** Dials `relay` (one of `relays`, or one a cluster listed), else the configured relay. */
+  connect(request: TunnelRequest, relay?: string): Promise<TunnelConnection>;
   /** Done with it (the embedded relay stops once its last user released it). Idempotent. */
   release(): Promise<void>;
 }
@@ -39,22 +45,30 @@ export interface RemoteRelayOptions {
   fingerprint256?: string | undefined;
   agent?: Agent | undefined;
   connections: number;
+  /** More relays of the same cluster (`--relay A,B,C`: A is `relay`). */
+  more?: URL[] | undefined;
+  /** The agent for another relay of the cluster (HTTPS_PROXY / NO_PROXY per host). */
+  agentFor?: ((url: URL) => Agent | undefined) | undefined;
 }
 
 export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
+  const more = opts.more ?? [];
   return {
-    label: opts.relay.host,
+    label: [opts.relay, ...more].map((u) => u.host).join(','),
     local: false,
     connections: opts.connections,
-    connect: (request) =>
-      dialRelay({
-        relay: opts.relay,
+    ...(more.length > 0 ? { relays: [opts.relay, ...more].map((u) => u.toString()) } : {}),
+    connect: (request, relay) => {
+      const url = relay === undefined ? opts.relay : new URL(relay);
+      return dialRelay({
+        relay: url,
         request,
         ca: opts.ca,
         insecure: opts.insecure === true,
         fingerprint256: opts.fingerprint256,
-        agent: opts.agent,
-      }),
+        agent: relay === undefined ? opts.agent : (opts.agentFor?.(url) ?? opts.agent),
+      });
+    },
     release: () => Promise.resolve(),
   };
 }

@@ -177,7 +177,8 @@ export class TunnelRunner {
       })),
     );
     this.supervisor = new TunnelSupervisor({
-      connect: (request) => spec.relay.connect(request),
+      connect: (request, relay) => spec.relay.connect(request, relay),
+      ...(spec.relay.relays !== undefined ? { relays: spec.relay.relays } : {}),
       request: spec.request,
       connections: spec.relay.connections,
       onStream: (stream) => this.origin.handle(stream),

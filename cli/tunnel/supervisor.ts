@@ -44,8 +44,17 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () 
 }
 
 export interface SupervisorOptions {
-  /** Dials the relay and handshakes (remote WebSocket or the embedded relay). */
-  connect: (request: TunnelRequest) => Promise<TunnelConnection>;
+  /**
+   * Dials the relay and handshakes (remote WebSocket or the embedded relay). `relay` is
+   * one of `relays` (or of the relays a cluster lists in its HELLO answer); undefined =
+   * the one relay configured.
+   */
+  connect: (request: TunnelRequest, relay?: string) => Promise<TunnelConnection>;
+  /**
+   * Relay URLs of one cluster (`--relay A,B`). The connections are kept on different
+   * relays whenever several are alive; the relays' HELLO answers add the others.
+   */
+  relays?: string[];
   request: TunnelRequest;
   /** Sessions to keep open (HA). Default 2. */
   connections?: number;
@@ -86,6 +95,12 @@ export class TunnelSupervisor {
   private resumeToken: string | undefined;
   private slots: Promise<void>[] = [];
   private stopped = false;
+  /** Known relays of the cluster (normalised URLs); empty = the one configured relay. */
+  private relays: string[] = [];
+  /** The relay each slot is connected to (or dialling). */
+  private readonly slotRelay = new Map<number, string>();
+  /** When a relay last failed us: it is avoided for a few seconds. */
+  private readonly failedAt = new Map<string, number>();
   /** Identifies this process's connections to the relay (see TunnelRequest.clientId). */
   private readonly clientId = randomUUID();
   /** Resolves when the supervisor gives up for good (permanent error after online). */
@@ -96,6 +111,30 @@ export class TunnelSupervisor {
     this.opts = opts;
     this.policy = opts.backoff ?? DEFAULT_BACKOFF;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.learnRelays(opts.relays ?? []);
+  }
+
+  private learnRelays(urls: readonly string[]): void {
+    for (const u of urls) {
+      const url = u.replace(/\/+$/, '');
+      if (url !== '' && !this.relays.includes(url) && this.relays.length < 64)
+        this.relays.push(url);
+    }
+  }
+
+  /**
+   * The relay slot `index` should dial: one no other slot uses and that did not fail in
+   * the last few seconds, if there is one; undefined when only one relay is configured.
+   */
+  private relayFor(index: number, attempt: number): string | undefined {
+    if (this.relays.length === 0) return undefined;
+    const now = (this.opts.now ?? Date.now)();
+    const healthy = this.relays.filter((r) => now - (this.failedAt.get(r) ?? -Infinity) > 5_000);
+    const used = new Set<string>();
+    for (const [i, r] of this.slotRelay) if (i !== index) used.add(r);
+    const free = healthy.filter((r) => !used.has(r));
+    const pool = free.length > 0 ? free : healthy.length > 0 ? healthy : this.relays;
+    return pool[(index + attempt) % pool.length];
   }
 
   get liveConnections(): number {
@@ -127,13 +166,18 @@ export class TunnelSupervisor {
     let lastErr: unknown;
     for (let attempt = 0; attempt < attempts && !this.stopped; attempt++) {
       this.opts.emit({ event: 'connecting', relay: this.opts.relay, attempt: attempt + 1 });
+      const relay = this.relayFor(0, attempt);
       try {
-        const conn = await this.opts.connect({
-          ...this.opts.request,
-          clientId: this.clientId,
-          connection: 0,
-        });
-        this.adopt(conn);
+        const conn = await this.opts.connect(
+          {
+            ...this.opts.request,
+            clientId: this.clientId,
+            connection: 0,
+          },
+          relay,
+        );
+        this.slotRelay.set(0, relay ?? '');
+        this.adopt(conn, 0);
         this.opts.emit({
           event: 'ready',
           url: conn.assignment.urls[0] ?? `https://${conn.assignment.hostname}`,
@@ -151,6 +195,7 @@ export class TunnelSupervisor {
         return conn.assignment;
       } catch (err) {
         lastErr = err;
+        if (relay !== undefined) this.failedAt.set(relay, (this.opts.now ?? Date.now)());
         if (err instanceof QuickTunnelError && !err.retryable) throw err;
         if (attempt + 1 < attempts) {
           await sleep(backoffDelay(attempt, this.policy, random), this.stopController.signal);
@@ -167,7 +212,7 @@ export class TunnelSupervisor {
     throw new QuickTunnelError('QT_ERR_STOPPED', 'stopped before the tunnel was online');
   }
 
-  private adopt(conn: TunnelConnection): void {
+  private adopt(conn: TunnelConnection, index: number): void {
     const session = conn.session;
     this.sessions.add(session);
     session.on('stream', (stream) => this.opts.onStream(stream));
@@ -175,6 +220,21 @@ export class TunnelSupervisor {
     session.once('close', () => this.sessions.delete(session));
     if (conn.closed !== undefined) this.transportClosed.set(session, conn.closed);
     if (conn.assignment.resumeToken !== undefined) this.resumeToken = conn.assignment.resumeToken;
+    // A cluster lists its live relays: the connections spread over them. A relay given
+    // alone (--relay URL) keeps every connection on that URL unless it is a cluster.
+    if (Array.isArray(conn.assignment.relays)) {
+      if (this.relays.length === 0 && this.opts.relays === undefined) {
+        // The configured URL comes first (it may be a load balancer's name).
+        this.relays.push('');
+      }
+      const listed = conn.assignment.relays.filter((r) => typeof r === 'string');
+      this.learnRelays(listed);
+      // The relay answering is listed first: when this slot dialled the configured URL,
+      // it now knows which relay that is, and the other slots avoid it.
+      if (this.slotRelay.get(index) === '' && listed[0] !== undefined) {
+        this.slotRelay.set(index, listed[0].replace(/\/+$/, ''));
+      }
+    }
     this.assignment = conn.assignment;
   }
 
@@ -187,6 +247,8 @@ export class TunnelSupervisor {
     let conn = initial;
     while (!this.stopped) {
       if (conn === undefined) {
+        const relay = this.relayFor(index, attempt);
+        this.slotRelay.set(index, relay ?? '');
         try {
           const request: TunnelRequest = {
             ...this.opts.request,
@@ -195,12 +257,12 @@ export class TunnelSupervisor {
           };
           if (this.resumeToken !== undefined) request.resume = this.resumeToken;
           const previous = this.assignment?.hostname;
-          conn = await this.opts.connect(request);
+          conn = await this.opts.connect(request, relay === '' ? undefined : relay);
           if (this.stopped) {
             conn.session.close();
             return;
           }
-          this.adopt(conn);
+          this.adopt(conn, index);
           if (attempt > 0 || previous !== conn.assignment.hostname) {
             this.opts.emit({
               event: 'reconnected',
@@ -210,6 +272,7 @@ export class TunnelSupervisor {
           }
         } catch (err) {
           if (this.stopped) return;
+          if (relay !== undefined) this.failedAt.set(relay, now());
           if (err instanceof QuickTunnelError && !err.retryable) {
             // Token revoked, name deleted...: retrying can't help. Stop and report.
             this.giveUp(err);
@@ -239,6 +302,9 @@ export class TunnelSupervisor {
       });
       conn = undefined;
       if (this.stopped) return;
+      const lostRelay = this.slotRelay.get(index);
+      // Lost or going away (draining): dial the other relays first for a few seconds.
+      if (lostRelay !== undefined && lostRelay !== '') this.failedAt.set(lostRelay, now());
       if (now() - upAt >= this.policy.stableMs) attempt = 0;
       this.opts.emit({
         event: 'connection-lost',

@@ -6,10 +6,12 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebhookQueue } from '../queue/webhook-queue.js';
 import type { CertificateStatus } from '../acme/manager.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { RelayStats } from '../stats.js';
 import type { NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
 import { sendApiError } from './auth.js';
+import { clusterRoutes } from './cluster.js';
 import { metricsRoutes } from './metrics.js';
 import { queueRoutes } from './queue.js';
 import { tunnelRoutes } from './tunnels.js';
@@ -34,6 +36,8 @@ export interface AdminDeps {
   publicUrl?: string | undefined;
   /** True when the certificate is self-signed: clients need to pin it. */
   selfSigned?: boolean;
+  /** Cluster mode: this relay's node. */
+  cluster?: Cluster | undefined;
 }
 
 /** API request bodies are tiny ({ name }); refuse anything large early. */
@@ -63,6 +67,8 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
     tunnels: deps.registry.size,
     uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
     ...certificateHealth(deps),
+    // Cluster mode: whether Redis answers and how many other relays are reachable.
+    ...(deps.cluster !== undefined ? { cluster: deps.cluster.health() } : {}),
   }));
 
   app.get('/', async (_req, reply) => {
@@ -80,6 +86,7 @@ ${deps.selfSigned === true ? "<p>This relay has a self-signed certificate: get i
   await app.register(tunnelRoutes, { deps });
   await app.register(metricsRoutes, { deps });
   await app.register(queueRoutes, { deps });
+  if (deps.cluster !== undefined) await app.register(clusterRoutes, { deps });
 
   await app.ready();
   return app;

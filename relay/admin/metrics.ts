@@ -7,6 +7,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AdminDeps } from './app.js';
 import { requireAdmin } from './auth.js';
+import { clusterMetrics } from './cluster.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 const KINDS = ['ephemeral', 'named'] as const;
@@ -169,6 +170,7 @@ export const metricsRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app
       },
     });
   }
+  if (deps.cluster !== undefined) clusterMetrics(register, deps.cluster, Gauge, Counter);
 
   app.get('/metrics', async (req, reply) => {
     if (!requireAdmin(req, reply, deps.adminTokens)) return reply;

@@ -19,6 +19,7 @@ import type {
 import { closeSoon } from '../edge/connections.js';
 import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
 import { ConcurrencyCounter, RateLimiter } from '../edge/limits.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { RelayStats } from '../stats.js';
 import { tokenAccepted } from '../tunnels/auth.js';
 import { randomLabel } from '../tunnels/labels.js';
@@ -46,7 +47,12 @@ export interface EndpointOptions {
   maxConnectionsPerIp?: number;
   /** New tunnels (fresh hostnames) one client may get per minute: per token, else per IP. Default 30. */
   creationsPerMinute?: number;
+  /** Cluster mode: hostnames are claimed cluster-wide before they are registered here. */
+  cluster?: Cluster | undefined;
 }
+
+/** Codes of errors that mean "the cluster's shared state (Redis) is away right now". */
+const CLUSTER_DOWN_CODES = new Set(['QT_ERR_CLUSTER_UNAVAILABLE', 'QT_ERR_STORE']);
 
 export class TunnelEndpoint {
   private readonly opts: EndpointOptions;
@@ -149,6 +155,47 @@ export class TunnelEndpoint {
     log: Logger,
     remoteAddress: string,
   ): Promise<TunnelAssignment> {
+    try {
+      const assignment = await this.admit(app, session, log, remoteAddress);
+      const relays = this.opts.cluster?.relays();
+      return relays === undefined ? assignment : { ...assignment, relays };
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (
+        this.opts.cluster !== undefined &&
+        typeof code === 'string' &&
+        CLUSTER_DOWN_CODES.has(code)
+      ) {
+        // Retryable for the client (SHUTDOWN): it tries again, here or at another relay.
+        throw new HelloRejection(
+          ErrorCode.SHUTDOWN,
+          "this relay cannot reach its cluster's shared state (Redis) and cannot register tunnels right now; try again in a few seconds",
+          'QT_ERR_CLUSTER_UNAVAILABLE',
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Claims `label` cluster-wide (cluster mode); false if another owner holds it. */
+  private async clusterClaim(
+    label: string,
+    owner: string,
+    kind: 'ephemeral' | 'named',
+    mode: 'new' | 'resume' | 'named',
+    access: AccessPolicy | undefined,
+  ): Promise<boolean> {
+    const cluster = this.opts.cluster;
+    if (cluster === undefined) return true;
+    return cluster.claim(label, owner, kind, mode, access);
+  }
+
+  private async admit(
+    app: unknown,
+    session: MuxSession,
+    log: Logger,
+    remoteAddress: string,
+  ): Promise<TunnelAssignment> {
     const request = parseTunnelRequest(app);
     if (!tokenAccepted(request.token, this.opts.tokens)) {
       throw new HelloRejection(
@@ -172,8 +219,10 @@ export class TunnelEndpoint {
     if (request.name !== undefined) {
       return this.admitNamed(request, request.name, session, log, access);
     }
-    const label = await this.claimLabel(request.resume, () =>
-      this.chargeCreation(request, remoteAddress),
+    const label = await this.claimLabel(
+      request.resume,
+      () => this.chargeCreation(request, remoteAddress),
+      request.access,
     );
     if (session.closed) throw new Error('the client left during the handshake');
     const hostname = `${label}.${this.opts.domain}`;
@@ -229,6 +278,14 @@ export class TunnelEndpoint {
         `the hostname ${record.name}.${this.opts.domain} is still held by an earlier tunnel; try again in a moment`,
       );
     }
+    if (
+      !(await this.clusterClaim(record.name, `n:${record.id}`, 'named', 'named', request.access))
+    ) {
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        `the hostname ${record.name}.${this.opts.domain} is held by another tunnel in the cluster; try again in a moment`,
+      );
+    }
     if (session.closed) throw new Error('the client left during the handshake');
     const hostname = `${record.name}.${this.opts.domain}`;
     this.replacePrevious(record.name, request);
@@ -272,17 +329,32 @@ export class TunnelEndpoint {
    * label: that is the same client's second connection). Otherwise a fresh random
    * label, never one that is live or reserved by a named tunnel.
    */
-  private async claimLabel(resume: string | undefined, chargeNew: () => void): Promise<string> {
+  private async claimLabel(
+    resume: string | undefined,
+    chargeNew: () => void,
+    access: AccessPolicy | undefined,
+  ): Promise<string> {
     if (resume !== undefined) {
       const label = this.verifyResume(resume);
-      if (label !== undefined && !(await this.opts.named.isReserved(label))) return label;
-    }
-    chargeNew();
-    for (;;) {
-      const label = randomLabel();
-      if (!this.opts.registry.has(label) && !(await this.opts.named.isReserved(label))) {
+      if (
+        label !== undefined &&
+        !(await this.opts.named.isReserved(label)) &&
+        (await this.clusterClaim(label, `e:${label}`, 'ephemeral', 'resume', access))
+      ) {
         return label;
       }
+    }
+    chargeNew();
+    for (let attempt = 0; ; attempt++) {
+      const label = randomLabel();
+      if (
+        !this.opts.registry.has(label) &&
+        !(await this.opts.named.isReserved(label)) &&
+        (await this.clusterClaim(label, `e:${label}`, 'ephemeral', 'new', access))
+      ) {
+        return label;
+      }
+      if (attempt >= 100) throw new Error('no free random hostname after 100 tries');
     }
   }
 
@@ -322,10 +394,24 @@ export class TunnelEndpoint {
     }
   }
 
-  /** Sends GOAWAY on every session (no new streams) and resolves once all are idle. */
-  async drain(): Promise<void> {
-    for (const s of this.sessions) s.goAway(ErrorCode.SHUTDOWN, 'relay is shutting down');
-    await Promise.all([...this.sessions].map((s) => s.whenIdle()));
+  /**
+   * Sends GOAWAY on every session (no new streams) and resolves once all are idle. With
+   * `spreadMs`, each session gets its GOAWAY at a random moment within that time, so the
+   * clients reconnecting elsewhere (other relays of a cluster) do not all arrive at once.
+   */
+  async drain(spreadMs = 0): Promise<void> {
+    const timers: NodeJS.Timeout[] = [];
+    const sessions = [...this.sessions];
+    await Promise.all(
+      sessions.map(async (s) => {
+        if (spreadMs > 0) {
+          await new Promise((r) => timers.push(setTimeout(r, Math.random() * spreadMs)));
+        }
+        s.goAway(ErrorCode.SHUTDOWN, 'relay is shutting down');
+        await s.whenIdle();
+      }),
+    );
+    for (const t of timers) clearTimeout(t);
   }
 
   close(): void {

@@ -39,8 +39,14 @@ Promise.resolve()
   );
 `;
 
-/** Makes a self-signed EC P-256 certificate for `domain` and `*.domain`, valid 10 years. */
-export async function generateCertificate(domain: string): Promise<CertificatePair> {
+/**
+ * Makes a self-signed EC P-256 certificate for `domain` and `*.domain`, valid 10 years;
+ * `ips` adds IP addresses (the node URLs of a cluster's relays, in tests).
+ */
+export async function generateCertificate(
+  domain: string,
+  ips: readonly string[] = [],
+): Promise<CertificatePair> {
   const notAfter = new Date();
   notAfter.setFullYear(notAfter.getFullYear() + 10);
   const altNames: { type: number; value?: string; ip?: string }[] = [
@@ -48,6 +54,7 @@ export async function generateCertificate(domain: string): Promise<CertificatePa
     { type: 2, value: `*.${domain}` },
   ];
   if (domain === 'localhost') altNames.push({ type: 7, ip: '127.0.0.1' }, { type: 7, ip: '::1' });
+  for (const ip of ips) altNames.push({ type: 7, ip });
   const options = {
     keyType: 'ec',
     curve: 'P-256',

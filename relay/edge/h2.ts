@@ -452,7 +452,7 @@ export function forwardH2Request(req: H2Request, session: MuxSession, ctx: Forwa
 
   const start = (target: MuxSession): void => {
     attempts++;
-    const opened = openStreamFor(target, head, ctx.hostname);
+    const opened = openStreamFor(target, head, ctx.hostname, ctx.wrapHead);
     if ('page' in opened) {
       fail(opened.page);
       return;

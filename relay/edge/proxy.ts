@@ -39,6 +39,11 @@ export interface ForwardContext {
   retrySession?: () => MuxSession | undefined;
   /** The relay checked the visitor's Authorization itself: don't pass it on. */
   stripAuthorization?: boolean;
+  /**
+   * OPEN metadata for the head, when the stream goes to another relay of the cluster
+   * rather than to a tunnel client (it adds which hostname it is for).
+   */
+  wrapHead?: (head: RequestHead) => Record<string, unknown>;
 }
 
 export interface ForwardResult {
@@ -125,9 +130,11 @@ export function openStreamFor(
   session: MuxSession,
   head: RequestHead,
   hostname: string,
+  wrapHead?: (head: RequestHead) => Record<string, unknown>,
 ): { stream: MuxStream } | { page: ErrorPage } {
   try {
-    return { stream: session.openStream(head as unknown as Record<string, unknown>) };
+    const meta = wrapHead !== undefined ? wrapHead(head) : head;
+    return { stream: session.openStream(meta as unknown as Record<string, unknown>) };
   } catch (err) {
     if (err instanceof StreamResetError) return { page: pages.tunnelBusy(hostname, err.message) };
     return { page: pages.tunnelOffline(hostname) };
@@ -239,7 +246,7 @@ export function forwardRequest(
 
   const start = (target: MuxSession): void => {
     attempts++;
-    const opened = openStreamFor(target, head, ctx.hostname);
+    const opened = openStreamFor(target, head, ctx.hostname, ctx.wrapHead);
     if ('page' in opened) {
       fail(opened.page);
       return;
@@ -370,7 +377,7 @@ export function forwardUpgrade(
   ctx: ForwardContext,
 ): void {
   const head = buildRequestHead(req, ctx.scheme, true, ctx.stripAuthorization === true);
-  const opened = openStreamFor(session, head, ctx.hostname);
+  const opened = openStreamFor(session, head, ctx.hostname, ctx.wrapHead);
   if ('page' in opened) {
     sendRawError(socket, req.headers, opened.page);
     ctx.onDone?.({ status: opened.page.status, bytesIn: 0, bytesOut: 0, error: opened.page.title });

@@ -55,6 +55,11 @@ export interface TunnelAssignment {
   relayVersion: string;
   /** Opaque token the client presents to get the same hostname after a reconnect. */
   resumeToken?: string;
+  /**
+   * Cluster mode: the URLs of the relays of the cluster that are alive, this one first.
+   * A client with several connections spreads them over these.
+   */
+  relays?: string[];
 }
 
 export type HeaderPairs = [string, string][];
