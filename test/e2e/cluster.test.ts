@@ -6,6 +6,7 @@
  */
 import { once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
@@ -87,6 +88,18 @@ t.test('a visitor on each relay reaches a tunnel connected to another one', asyn
     t.equal(res.status, 200, `GET through ${via.host}`);
     t.equal(res.body.toString(), `hello from the origin ${hostname}`);
   }
+
+  // HTTP/2 visitors take the same forwarded path.
+  const h2 = http2.connect(`https://${a.host}:${a.port}`, { ca: cert.cert, servername: hostname });
+  t.teardown(() => h2.close());
+  const h2req = h2.request({ ':path': '/', ':authority': hostname });
+  const h2chunks: Buffer[] = [];
+  h2req.on('data', (c: Buffer) => h2chunks.push(c));
+  const [h2head] = (await once(h2req, 'response')) as [http2.IncomingHttpHeaders];
+  await once(h2req, 'end');
+  t.equal(h2head[':status'], 200, 'HTTP/2 GET through A');
+  t.equal(Buffer.concat(h2chunks).toString(), `hello from the origin ${hostname}`);
+  h2.close();
 
   const body = randomBytes(20 * 1024 * 1024);
   for (const via of [a, c]) {
