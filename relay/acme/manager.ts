@@ -117,6 +117,7 @@ export class AcmeManager extends EventEmitter {
   private nextAttemptMs: number | undefined;
   private timer: unknown;
   private attempt: Promise<'done' | 'busy'> | undefined;
+  private attemptForced = false;
   private pollTimer: unknown;
   /** Cluster mode: issued here but not yet stored in Redis (retried by the poll). */
   private unpublished: CertificatePem | undefined;
@@ -247,8 +248,17 @@ export class AcmeManager extends EventEmitter {
     }
   }
 
-  private run(force: boolean): Promise<'done' | 'busy'> {
-    this.attempt ??= (
+  /**
+   * One attempt at a time. A forced one (renewNow) never settles for a scheduled one
+   * that may decide the certificate is still fresh: it waits for it, then runs.
+   */
+  private async run(force: boolean): Promise<'done' | 'busy'> {
+    while (this.attempt !== undefined) {
+      if (this.attemptForced || !force) return this.attempt;
+      await this.attempt.catch(() => {});
+    }
+    this.attemptForced = force;
+    this.attempt = (
       this.settings.cluster === undefined
         ? this.issue().then(() => 'done' as const)
         : this.clusterAttempt(this.settings.cluster, force)
