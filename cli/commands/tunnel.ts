@@ -187,6 +187,8 @@ interface ListRow {
   state: ListState;
   connected: boolean;
   replicas: number;
+  /** Store-and-forward on (`tunnel queue NAME`); undefined when the relay did not say. */
+  queue: boolean | undefined;
   connections: number;
   createdAt: string;
   lastSeenAt: string | null;
@@ -206,6 +208,7 @@ export async function runTunnelList(opts: TunnelListOptions, io: Output = stdio)
         state: 'offline',
         connected: false,
         replicas: 0,
+        queue: undefined,
         connections: 0,
         createdAt: data.createdAt,
         lastSeenAt: null,
@@ -229,6 +232,7 @@ export async function runTunnelList(opts: TunnelListOptions, io: Output = stdio)
         state: status.connected ? 'connected' : 'offline',
         connected: status.connected,
         replicas: status.replicas,
+        queue: typeof status.queue === 'boolean' ? status.queue : undefined,
         connections: status.connections,
         createdAt: status.createdAt,
         lastSeenAt: status.lastSeenAt,
@@ -248,13 +252,14 @@ export async function runTunnelList(opts: TunnelListOptions, io: Output = stdio)
   }
   const now = Date.now();
   const table = [
-    ['NAME', 'URL', 'STATUS', 'REPLICAS', 'CONNECTIONS', 'CREATED', 'LAST SEEN'],
+    ['NAME', 'URL', 'STATUS', 'REPLICAS', 'CONNECTIONS', 'QUEUE', 'CREATED', 'LAST SEEN'],
     ...rows.map((r) => [
       r.name,
       r.url ?? r.hostname,
       r.state,
       String(r.replicas),
       String(r.connections),
+      r.queue === undefined ? '-' : r.queue ? 'on' : 'off',
       r.createdAt.slice(0, 10),
       r.connected ? 'now' : r.lastSeenAt === null ? 'never' : ago(now, Date.parse(r.lastSeenAt)),
     ]),

@@ -15,6 +15,9 @@ t.test('age limit and purge, from the command line', async (t) => {
   const on = await run(t, ['tunnel', 'queue', 'aged', '--enable'], env);
   t.equal(on.code, 0, on.stderr);
   t.match(on.stdout, /Queue ON for 'aged'/);
+  const list = await run(t, ['tunnel', 'list'], env);
+  t.match(list.stdout, /QUEUE/);
+  t.match(list.stdout, /aged\s+\S+\s+offline\s+0\s+0\s+on\s/, '`tunnel list` shows the queue on');
   t.equal((await send(relay, ca, host, 'POST', '/old', Buffer.from('old'))).status, 202);
   // The age limit is about time passing: list until the item has expired (bounded).
   let listed = { code: 0 as number | string, stdout: '', stderr: '' };
