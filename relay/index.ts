@@ -845,7 +845,8 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   if (config.acme !== undefined) {
     const { startRelayAcme } = await import('./acme/relay-tls.js');
     acme = await startRelayAcme({
-      settings: config.acme,
+      // Cluster mode: one relay renews (a Redis lock), all share the certificate.
+      settings: { cluster: cluster?.state, ...config.acme },
       domain,
       dataDir: config.dataDir,
       log,

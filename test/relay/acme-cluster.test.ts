@@ -1,6 +1,6 @@
 /**
- * ACME in cluster mode, with a real redis-server shared by two relays (each with its own
- * Redis connection and data dir, as two processes would have): when both start at once
+ * ACME in cluster mode (`--redis`), with a real redis-server shared by two relays (each
+ * with its own cluster node and data dir, as two processes would have): when both start at once
  * exactly one obtains the certificate (a lock in Redis) and the other serves the same one
  * from the shared state; a renewal by either reaches the other without a restart; two
  * renewals at once: one runs, the other is told another relay is renewing.
@@ -13,8 +13,6 @@ import t, { type Test } from 'tap';
 import { startRelay, type Relay } from '../../relay/index.js';
 import { execProvider } from '../../relay/acme/dns-provider.js';
 import type { CertificatePem } from '../../relay/acme/manager.js';
-import { RedisConnection } from '../../relay/cluster/redis.js';
-import { RedisClusterState } from '../../relay/cluster/state.js';
 import { challTestSrvHook, startChallTestSrv, startPebble } from '../helpers/acme-servers.js';
 import { startRedis } from '../helpers/redis.js';
 import { tempDir } from '../helpers/relay-env.js';
@@ -49,8 +47,6 @@ t.test('two relays, one Redis: one obtains, both serve; renewals reach both', as
 
   const issued: string[] = [];
   const start = async (t: Test, name: string): Promise<Relay> => {
-    const conn = new RedisConnection({ url: redis.url });
-    await conn.connect();
     const logger = pino(
       { level: 'info' },
       {
@@ -75,14 +71,12 @@ t.test('two relays, one Redis: one obtains, both serve; renewals reach both', as
         resolver: cts.dns,
         propagationIntervalMs: 100,
         pollMinMs: 100,
-        cluster: new RedisClusterState(conn, 'qt:'),
         clusterPollMs: 100,
       },
+      // Cluster mode as `--redis URL --cluster-secret S` sets it up.
+      cluster: { redisUrl: redis.url, secret: 'acme-cluster-test-secret-0123456789' },
     });
-    t.teardown(async () => {
-      await relay.close(100);
-      await conn.close();
-    });
+    t.teardown(() => relay.close(100));
     return relay;
   };
   const [a, b] = await Promise.all([start(t, 'a'), start(t, 'b')]);
