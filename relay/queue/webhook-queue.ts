@@ -16,7 +16,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { errnoCode, StreamResetError } from '../../shared/errors.js';
@@ -462,10 +462,11 @@ export class WebhookQueue {
   }
 
   private async saveAccess(name: string, id: string, json: string): Promise<void> {
-    const record = await this.opts.named.get(name);
-    if (record === undefined || record.id !== id || !WebhookQueue.enabled(record)) return;
-    const q = this.disk.for(id);
     try {
+      const record = await this.opts.named.get(name);
+      if (record === undefined || record.id !== id || !WebhookQueue.enabled(record)) return;
+      const q = this.disk.for(id);
+      await mkdir(q.dir, { recursive: true, mode: 0o700 });
       await writeDurably(q.dir, path.join(q.dir, ACCESS_FILE), Buffer.from(json));
     } catch (err) {
       this.opts.log.warn(

@@ -6,8 +6,10 @@
  * anything is kept, delivery in order with the delivery headers, retries then failed,
  * purge.
  */
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import t, { type Test } from 'tap';
@@ -253,17 +255,25 @@ t.test('kept while offline, refused with a reason, delivered in order', async (t
   t.equal(origin.seen[5]!.headers['x-quick-tunnel-delivery-id'], undefined, 'forged id dropped');
 });
 
-t.test('access rules apply before anything is kept', async (t) => {
-  const { env } = await relayWithLog(t, {});
-  const { credential } = await env.relay.named.create('locked', { queue: true });
-  const host = env.relay.named.hostname('locked');
+t.test('access rules apply before anything is kept, also after a relay restart', async (t) => {
+  const { env: before } = await relayWithLog(t, {});
+  const { credential, record } = await before.relay.named.create('locked', { queue: true });
   const origin = await recordingOrigin(t);
   const access = { basicAuthSha256: basicAuthDigest('me:secret') };
-  const first = await connectTunnel(t, env, String(origin.port), {
+  const first = await connectTunnel(t, before, String(origin.port), {
     named: { name: 'locked', credential },
     access,
   });
+  // The rules of the tunnel's last connection are kept on disk with its queue.
+  const accessFile = path.join(before.dataDir, 'queue', record.id, 'access.json');
+  for (let i = 0; i < 200 && !existsSync(accessFile); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.ok(existsSync(accessFile), 'access rules saved');
   await first.supervisor.stop(100);
+  await before.relay.close(100);
+  const { env } = await relayWithLog(t, { dataDir: before.dataDir });
+  const host = env.relay.named.hostname('locked');
 
   const anonymous = await visit(env, host, { method: 'POST', body: 'x' });
   t.equal(anonymous.status, 401, 'no password: 401, not kept');
