@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
 import { DOMAIN, build, entry, freePort, median, procSample, relayArgs } from './scale-support.js';
+import { startSshForward, type SshForward } from './ssh-forward.js';
 import { sendBytes } from './traffic.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -32,6 +33,7 @@ const PARAMS = {
   },
   'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
   'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
+  ssh: { default: 'true', help: 'also measure an ssh -R forward (OpenSSH on loopback)' },
   'node-flags': {
     default: '',
     help: 'extra node flags for the relay and CLI processes (space-separated), for experiments',
@@ -72,7 +74,7 @@ server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
 `;
 
-function spawnLogged(args: string[], label: string, log: (l: string) => void): ChildProcess {
+export function spawnLogged(args: string[], label: string, log: (l: string) => void): ChildProcess {
   const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   createInterface({ input: child.stderr! }).on('line', (l) => {
     if (/error|warning/i.test(l)) log(`${label}: ${l}`);
@@ -80,7 +82,11 @@ function spawnLogged(args: string[], label: string, log: (l: string) => void): C
   return child;
 }
 
-async function firstLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<string> {
+export async function firstLine(
+  child: ChildProcess,
+  re: RegExp,
+  timeoutMs = 20_000,
+): Promise<string> {
   const rl = createInterface({ input: child.stdout! });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}`)), timeoutMs);
@@ -97,17 +103,21 @@ async function firstLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): P
   });
 }
 
-/** Peak RSS of a process, sampled from /proc every 50 ms until stopped. */
-function rssSampler(pid: number): { stop(): number } {
+/** Peak RSS of a process (or the sum over a set of them), sampled from /proc every 50 ms. */
+function rssSampler(pids: number | (() => Promise<number[]>)): { stop(): number } {
   let peak = 0;
+  const list = typeof pids === 'number' ? () => Promise.resolve([pids]) : pids;
   const sample = async (): Promise<void> => {
-    try {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      peak = Math.max(peak, kb / 1024);
-    } catch {
-      // process gone
+    let kb = 0;
+    for (const pid of await list()) {
+      try {
+        const status = await readFile(`/proc/${pid}/status`, 'utf8');
+        kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      } catch {
+        // process gone
+      }
     }
+    peak = Math.max(peak, kb / 1024);
   };
   const timer = setInterval(() => void sample(), 50);
   void sample();
@@ -117,6 +127,26 @@ function rssSampler(pid: number): { stop(): number } {
       return peak;
     },
   };
+}
+
+/** CPU time (ms) of a set of processes so far; processes gone since count as 0. */
+async function cpuOf(pids: readonly number[]): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  for (const pid of pids) {
+    try {
+      out.set(pid, (await procSample(pid)).cpuMs);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** CPU ms spent between two cpuOf samples, over the processes present in both. */
+function cpuSpent(before: Map<number, number>, after: Map<number, number>): number {
+  let ms = 0;
+  for (const [pid, v] of after) ms += v - (before.get(pid) ?? v);
+  return ms;
 }
 
 function hasWrk(): Promise<boolean> {
@@ -269,6 +299,7 @@ export const e2eBench: BenchCase = {
       'node',
     ] as const);
     const useWrk = gen === 'wrk' || (gen === 'auto' && (await hasWrk()));
+    const withSsh = params.string('ssh', PARAMS.ssh) !== 'false';
     log(
       `load generator: ${useWrk ? 'wrk (1 thread)' : 'node (install wrk for lower client overhead)'}`,
     );
@@ -278,6 +309,7 @@ export const e2eBench: BenchCase = {
     await build();
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-e2e-'));
     const children: ChildProcess[] = [];
+    let ssh: SshForward | undefined;
     try {
       const origin = spawnLogged(['-e', ORIGIN_SOURCE], 'origin', log);
       children.push(origin);
@@ -318,6 +350,18 @@ export const e2eBench: BenchCase = {
       const host = new URL(line.split(' ')[1]!).hostname;
       cli.stdout!.resume(); // one line per request: drain it
       log(`tunnel ${host}, relay pid ${relay.pid}, cli pid ${cli.pid}, origin pid ${origin.pid}`);
+      if (withSsh) {
+        ssh = await startSshForward(originPort);
+        log(`ssh -R forward on port ${ssh.port} (cipher ${ssh.cipher}), ssh pid ${ssh.clientPid}`);
+      }
+      // The two sides of each path: relay and CLI, or sshd (all its processes) and ssh.
+      const sides = {
+        tunnel: { server: async () => [relay.pid!], client: async () => [cli.pid!] },
+        ssh: {
+          server: () => ssh?.serverPids() ?? Promise.resolve([]),
+          client: async () => (ssh === undefined ? [] : [ssh.clientPid]),
+        },
+      };
 
       // Peak RSS per phase: the issue's target is for the transfers; the small-GET load
       // (50 connections, thousands of requests in flight per second) is reported apart.
@@ -331,6 +375,7 @@ export const e2eBench: BenchCase = {
       // Warm up both paths (JIT, pools), then measure.
       await load(originPort, 'localhost');
       await load(httpPort, host);
+      if (ssh !== undefined) await load(ssh.port, 'localhost');
       const direct = await load(originPort, 'localhost');
       log(
         `small GET direct:  ${direct.rps.toFixed(0)} req/s  p50 ${direct.p50Ms.toFixed(2)} ms  p99 ${direct.p99Ms.toFixed(2)} ms`,
@@ -353,6 +398,28 @@ export const e2eBench: BenchCase = {
 
       const relayGetPeak = relayRss.stop();
       const cliGetPeak = cliRss.stop();
+      // The same load through ssh -R, with the CPU of sshd's processes and of ssh.
+      let sshGet: { load: LoadResult; serverUs: number; clientUs: number } | undefined;
+      let sshGetRss = { server: 0, client: 0 };
+      if (ssh !== undefined) {
+        const serverRss = rssSampler(sides.ssh.server);
+        const clientRss = rssSampler(ssh.clientPid);
+        const pidsNow = [...(await sides.ssh.server()), ssh.clientPid];
+        const before = await cpuOf(pidsNow);
+        const sshLoad = await load(ssh.port, 'localhost');
+        const after = await cpuOf(pidsNow);
+        const client = new Map([[ssh.clientPid, after.get(ssh.clientPid) ?? 0]]);
+        const server = new Map([...after].filter(([pid]) => pid !== ssh!.clientPid));
+        sshGet = {
+          load: sshLoad,
+          serverUs: Math.round((cpuSpent(before, server) * 1000) / sshLoad.requests),
+          clientUs: Math.round((cpuSpent(before, client) * 1000) / sshLoad.requests),
+        };
+        sshGetRss = { server: serverRss.stop(), client: clientRss.stop() };
+        log(
+          `small GET ssh -R:  ${sshLoad.rps.toFixed(0)} req/s  p50 ${sshLoad.p50Ms.toFixed(2)} ms  p99 ${sshLoad.p99Ms.toFixed(2)} ms  errors ${sshLoad.errors}; CPU per request sshd ${sshGet.serverUs} µs, ssh ${sshGet.clientUs} µs`,
+        );
+      }
       relayRss = rssSampler(relay.pid!);
       cliRss = rssSampler(cli.pid!);
       // Each transfer: one cold run (the first through a fresh process: JIT, heap and
@@ -363,17 +430,19 @@ export const e2eBench: BenchCase = {
         kind: 'download' | 'upload',
         port: number,
         h: string,
+        side: { server: () => Promise<number[]>; client: () => Promise<number[]> } = sides.tunnel,
       ): Promise<{ cold: number; median: number; relayCpuMs: number; cliCpuMs: number }> => {
         const cold = await transfer(kind, port, h, bytes);
         const runs: number[] = [];
         const relayMs: number[] = [];
         const cliMs: number[] = [];
         for (let i = 0; i < transferRuns; i++) {
-          const before = await Promise.all([procSample(relay.pid!), procSample(cli.pid!)]);
+          const [serverPids, clientPids] = await Promise.all([side.server(), side.client()]);
+          const before = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
           runs.push(await transfer(kind, port, h, bytes));
-          const after = await Promise.all([procSample(relay.pid!), procSample(cli.pid!)]);
-          relayMs.push(after[0].cpuMs - before[0].cpuMs);
-          cliMs.push(after[1].cpuMs - before[1].cpuMs);
+          const after = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
+          relayMs.push(cpuSpent(before[0], after[0]));
+          cliMs.push(cpuSpent(before[1], after[1]));
         }
         return {
           cold,
@@ -382,12 +451,25 @@ export const e2eBench: BenchCase = {
           cliCpuMs: Math.round(median(cliMs)),
         };
       };
+      const mbps = (r: { cold: number; median: number }): string =>
+        `${r.median.toFixed(0)} MB/s (first run ${r.cold.toFixed(0)})`;
       const directDown = await series('download', originPort, 'localhost');
       const tunnelDown = await series('download', httpPort, host);
       const directUp = await series('upload', originPort, 'localhost');
       const tunnelUp = await series('upload', httpPort, host);
-      const mbps = (r: { cold: number; median: number }): string =>
-        `${r.median.toFixed(0)} MB/s (first run ${r.cold.toFixed(0)})`;
+      let sshDown: Awaited<ReturnType<typeof series>> | undefined;
+      let sshUp: Awaited<ReturnType<typeof series>> | undefined;
+      let sshPeak = { server: 0, client: 0 };
+      if (ssh !== undefined) {
+        const serverRss = rssSampler(sides.ssh.server);
+        const clientRss = rssSampler(ssh.clientPid);
+        sshDown = await series('download', ssh.port, 'localhost', sides.ssh);
+        sshUp = await series('upload', ssh.port, 'localhost', sides.ssh);
+        sshPeak = { server: serverRss.stop(), client: clientRss.stop() };
+        log(
+          `ssh -R: download ${mbps(sshDown)}, upload ${mbps(sshUp)}; CPU per transfer: download sshd ${sshDown.relayCpuMs} ms, ssh ${sshDown.cliCpuMs} ms; upload sshd ${sshUp.relayCpuMs} ms, ssh ${sshUp.cliCpuMs} ms; peak RSS sshd ${sshPeak.server.toFixed(0)} MiB, ssh ${sshPeak.client.toFixed(0)} MiB`,
+        );
+      }
       log(
         `download ${(bytes / 2 ** 20).toFixed(0)} MiB, median of ${transferRuns}: direct ${mbps(directDown)}, tunnel ${mbps(tunnelDown)}`,
       );
@@ -407,6 +489,49 @@ export const e2eBench: BenchCase = {
       log(
         `ratio: ${(tunnel.rps / direct.rps).toFixed(2)}x direct req/s (ssh -R: 0.20x, localtunnel 0.06x)`,
       );
+
+      const perGiB = (ms: number): number => Number((ms / 1000 / (bytes / 2 ** 30)).toFixed(2));
+      const ratio = (a: number, b: number): number => Number((a / b).toFixed(2));
+      const vsSsh =
+        ssh === undefined || sshGet === undefined || sshDown === undefined || sshUp === undefined
+          ? undefined
+          : {
+              cipher: ssh.cipher,
+              rps: Math.round(sshGet.load.rps),
+              p99Ms: sshGet.load.p99Ms,
+              errors: sshGet.load.errors,
+              cpuUsPerRequest: { sshd: sshGet.serverUs, ssh: sshGet.clientUs },
+              downloadMBps: Math.round(sshDown.median),
+              uploadMBps: Math.round(sshUp.median),
+              downloadCpuSPerGiB: {
+                sshd: perGiB(sshDown.relayCpuMs),
+                ssh: perGiB(sshDown.cliCpuMs),
+              },
+              uploadCpuSPerGiB: { sshd: perGiB(sshUp.relayCpuMs), ssh: perGiB(sshUp.cliCpuMs) },
+              peakRssMiB: { sshd: Math.round(sshPeak.server), ssh: Math.round(sshPeak.client) },
+              peakRssSmallGetMiB: {
+                sshd: Math.round(sshGetRss.server),
+                ssh: Math.round(sshGetRss.client),
+              },
+              // quick-tunnel's figure over ssh -R's, same run (> 1 = more for quick-tunnel).
+              ratios: {
+                rps: ratio(tunnel.rps, sshGet.load.rps),
+                p99: ratio(tunnel.p99Ms, sshGet.load.p99Ms),
+                download: ratio(tunnelDown.median, sshDown.median),
+                upload: ratio(tunnelUp.median, sshUp.median),
+                relayCpuPerRequest: ratio(relayUs, sshGet.serverUs),
+                cliCpuPerRequest: ratio(cliUs, sshGet.clientUs),
+                relayCpuPerGiBDown: ratio(tunnelDown.relayCpuMs, sshDown.relayCpuMs),
+                cliCpuPerGiBDown: ratio(tunnelDown.cliCpuMs, sshDown.cliCpuMs),
+                relayCpuPerGiBUp: ratio(tunnelUp.relayCpuMs, sshUp.relayCpuMs),
+                cliCpuPerGiBUp: ratio(tunnelUp.cliCpuMs, sshUp.cliCpuMs),
+                relayRss: ratio(relayPeak, sshPeak.server),
+                cliRss: ratio(cliPeak, sshPeak.client),
+              },
+            };
+      if (vsSsh !== undefined) {
+        log(`quick-tunnel / ssh -R, same run: ${JSON.stringify(vsSsh.ratios)}`);
+      }
 
       return {
         loadGenerator: useWrk ? 'wrk' : 'node',
@@ -436,8 +561,15 @@ export const e2eBench: BenchCase = {
         cliPeakRssMiB: Math.round(cliPeak),
         relayPeakRssSmallGetMiB: Math.round(relayGetPeak),
         cliPeakRssSmallGetMiB: Math.round(cliGetPeak),
+        downloadCpuSPerGiB: {
+          relay: perGiB(tunnelDown.relayCpuMs),
+          cli: perGiB(tunnelDown.cliCpuMs),
+        },
+        uploadCpuSPerGiB: { relay: perGiB(tunnelUp.relayCpuMs), cli: perGiB(tunnelUp.cliCpuMs) },
+        ...(vsSsh === undefined ? {} : { sshR: vsSsh }),
       };
     } finally {
+      await ssh?.close();
       for (const c of children) c.kill('SIGKILL');
       await Promise.all(
         children.map((c) =>

@@ -14,6 +14,7 @@
  */
 import { e2eBench } from './e2e.js';
 import { muxBench } from './mux.js';
+import { pageBench } from './page.js';
 import { BenchParams, type ParamSpec } from './params.js';
 import { scaleBenches } from './scale.js';
 import { tuiBench } from './tui.js';
@@ -27,7 +28,7 @@ export interface BenchCase {
   run(params: BenchParams, log: (line: string) => void): Promise<Record<string, unknown>>;
 }
 
-const CASES: readonly BenchCase[] = [muxBench, e2eBench, tuiBench, ...scaleBenches];
+const CASES: readonly BenchCase[] = [muxBench, e2eBench, pageBench, tuiBench, ...scaleBenches];
 
 const GLOBAL_PARAMS: Record<string, ParamSpec> = {
   help: { default: 'false', help: 'list the cases and their parameters' },

@@ -39,6 +39,8 @@ export interface Http1PoolOptions {
   port: number;
   lookup?: LookupFunction;
   autoSelectFamily?: boolean;
+  /** Happy eyeballs: how long one address may take before the next is tried. */
+  autoSelectFamilyAttemptTimeout?: number;
   idleTimeoutMs: number;
   /** Idle connections kept; more are closed. Default 256 (Node's agent default). */
   maxIdle?: number;
@@ -514,13 +516,14 @@ export class Http1Pool {
   }
 
   private connect(sink: Http1Sink): Http1Connection {
-    const { host, port, lookup, autoSelectFamily } = this.options;
+    const { host, port, lookup, autoSelectFamily, autoSelectFamilyAttemptTimeout } = this.options;
     const socket = net.connect({
       host,
       port,
       noDelay: true,
       ...(lookup !== undefined ? { lookup } : {}),
       ...(autoSelectFamily !== undefined ? { autoSelectFamily } : {}),
+      ...(autoSelectFamilyAttemptTimeout !== undefined ? { autoSelectFamilyAttemptTimeout } : {}),
     });
     const connection = new Http1Connection(
       this,

@@ -106,6 +106,9 @@ export const ORIGIN_PROXY_DEFAULTS = Object.freeze({
   idleSocketTimeoutMs: 1_500,
 });
 
+/** Happy-eyeballs attempt timeout for a `localhost` origin (Node's default: 250 ms). */
+const LOCALHOST_ATTEMPT_TIMEOUT_MS = 2_000;
+
 /** Request body bytes kept so a request can be replayed on a fresh connection. */
 export const REPLAY_LIMIT_BYTES = 64 * 1024;
 
@@ -161,6 +164,11 @@ export class OriginProxy {
       // eyeballs (autoSelectFamily) moves to the next on refusal or after 250 ms.
       connect.lookup = this.lookupLocalhost;
       connect.autoSelectFamily = true;
+      // On loopback a missing listener refuses at once; an attempt that takes longer
+      // than Node's 250 ms is an event loop busy elsewhere (an HTTP/2 visitor's burst
+      // of 100 requests), not a dead address: giving up then failed every pending
+      // request with ETIMEDOUT (502) at the same instant.
+      connect.autoSelectFamilyAttemptTimeout = LOCALHOST_ATTEMPT_TIMEOUT_MS;
     }
     const Agent = this.target.protocol === 'https' ? https.Agent : http.Agent;
     if (this.target.protocol === 'https') {
@@ -183,7 +191,10 @@ export class OriginProxy {
             port: this.target.port,
             ...(connect.lookup !== undefined ? { lookup: connect.lookup } : {}),
             ...(connect.autoSelectFamily !== undefined
-              ? { autoSelectFamily: connect.autoSelectFamily }
+              ? {
+                  autoSelectFamily: connect.autoSelectFamily,
+                  autoSelectFamilyAttemptTimeout: LOCALHOST_ATTEMPT_TIMEOUT_MS,
+                }
               : {}),
             idleTimeoutMs: options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs,
             maxHeaderBytes: http.maxHeaderSize,
