@@ -2,6 +2,7 @@
  * Entry point: parses the command line (yargs) and runs a command. The only module
  * that calls process.exit. Commands are imported lazily so `--help` stays fast.
  */
+import { writeSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { QuickTunnelError } from '../shared/errors.js';
@@ -675,19 +676,44 @@ class UsageError extends Error {}
 // (flags may come first) means the relay; a tunnel named "relay" only costs its client
 // some RSS.
 tuneGarbageCollector(hideBin(process.argv).includes('relay') ? 'relay' : 'client');
+/**
+ * With `--log json`, an error that ends the process is also one JSON line on stdout
+ * (`{"event":"error","code","message","hint"}`), so a script reading stdout sees why.
+ */
+function jsonError(code: string, message: string, hint: string | undefined): void {
+  const args = hideBin(process.argv);
+  const json = args.some((a, i) => a === '--log=json' || (a === '--log' && args[i + 1] === 'json'));
+  if (!json) return;
+  const line = {
+    time: new Date().toISOString(),
+    event: 'error',
+    code,
+    message,
+    ...(hint === undefined ? {} : { hint }),
+  };
+  writeSync(1, `${JSON.stringify(line)}\n`);
+}
+
 main(hideBin(process.argv)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) {
+      jsonError('QT_ERR_USAGE', err.message, "run 'quick-tunnel --help' for usage");
       process.stderr.write(`error: ${err.message}\nRun 'quick-tunnel --help' for usage.\n`);
       process.exit(1);
     }
     if (err instanceof QuickTunnelError) {
+      jsonError(err.code, err.message, err.hint);
       process.stderr.write(
         `error: ${err.message}\n${err.hint === undefined ? '' : `hint: ${err.hint}\n`}`,
       );
       process.exit(1);
     }
+    jsonError(
+      'QT_ERR_INTERNAL',
+      err instanceof Error ? err.message : String(err),
+      'this is a bug: please report it with the output on stderr',
+    );
     process.stderr.write(
       `quick-tunnel crashed (this is a bug, please report it with the output below):\n${
         err instanceof Error ? (err.stack ?? err.message) : String(err)

@@ -263,6 +263,14 @@ export class OriginProxy {
     this.unreachableWarned = false;
   }
 
+  /**
+   * The caller already told the user nothing is listening (the startup check): the first
+   * failed request does not say it again.
+   */
+  unreachableAlreadyWarned(): void {
+    this.unreachableWarned = true;
+  }
+
   /** @internal */
   noteUnreachable(message: string): void {
     if (this.unreachableWarned) return;
@@ -287,16 +295,19 @@ export class OriginProxy {
   hostRejected(server: 'vite' | 'webpack', hostname: string): void {
     if (this.hostHintSent) return;
     this.hostHintSent = true;
+    // The tunnel's hostname changes every run: allow the whole relay domain (a leading
+    // dot matches every subdomain in both Vite and webpack), or rewrite Host.
+    const wildcard = `.${hostname.split('.').slice(1).join('.')}`;
     const message =
       server === 'vite'
         ? `the dev server at ${this.target.label} (Vite) refused the public host name ${hostname} ` +
-          `("Blocked request. This host is not allowed"). Fix: run quick-tunnel with ` +
-          `--host-header rewrite, or allow the host in vite.config.js: ` +
-          `server: { allowedHosts: ['${hostname}'] }`
+          `("Blocked request. This host is not allowed"). Fix: allow every tunnel host in ` +
+          `vite.config.js: server: { allowedHosts: ['${wildcard}'] } (the name changes every ` +
+          `run), or run quick-tunnel with --host-header rewrite`
         : `the dev server at ${this.target.label} (webpack-dev-server) refused the public host ` +
-          `name ${hostname} ("Invalid Host header"). Fix: run quick-tunnel with ` +
-          `--host-header rewrite, or allow the host in webpack.config.js: ` +
-          `devServer: { allowedHosts: ['${hostname}'] }`;
+          `name ${hostname} ("Invalid Host header"). Fix: allow every tunnel host in ` +
+          `webpack.config.js: devServer: { allowedHosts: ['${wildcard}'] } (the name changes ` +
+          `every run), or run quick-tunnel with --host-header rewrite`;
     this.emit({ type: 'hint', code: 'host-rejected', hostname, message });
   }
 

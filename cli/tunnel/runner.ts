@@ -215,6 +215,9 @@ export class TunnelRunner {
           event: 'warning',
           message: `nothing is listening on ${target.label} yet: start your app there; visitors get a 502 page until then`,
         });
+        for (const proxy of this.origin.proxies) {
+          if (proxy.target.label === target.label) proxy.unreachableAlreadyWarned();
+        }
       }
     }
     return assignment;

@@ -83,8 +83,12 @@ export function lineView(
   format: LineFormat,
   writer: LineWriter = processWriter,
 ): (e: TunnelEvent) => void {
+  // `tunnel closed` only for a tunnel that opened: not after a startup error.
+  let opened = false;
   if (format === 'json') {
     return (e) => {
+      if (e.event === 'ready') opened = true;
+      if (e.event === 'closed' && !opened) return;
       // `ready` is the first line a tunnel prints; per-request starts and RTT samples
       // are too chatty for logs.
       if (e.event === 'connecting' || e.event === 'request-start' || e.event === 'rtt') return;
@@ -99,6 +103,7 @@ export function lineView(
         if (e.attempt > 1) writer.err(`connecting to ${e.relay} (attempt ${e.attempt})…`);
         return;
       case 'ready': {
+        opened = true;
         writer.out(`Forwarding ${e.url} -> ${e.target}`);
         for (const url of e.urls.slice(1)) writer.out(`Also at   ${url} -> ${e.target}`);
         if (e.lanUrl !== undefined) writer.out(`On the LAN ${e.lanUrl} -> ${e.target}`);
@@ -145,7 +150,7 @@ export function lineView(
         writer.err(`hint: ${e.message}`);
         return;
       case 'closed':
-        writer.err('tunnel closed');
+        if (opened) writer.err('tunnel closed');
         return;
       case 'request-start':
       case 'rtt':

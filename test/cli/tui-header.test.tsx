@@ -180,3 +180,17 @@ t.test('the web inspector URL from the ready event shows in the header', async (
   const app = renderApp(t, { store });
   t.match(await app.frame(/online/), /Inspector\s+http:\/\/127\.0\.0\.1:4040/);
 });
+
+t.test('without colour nothing is styled at all, bold and dim included', async (t) => {
+  const { default: chalk } = await import('chalk');
+  const level = chalk.level;
+  chalk.level = 3; // as on a colour terminal, so the test can fail
+  t.teardown(() => {
+    chalk.level = level;
+  });
+  const { makePaint } = await import('../../cli/ui/tui/paint.js');
+  const styled = { text: 'x', bold: true, dim: true, underline: true, fg: 'cyan' as const };
+  t.match(makePaint(true).seg(styled), /\u001b\[/, 'with colour: escape codes');
+  t.equal(makePaint(false).seg(styled), 'x', 'NO_COLOR / --no-color: plain text');
+  t.equal(makePaint(false).inverse('y'), 'y');
+});

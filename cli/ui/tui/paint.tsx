@@ -6,7 +6,7 @@
  * for the life of the process) the placeholder, not the content, so a long session
  * of ever-new request lines does not grow Ink's text-measurement cache.
  */
-import chalk, { type BackgroundColorName, type ForegroundColorName } from 'chalk';
+import defaultChalk, { Chalk, type BackgroundColorName, type ForegroundColorName } from 'chalk';
 import { createContext, memo, useContext } from 'react';
 import { Box, Transform } from 'ink';
 
@@ -22,7 +22,10 @@ export interface Seg {
   underline?: boolean;
 }
 
-/** Styles strings: colours only when `color`; bold, dim, inverse and underline always. */
+/**
+ * Styles strings. Without `color` (NO_COLOR, --no-color) nothing is styled at all, not
+ * even bold or dim: the same output whichever way colour was turned off.
+ */
 export interface Paint {
   readonly color: boolean;
   seg(s: Seg): string;
@@ -30,6 +33,7 @@ export interface Paint {
 }
 
 export function makePaint(color: boolean): Paint {
+  const chalk = color ? defaultChalk : new Chalk({ level: 0 });
   return {
     color,
     seg(s) {

@@ -1,0 +1,72 @@
+/**
+ * Output details a new user trips over (issue 21 §7), as processes: with --log json an
+ * error is also a JSON `error` event on stdout; `tunnel closed` is not printed after a
+ * startup error; "nothing is listening" is said once, not again on the first request.
+ */
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import t from 'tap';
+import { spawnCli } from '../helpers/processes.js';
+import { tempDir } from '../helpers/relay-env.js';
+
+async function freePort(): Promise<number> {
+  const server = http.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+t.test('--log json: an error is a JSON error event on stdout and text on stderr', async (t) => {
+  const port = await freePort();
+  const cli = spawnCli(t, ['3000', '--relay', `https://127.0.0.1:${port}`, '--log', 'json'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) },
+  });
+  t.equal(await cli.exited, 1);
+  const events = cli.stdout.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const error = events.find((e) => e['event'] === 'error');
+  t.match(error, {
+    event: 'error',
+    code: 'QT_ERR_RELAY_UNREACHABLE',
+    message: /cannot reach the relay at 127\.0\.0\.1:\d+: connection refused/,
+  });
+  t.match(cli.stderr.join('\n'), /^error: cannot reach the relay/m);
+  t.notMatch(cli.stderr.join('\n'), /tunnel closed/, 'no tunnel ever opened');
+
+  const usage = spawnCli(t, ['3000', '--bogus', '--log', 'json']);
+  t.equal(await usage.exited, 1);
+  t.match(JSON.parse(usage.stdout[0] ?? '{}'), { event: 'error', code: 'QT_ERR_USAGE' });
+});
+
+t.test('text: no "tunnel closed" after a startup error', async (t) => {
+  const port = await freePort();
+  const cli = spawnCli(t, ['3000', '--relay', `https://127.0.0.1:${port}`, '--log', 'text'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) },
+  });
+  t.equal(await cli.exited, 1);
+  t.notMatch(cli.stderr.join('\n'), /tunnel closed/);
+});
+
+t.test('"nothing is listening" is said once, not again on the first request', async (t) => {
+  const port = await freePort();
+  const cli = spawnCli(t, [String(port), '--log', 'text'], {
+    env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) },
+  });
+  const also = await cli.waitFor(/^Also at   http:\/\/127\.0\.0\.1:\d+/, 'stdout');
+  await cli.waitFor(/nothing is listening/, 'stderr');
+  const direct = /(http:\/\/127\.0\.0\.1:\d+)/.exec(also)![1]!;
+  const res = await fetch(`${direct}/`);
+  t.equal(res.status, 502);
+  await res.text();
+  await cli.waitFor(/ GET \/ 502 /, 'stdout');
+  t.equal(
+    cli.stderr.filter((l) => /nothing is listening/.test(l)).length,
+    1,
+    cli.stderr.join('\n'),
+  );
+  cli.child.kill('SIGINT');
+  t.equal(await cli.exited, 0);
+  t.match(cli.stderr.join('\n'), /tunnel closed/, 'an opened tunnel says it closed');
+});
