@@ -449,7 +449,11 @@ export class WebhookQueue {
       if (this.delivering.get(q.tunnelId) === item) continue;
       await q.markFailed(item, {
         reason: 'expired',
-        message: `not delivered within ${Math.round(this.limits.maxAgeMs / 1000)} s of its arrival`,
+        message: `not delivered within ${
+          this.limits.maxAgeMs < 1000
+            ? `${this.limits.maxAgeMs} ms`
+            : `${Math.round(this.limits.maxAgeMs / 1000)} s`
+        } of its arrival`,
         attempts: item.attempts,
         failedAt: new Date(this.now()).toISOString(),
       });
