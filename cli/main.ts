@@ -497,6 +497,10 @@ async function main(input: string[]): Promise<number> {
             default: 202,
             describe: 'store-and-forward: status a sender gets for a kept request',
           })
+          .option('log-format', {
+            choices: ['text', 'json'] as const,
+            describe: 'log lines: text (default on a terminal) or json (default otherwise)',
+          })
           .option('print-token', {
             type: 'boolean',
             default: false,
@@ -546,6 +550,7 @@ async function main(input: string[]): Promise<number> {
           },
           acme: acmeFlags(args),
           printToken: args['print-token'],
+          logFormat: args['log-format'],
         });
       },
     )

@@ -15,6 +15,7 @@ import { acmeSettingsFromFlags, type AcmeFlags } from './relay-acme.js';
 import { formatFingerprint } from '../../shared/fingerprint.js';
 import { connectLines } from '../relay-banner.js';
 import { checkCertificateFiles } from '../relay-certs.js';
+import { readableLog } from '../relay-log.js';
 
 export interface RelayCommandOptions {
   domain: string;
@@ -54,6 +55,8 @@ export interface RelayCommandOptions {
   };
   /** `--acme …`: automatic certificate by DNS-01. */
   acme?: AcmeFlags;
+  /** Log lines: `text` (readable; default on a terminal) or `json` (default otherwise). */
+  logFormat?: 'text' | 'json' | undefined;
   /** Print the client command with the first token in it (tokens are never printed otherwise). */
   printToken?: boolean;
   /** Cluster mode: Redis URL (else QUICK_TUNNEL_REDIS). */
@@ -191,11 +194,16 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/.test(domain)) {
     throw new ConfigError(`--domain '${opts.domain}' is not a valid domain name`);
   }
-  const log = pino({
-    level: opts.logLevel,
-    base: { service: 'quick-tunnel-relay' },
-    redact: ['token', 'credential', 'req.headers.authorization', '*.token', '*.credential'],
-  });
+  const readable =
+    opts.logFormat === 'text' || (opts.logFormat === undefined && process.stdout.isTTY === true);
+  const log = pino(
+    {
+      level: opts.logLevel,
+      base: { service: 'quick-tunnel-relay' },
+      redact: ['token', 'credential', 'req.headers.authorization', '*.token', '*.credential'],
+    },
+    readable ? readableLog() : process.stdout,
+  );
   const dataDir = opts.dataDir ?? defaultRelayDataDir();
   const tokens = [...opts.tokens];
   if (opts.tokensFile !== undefined) tokens.push(...(await readTokensFile(opts.tokensFile)));

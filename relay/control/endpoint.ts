@@ -231,10 +231,18 @@ export class TunnelEndpoint {
     const tunnel = this.opts.registry.attach(label, tunnelId, 'ephemeral', session);
     tunnel.access = access;
     this.counted(session);
-    log.info(
-      { event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' },
-      'tunnel registered',
-    );
+    // One `registered` line per tunnel: its further (HA) connections are not new tunnels.
+    if (tunnel.sessions.length === 1) {
+      log.info(
+        { event: 'registered', tunnelId: tunnel.id, hostname, kind: 'ephemeral' },
+        'tunnel registered',
+      );
+    } else {
+      log.debug(
+        { event: 'connection-added', tunnelId: tunnel.id, connections: tunnel.sessions.length },
+        'tunnel connection added',
+      );
+    }
     return {
       tunnelId: tunnel.id,
       label,
