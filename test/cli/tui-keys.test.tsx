@@ -109,6 +109,14 @@ t.test('r replays the selected request to the local origin as a new row', async 
   const details = await app.frame(/replay of #1/);
   t.match(details, /replay of #1 {2}POST \/hook\?x=1/);
   t.match(details, /"replayed": true/);
+
+  // r in the details view: the footer says the replay was sent, then its status.
+  await app.press(KEYS.escape, KEYS.up, KEYS.up, KEYS.enter);
+  await app.frame(/#1 {2}POST \/hook\?x=1/);
+  await app.press('r');
+  const fed = await app.frame(/↻ replay of #1: 200 in \d+ ms/);
+  t.match(fed, /a new ↻ row in the list/);
+  t.equal(seen.length, 2, 'sent again');
 });
 
 t.test('r refuses what cannot be replayed faithfully, and says why', async (t) => {

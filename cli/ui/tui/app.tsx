@@ -206,6 +206,11 @@ interface UiState {
   /** Line of the selection inside the list window (keeps the window still). */
   anchor: number;
   quitting: boolean;
+  /**
+   * The last replay's progress, shown in the footer of the details and curl views (the
+   * list shows the new row itself): "replay of #3 sent…", then its status.
+   */
+  replayNote: { text: string; at: number } | undefined;
 }
 
 function Screen(props: AppProps) {
@@ -225,6 +230,7 @@ function Screen(props: AppProps) {
     selectedKey: undefined,
     anchor: 0,
     quitting: false,
+    replayNote: undefined,
   }).current;
   const [, redraw] = useReducer((n: number) => n + 1, 0);
   const overlayCache = useRef<{ key: string; lines: DetailLine[] }>({ key: '', lines: [] });
@@ -300,8 +306,15 @@ function Screen(props: AppProps) {
     }
     const key = store.startReplay(row);
     const capture = row.capture;
+    ui.replayNote = { text: `↻ replay of ${label} sent to the local app…`, at: store.now() };
     props.replay(capture).then(
-      (result) => store.finishReplay(key, result),
+      (result) => {
+        ui.replayNote = {
+          text: `↻ replay of ${label}: ${result.status}${result.error !== undefined ? ` (${result.error})` : ''} in ${Math.round(result.durationMs)} ms: a new ↻ row in the list (Esc)`,
+          at: store.now(),
+        };
+        store.finishReplay(key, result);
+      },
       (err: unknown) =>
         store.finishReplay(key, {
           capture,
@@ -433,7 +446,16 @@ function Screen(props: AppProps) {
     <Box flexDirection="column" width={width} height={height} overflow="hidden">
       <Lines lines={top} width={width} />
       <Lines lines={middle} width={width} height={middleHeight} />
-      <Lines lines={[footerLine(mode, width, paint)]} width={width} />
+      <Lines
+        lines={[
+          mode.kind !== 'list' &&
+          ui.replayNote !== undefined &&
+          store.now() - ui.replayNote.at < 15_000
+            ? compose(paint, [{ text: ui.replayNote.text, fg: 'cyan' }], width)
+            : footerLine(mode, width, paint),
+        ]}
+        width={width}
+      />
     </Box>
   );
 }
