@@ -28,6 +28,7 @@ import {
 } from './cluster/cluster.js';
 import { PEER_ENDPOINT_PATH } from './cluster/peers.js';
 import { TunnelEndpoint } from './control/endpoint.js';
+import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
 import {
@@ -38,7 +39,7 @@ import {
 } from './edge/connections.js';
 import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/guard.js';
 import { routeHost, soleTunnelRoute } from './edge/host.js';
-import { RateLimiter } from './edge/limits.js';
+import { FailedAuthThrottle, RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
 import {
   forwardRequest,
@@ -107,6 +108,11 @@ export interface RelayConfig {
   maxNamedTunnelsPerClient?: number;
   /** Named tunnels one client may create per hour (429 beyond). Default 120; 0 = no limit. */
   namedTunnelCreationsPerHour?: number;
+  /**
+   * Refused secrets (relay and admin tokens, tunnel credentials) one IP may present per
+   * minute before it is refused for a while (429). Default 20; 0 = no limit.
+   */
+  maxFailedAuthPerMinute?: number;
   /** Visitor connections (TCP, both listeners) held at once. Default 10,000; 0 = no limit. */
   maxVisitorConnections?: number;
   /** Visitor connections one IP may hold at once. Default 500; 0 = no limit. */
@@ -165,6 +171,20 @@ export interface Relay {
 }
 
 export async function startRelay(config: RelayConfig): Promise<Relay> {
+  // One relay per data dir, and the dir is private (relay/data-dir.ts).
+  const lock = config.dataDir === null ? undefined : await lockDataDir(config.dataDir);
+  try {
+    return await startWithDataDir(config, lock);
+  } catch (err) {
+    await lock?.release();
+    throw err;
+  }
+}
+
+async function startWithDataDir(
+  config: RelayConfig,
+  lock: DataDirLock | undefined,
+): Promise<Relay> {
   const baseLog = config.logger ?? pino({ level: 'silent' });
   const domain = config.domain.toLowerCase().replace(/\.$/, '');
   if (
@@ -280,7 +300,9 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   }
   const adminTokens = config.adminTokens ?? [];
 
+  const authThrottle = new FailedAuthThrottle(config.maxFailedAuthPerMinute ?? 20, log);
   const endpoint = new TunnelEndpoint({
+    authThrottle,
     named,
     stats,
     registry,
@@ -301,6 +323,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
   const adminApp = (): Promise<FastifyInstance> => {
     admin ??= import('./admin/app.js').then((m) =>
       m.buildAdminApp({
+        authThrottle,
         named,
         stats,
         tokens: config.tokens,
@@ -598,56 +621,94 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
       });
     };
 
+  /**
+   * Runs `then` once every response started earlier on `socket` is complete. An upgrade
+   * pipelined behind a request still in flight must not get its 101 first: the earlier
+   * response would then land inside the upgraded stream.
+   */
+  const afterEarlierResponses = (socket: Duplex, then: () => void): void => {
+    const list = unfinished.get(socket);
+    const last = list?.[list.length - 1];
+    if (last === undefined || socket.destroyed) {
+      then();
+      return;
+    }
+    socket.pause(); // bytes after the upgrade stay buffered until it is handled
+    let called = false;
+    const next = (): void => {
+      if (called) return;
+      called = true;
+      afterEarlierResponses(socket, then);
+    };
+    last.once('finish', next);
+    last.once('close', next);
+  };
+
   const makeUpgradeHandler =
     (scheme: 'http' | 'https') =>
     (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', destroySocket);
-      if (isClosing(socket)) {
-        socket.end(); // pipelined behind a refused request: flush that answer and close
-        return;
-      }
-      const guarded = guardRequest(req, guardLimits);
-      if ('page' in guarded) {
-        sendRawError(socket, req.headers, guarded.page);
-        return;
-      }
-      const route = routeFor(guarded.host);
-      if (route.kind === 'apex') {
-        const pathname = (req.url ?? '').split('?')[0];
-        if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
-          endpoint.handleUpgrade(req, socket, head);
-        } else if (pathname === PEER_ENDPOINT_PATH && cluster !== undefined) {
-          cluster.handlePeerUpgrade(req, socket, head);
-        } else {
-          sendRawError(socket, req.headers, pages.unknownHost(route.kind, domain));
-        }
-        return;
-      }
-      if (route.kind === 'unknown') {
-        sendRawError(socket, req.headers, pages.unknownHost(route.host, domain));
-        return;
-      }
-      if (shuttingDown) {
-        sendRawError(socket, req.headers, pages.shuttingDown());
-        return;
-      }
-      withSession(req, route.label, route.hostname, (session, page, strip, remote) => {
-        if (session === undefined) {
-          sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
-          return;
-        }
-        forwarding();
-        const via = viaPeer(route.label, remote, onDone(scheme, route.hostname));
-        forwardUpgrade(req, socket, head, session, {
-          stripAuthorization: strip,
-          hostname: route.hostname,
-          scheme,
-          responseTimeoutMs,
-          onDone: via.onDone,
-          ...(via.wrapHead !== undefined ? { wrapHead: via.wrapHead } : {}),
+      if (unfinished.get(socket)?.length) {
+        afterEarlierResponses(socket, () => {
+          if (!socket.destroyed) handleUpgrade(scheme, req, socket, head);
         });
-      });
+        return;
+      }
+      handleUpgrade(scheme, req, socket, head);
     };
+
+  const handleUpgrade = (
+    scheme: 'http' | 'https',
+    req: http.IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+  ): void => {
+    if (isClosing(socket)) {
+      socket.end(); // pipelined behind a refused request: flush that answer and close
+      return;
+    }
+    const guarded = guardRequest(req, guardLimits);
+    if ('page' in guarded) {
+      sendRawError(socket, req.headers, guarded.page);
+      return;
+    }
+    const route = routeFor(guarded.host);
+    if (route.kind === 'apex') {
+      const pathname = (req.url ?? '').split('?')[0];
+      if (pathname === TUNNEL_ENDPOINT_PATH && !shuttingDown) {
+        endpoint.handleUpgrade(req, socket, head);
+      } else if (pathname === PEER_ENDPOINT_PATH && cluster !== undefined) {
+        cluster.handlePeerUpgrade(req, socket, head);
+      } else {
+        sendRawError(socket, req.headers, pages.unknownHost(route.kind, domain));
+      }
+      return;
+    }
+    if (route.kind === 'unknown') {
+      sendRawError(socket, req.headers, pages.unknownHost(route.host, domain));
+      return;
+    }
+    if (shuttingDown) {
+      sendRawError(socket, req.headers, pages.shuttingDown());
+      return;
+    }
+    withSession(req, route.label, route.hostname, (session, page, strip, remote) => {
+      if (session === undefined) {
+        sendRawError(socket, req.headers, page ?? pages.noSuchTunnel(route.hostname));
+        return;
+      }
+      forwarding();
+      const via = viaPeer(route.label, remote, onDone(scheme, route.hostname));
+      forwardUpgrade(req, socket, head, session, {
+        stripAuthorization: strip,
+        hostname: route.hostname,
+        scheme,
+        responseTimeoutMs,
+        onDone: via.onDone,
+        ...(via.wrapHead !== undefined ? { wrapHead: via.wrapHead } : {}),
+      });
+    });
+  };
 
   // HTTP/2 visitors (HTTPS only): the same guard, routing, access checks and limits
   // as makeHandler, on the stream's h1-shaped view (relay/edge/h2.ts).
@@ -933,6 +994,7 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
         h2Edge?.destroyAll();
         if (admin !== undefined) await (await admin).close();
         await store.close();
+        await lock?.release();
         log.info({ event: 'stopped' }, 'relay stopped');
       })();
       return closing;

@@ -2,6 +2,7 @@
  * `quick-tunnel <target>`: exposes a local port through a relay (or, with no relay
  * configured, through a relay embedded in this process on 127.0.0.1).
  */
+import { plainRelayWarning } from '../tunnel/client.js';
 import { ConfigError } from '../../shared/errors.js';
 import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { VERSION } from '../../shared/version.js';
@@ -94,6 +95,8 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     // Several relays of one cluster (--relay A,B): the connections spread over them.
     const relayUrl = settings.relay!;
     const more = settings.moreRelays ?? [];
+    const plain = plainRelayWarning(relayUrl);
+    if (plain !== undefined) process.stderr.write(`${plain}\n`);
     const proxy = proxyFor(relayUrl, env);
     if (proxy !== undefined)
       process.stderr.write(`using the proxy ${proxy.host} to reach the relay\n`);

@@ -19,7 +19,7 @@ import {
   readEnvironment,
 } from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
-import { normalizeFingerprint } from '../tunnel/client.js';
+import { normalizeFingerprint, plainRelayWarning } from '../tunnel/client.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
@@ -173,6 +173,8 @@ export async function runStart(opts: StartOptions): Promise<number> {
       );
     }
     const relayUrl = relayInput === undefined ? undefined : parseRelayUrl(relayInput);
+    const plain = relayUrl === undefined ? undefined : plainRelayWarning(relayUrl);
+    if (plain !== undefined) process.stderr.write(`${plain}\n`);
     const proxy = relayUrl === undefined ? undefined : proxyFor(relayUrl, env);
     const agent =
       proxy === undefined || relayUrl === undefined

@@ -8,6 +8,7 @@
  * credential is what makes a tunnel "yours", so a credential file copied to another
  * machine shows up there too.
  */
+import { plainRelayWarning } from '../tunnel/client.js';
 import { ConfigError } from '../../shared/errors.js';
 import { readEnvironment, resolveRelaySettings, type RelaySettings } from '../config.js';
 import { RelayApiError, relayApi, type RelayApiOptions, type TunnelStatus } from '../tunnel/api.js';
@@ -54,6 +55,8 @@ export async function relayFor(
   const relay = requireRelay(settings);
   const proxy = proxyFor(relay, env);
   const api: RelayApiOptions = { relay };
+  const plain = plainRelayWarning(relay);
+  if (plain !== undefined) io.err(plain);
   if (flags.relayInsecure) {
     api.insecure = true;
     io.err("warning: --relay-insecure: the relay's certificate is NOT verified");

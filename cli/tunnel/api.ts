@@ -21,6 +21,9 @@ export interface RelayApiOptions {
   timeoutMs?: number;
 }
 
+/** Largest control-API answer the CLI reads (a list of many tunnels fits easily). */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
+
 /** A refusal from the API: HTTP status, the relay's error code and its message. */
 export class RelayApiError extends QuickTunnelError {
   readonly status: number;
@@ -119,7 +122,23 @@ export function callRelayApi<T>(
   return new Promise<T>((resolve, reject) => {
     const req = lib.request(requestOptions, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      // The relay is not trusted with our memory: its answers are small JSON objects.
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_ANSWER_BYTES) {
+          req.destroy();
+          reject(
+            new QuickTunnelError(
+              'QT_ERR_NOT_A_RELAY',
+              `${relay.host} sent an answer larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MiB on ${apiPath}: is it a quick-tunnel relay, and is --relay right?`,
+              { retryable: false },
+            ),
+          );
+          return;
+        }
+        chunks.push(c);
+      });
       res.on('error', (err) => reject(describeDialError(err, relay.host)));
       res.on('end', () => {
         const status = res.statusCode ?? 0;

@@ -90,6 +90,23 @@ export const localhostAwareLookup: typeof dns.lookup = ((
   (dns.lookup as (h: string, o: dns.LookupOptions, c: typeof cb) => void)(hostname, options, cb);
 }) as typeof dns.lookup;
 
+/**
+ * The warning for a relay reached over plain HTTP (ws://) anywhere but loopback: the
+ * relay token, named-tunnel credentials and all traffic then travel in clear, exactly
+ * as with --relay-insecure. Undefined for https:// and for loopback relays.
+ */
+export function plainRelayWarning(relay: URL): string | undefined {
+  if (relay.protocol !== 'http:') return undefined;
+  const host = relay.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const loopback =
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
+    host === '::1' ||
+    /^127\.\d+\.\d+\.\d+$/.test(host);
+  if (loopback) return undefined;
+  return `warning: --relay ${relay.origin} is plain HTTP: the relay token, tunnel credentials and all traffic travel in clear; anyone on the network path can read and change them. Use https://.`;
+}
+
 /** ws options for the tunnel client. */
 function clientOptions(opts: DialOptions): WebSocket.ClientOptions {
   const o: WebSocket.ClientOptions = {

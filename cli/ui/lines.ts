@@ -78,13 +78,31 @@ export const LOCAL_ONLY_NOTE =
   'on a server (`quick-tunnel relay --domain tunnel.example.com`) and pass ' +
   '`--relay https://tunnel.example.com`.';
 
+/**
+ * Control characters (C0, DEL, C1) in `text` made visible: a hostile relay or origin
+ * must not reach the terminal with escape sequences (title change, screen clear,
+ * clipboard write) through a URL, a GOAWAY reason or an error message.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(
+    /[\x00-\x1f\x7f-\x9f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+}
+
 /** Returns the sink that prints events as lines in `format`. */
 export function lineView(
   format: LineFormat,
-  writer: LineWriter = processWriter,
+  sink: LineWriter = processWriter,
 ): (e: TunnelEvent) => void {
   // `tunnel closed` only for a tunnel that opened: not after a startup error.
   let opened = false;
+  // Every line, whatever its source, is printable (JSON escapes C0 but not C1).
+  const writer: LineWriter = {
+    out: (l) => sink.out(printable(l)),
+    err: (l) => sink.err(printable(l)),
+  };
   if (format === 'json') {
     return (e) => {
       if (e.event === 'ready') opened = true;

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { WebhookQueue } from '../queue/webhook-queue.js';
 import type { CertificateStatus } from '../acme/manager.js';
 import type { Cluster } from '../cluster/cluster.js';
+import type { FailedAuthThrottle } from '../edge/limits.js';
 import type { RelayStats } from '../stats.js';
 import type { NamedTunnels } from '../tunnels/named.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
@@ -17,6 +18,8 @@ import { queueRoutes } from './queue.js';
 import { tunnelRoutes } from './tunnels.js';
 
 export interface AdminDeps {
+  /** Failed-authentication throttle per client IP (shared with the tunnel endpoint). */
+  authThrottle?: FailedAuthThrottle | undefined;
   domain: string;
   registry: TunnelRegistry;
   relayVersion: string;
@@ -60,6 +63,31 @@ export async function buildAdminApp(deps: AdminDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => {
     sendApiError(reply, 404, 'QT_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
   });
+
+  // Guessing secrets: an address with too many refused secrets is refused before any
+  // check, and every 401 for a presented secret counts against it.
+  const throttle = deps.authThrottle;
+  if (throttle !== undefined) {
+    app.addHook('onRequest', async (req, reply) => {
+      if (req.headers.authorization === undefined) return;
+      const waitS = throttle.blockedFor(req.socket.remoteAddress ?? '');
+      if (waitS > 0) {
+        reply.header('retry-after', String(waitS));
+        sendApiError(
+          reply,
+          429,
+          'QT_ERR_RATE_LIMITED',
+          `too many failed authentication attempts from this address; try again in ${waitS} s`,
+        );
+        return reply;
+      }
+    });
+    app.addHook('onResponse', async (req, reply) => {
+      if (reply.statusCode === 401 && req.headers.authorization !== undefined) {
+        throttle.fail(req.socket.remoteAddress ?? '', `control API ${req.method}`);
+      }
+    });
+  }
 
   app.get('/healthz', async () => ({
     ok: true,

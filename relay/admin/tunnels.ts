@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { NamedTunnelError } from '../tunnels/named.js';
+import { NamedTunnelError, normalizeName } from '../tunnels/named.js';
 import type { TunnelRecord } from '../tunnels/store.js';
 import type { AdminDeps } from './app.js';
 import { isAdmin, presentedToken, requireAdmin, requireRelayToken, sendApiError } from './auth.js';
@@ -57,9 +57,22 @@ export const tunnelRoutes: FastifyPluginAsync<{ deps: AdminDeps }> = async (app,
     const record = await named.get(req.params.name);
     if (record !== undefined && isAdmin(req, deps.adminTokens)) return record;
     try {
-      // Same checks and messages as the tunnel endpoint's HELLO.
       return await named.authenticate(req.params.name, presentedToken(req));
     } catch (err) {
+      if (err instanceof NamedTunnelError && (err.status === 404 || err.status === 401)) {
+        // One answer whether or not the name exists: without its credential nobody
+        // learns which names are taken.
+        if (presentedToken(req) !== undefined) {
+          deps.authThrottle?.fail(req.socket.remoteAddress ?? '', 'tunnel credential');
+        }
+        sendApiError(
+          reply,
+          404,
+          'QT_ERR_NO_SUCH_TUNNEL',
+          `there is no tunnel named '${normalizeName(req.params.name)}' that this credential opens (it was deleted, never created here, or the credential is not the one issued for it)`,
+        );
+        return undefined;
+      }
       fail(reply, err);
       return undefined;
     }

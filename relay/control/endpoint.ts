@@ -18,7 +18,7 @@ import type {
 } from '../../shared/protocol/tunnel.js';
 import { closeSoon } from '../edge/connections.js';
 import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
-import { ConcurrencyCounter, RateLimiter } from '../edge/limits.js';
+import { ConcurrencyCounter, RateLimiter, type FailedAuthThrottle } from '../edge/limits.js';
 import type { Cluster } from '../cluster/cluster.js';
 import type { RelayStats } from '../stats.js';
 import { tokenAccepted } from '../tunnels/auth.js';
@@ -43,6 +43,8 @@ export interface EndpointOptions {
   named: NamedTunnels;
   /** Traffic counters for /metrics. */
   stats?: RelayStats | undefined;
+  /** Failed-authentication throttle per client IP (shared with the control API). */
+  authThrottle?: FailedAuthThrottle | undefined;
   /** Tunnel WebSocket connections one client IP may hold at once. Default 100; 0 = no limit. */
   maxConnectionsPerIp?: number;
   /** New tunnels (fresh hostnames) one client may get per minute: per token, else per IP. Default 30. */
@@ -197,7 +199,17 @@ export class TunnelEndpoint {
     remoteAddress: string,
   ): Promise<TunnelAssignment> {
     const request = parseTunnelRequest(app);
+    const throttle = this.opts.authThrottle;
+    const waitS = throttle?.blockedFor(remoteAddress) ?? 0;
+    if (waitS > 0) {
+      throw new HelloRejection(
+        ErrorCode.REJECTED,
+        `too many failed authentication attempts from this address; try again in ${waitS} s`,
+        'QT_ERR_RATE_LIMITED',
+      );
+    }
     if (!tokenAccepted(request.token, this.opts.tokens)) {
+      if (request.token !== undefined) throttle?.fail(remoteAddress, 'relay token');
       throw new HelloRejection(
         ErrorCode.AUTH_FAILED,
         request.token === undefined
@@ -217,7 +229,7 @@ export class TunnelEndpoint {
       );
     }
     if (request.name !== undefined) {
-      return this.admitNamed(request, request.name, session, log, access);
+      return this.admitNamed(request, request.name, session, log, access, remoteAddress);
     }
     const label = await this.claimLabel(
       request.resume,
@@ -265,12 +277,16 @@ export class TunnelEndpoint {
     session: MuxSession,
     log: Logger,
     access: CompiledAccess | undefined,
+    remoteAddress: string,
   ): Promise<TunnelAssignment> {
     let record;
     try {
       record = await this.opts.named.authenticate(name, request.credential);
     } catch (err) {
       if (err instanceof NamedTunnelError) {
+        if (err.status === 401 && request.credential !== undefined) {
+          this.opts.authThrottle?.fail(remoteAddress, 'tunnel credential');
+        }
         throw new HelloRejection(
           err.status === 401 ? ErrorCode.AUTH_FAILED : ErrorCode.REJECTED,
           err.message,

@@ -33,6 +33,14 @@ export class RateLimiter {
     return this.buckets.size;
   }
 
+  /** Seconds until `key` may take a token (0 = now), without taking one. */
+  peek(key: string): number {
+    const b = this.buckets.get(key);
+    if (b === undefined) return 0;
+    const tokens = Math.min(this.burst, b.tokens + ((this.now() - b.at) / 1000) * this.rate);
+    return tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - tokens) / this.rate));
+  }
+
   /** Takes one token for `key`; returns 0 if allowed, else the seconds until one frees up. */
   take(key: string): number {
     const now = this.now();
@@ -83,5 +91,48 @@ export class ConcurrencyCounter {
       if (m <= 0) this.counts.delete(key);
       else this.counts.set(key, m);
     };
+  }
+}
+
+/**
+ * Failed authentication attempts per client IP (relay tokens, admin tokens, named-tunnel
+ * credentials): after `maxPerMinute` failures an address is refused (429 / a rejected
+ * HELLO) until its budget refills, so secrets cannot be guessed at thousands a second.
+ * Every failure is logged (at most one line per address per 10 s once it is blocked).
+ */
+export class FailedAuthThrottle {
+  private readonly failures: RateLimiter;
+  private readonly log: { warn(obj: object, msg: string): void };
+  private readonly lastLogged = new Map<string, number>();
+  readonly maxPerMinute: number;
+
+  constructor(maxPerMinute: number, log: { warn(obj: object, msg: string): void }) {
+    this.maxPerMinute = maxPerMinute;
+    this.failures = new RateLimiter({ ratePerSecond: maxPerMinute / 60, burst: maxPerMinute });
+    this.log = log;
+  }
+
+  /** Seconds `ip` must wait before it may try a secret again; 0 = it may. */
+  blockedFor(ip: string): number {
+    return this.maxPerMinute > 0 ? this.failures.peek(ip) : 0;
+  }
+
+  /** Records a refused secret from `ip` (`what`: which kind, for the log). */
+  fail(ip: string, what: string): void {
+    if (this.maxPerMinute <= 0) return;
+    const wait = this.failures.take(ip);
+    const now = Date.now();
+    if (wait > 0) {
+      const last = this.lastLogged.get(ip);
+      if (last !== undefined && now - last < 10_000) return;
+      if (this.lastLogged.size > 1024) this.lastLogged.clear();
+      this.lastLogged.set(ip, now);
+    }
+    this.log.warn(
+      { event: 'auth-failed', remoteAddress: ip, secret: what, blockedForS: wait || undefined },
+      wait > 0
+        ? `authentication failed (${what}); ${ip} is blocked for ${wait} s`
+        : `authentication failed (${what})`,
+    );
   }
 }

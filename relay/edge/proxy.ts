@@ -53,6 +53,26 @@ export interface ForwardResult {
   error?: string;
 }
 
+/** Headers a visitor must not set: the relay replaces them with what it saw. */
+const FORWARDING_HEADERS = new Set([
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-original-forwarded-for',
+  'x-url-scheme',
+]);
+
+/** True for X-Forwarded-*, Forwarded, X-Real-IP and the like, also with underscores. */
+function isForwardingHeader(lower: string): boolean {
+  const name = lower.replaceAll('_', '-');
+  return FORWARDING_HEADERS.has(name) || name.startsWith('x-forwarded-');
+}
+
 /** Builds the request head sent to the CLI: end-to-end headers plus X-Forwarded-*. */
 export function buildRequestHead(
   req: IncomingMessage,
@@ -61,13 +81,14 @@ export function buildRequestHead(
   stripAuthorization = false,
 ): RequestHead {
   const headers: HeaderPairs = [];
-  // The relay is the edge: visitor-supplied X-Forwarded-* can't be trusted, so replace them.
+  // The relay is the edge: visitor-supplied forwarding headers can't be trusted. Every
+  // header an app might read a client address, scheme, host or prefix from goes (also
+  // spelled with underscores, which some servers map to the same variable), and the
+  // relay sets what it knows.
   for (const pair of endToEndHeaders(req.rawHeaders, upgrade)) {
     const lower = pair[0].toLowerCase();
     if (
-      lower === 'x-forwarded-for' ||
-      lower === 'x-forwarded-proto' ||
-      lower === 'x-forwarded-host' ||
+      isForwardingHeader(lower) ||
       // Only the relay's store-and-forward sets these (relay/queue/): an app may trust them.
       lower === 'x-quick-tunnel-delivery-id' ||
       lower === 'x-quick-tunnel-queued-at'
@@ -87,6 +108,13 @@ export function buildRequestHead(
   ]);
   headers.push(['X-Forwarded-Proto', scheme]);
   if (req.headers.host !== undefined) headers.push(['X-Forwarded-Host', req.headers.host]);
+  const client = remoteAddress.startsWith('::ffff:') ? remoteAddress.slice(7) : remoteAddress;
+  headers.push(['X-Real-IP', client]);
+  // RFC 7239: an IPv6 address is bracketed and quoted; host is a quoted-string.
+  const forNode = client.includes(':') ? `"[${client}]"` : client;
+  const hostPart =
+    req.headers.host !== undefined ? `;host="${req.headers.host.replace(/["\\]/g, '')}"` : '';
+  headers.push(['Forwarded', `for=${forNode};proto=${scheme}${hostPart}`]);
   return {
     method: req.method ?? 'GET',
     // Absolute-form targets (checked against Host by the guard) go on as origin-form.

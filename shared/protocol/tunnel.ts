@@ -131,6 +131,12 @@ export function endToEndHeaders(rawHeaders: string[], keepUpgrade = false): Head
       out.push([name, rawHeaders[i + 1]!]);
       continue;
     }
+    // Host is never hop-by-hop, whatever `Connection` names (`Connection: close, host`
+    // would otherwise let a visitor remove it and have the CLI fill in its own).
+    if (lower === 'host') {
+      out.push([name, rawHeaders[i + 1]!]);
+      continue;
+    }
     if (HOP_BY_HOP.has(lower) || named.has(lower) || lower.startsWith('proxy-')) continue;
     out.push([name, rawHeaders[i + 1]!]);
   }
