@@ -339,6 +339,8 @@ export const e2eBench: BenchCase = {
           listening.certificate,
           '--log',
           'text',
+          // No web inspector: the bench measures the tunnel (and dist/ has no UI assets).
+          '--no-inspect',
           '--connections',
           String(tunnelConnections),
         ],
@@ -570,12 +572,18 @@ export const e2eBench: BenchCase = {
       };
     } finally {
       await ssh?.close();
-      for (const c of children) c.kill('SIGKILL');
+      // SIGTERM first: relay and CLI stop gracefully, so `--node-flags --cpu-prof` gets
+      // its profiles written; whatever is still running after 5 s is killed.
+      for (const c of children) c.kill('SIGTERM');
+      const killer = setTimeout(() => {
+        for (const c of children) c.kill('SIGKILL');
+      }, 5_000);
       await Promise.all(
         children.map((c) =>
           c.exitCode === null && c.signalCode === null ? once(c, 'exit') : undefined,
         ),
       );
+      clearTimeout(killer);
       await rm(dataDir, { recursive: true, force: true });
     }
   },

@@ -183,6 +183,8 @@ export const pageBench: BenchCase = {
           listening.certificate,
           '--log',
           'text',
+          // No web inspector: the bench measures the tunnel (and dist/ has no UI assets).
+          '--no-inspect',
         ],
         'cli',
         log,

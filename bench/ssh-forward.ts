@@ -9,6 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, sleep } from './scale-support.js';
@@ -84,6 +85,22 @@ export async function startSshForward(originPort: number): Promise<SshForward> {
     let sshdErr = '';
     sshd.stderr!.on('data', (c: Buffer) => (sshdErr += c.toString()));
 
+    // sshd listens a moment after it starts: ssh must not dial before.
+    const listenDeadline = performance.now() + 10_000;
+    while (
+      !(await new Promise<boolean>((resolve) => {
+        const probe = net.connect({ host: '127.0.0.1', port: sshPort }, () => {
+          probe.destroy();
+          resolve(true);
+        });
+        probe.on('error', () => resolve(false));
+      }))
+    ) {
+      if (performance.now() > listenDeadline || sshd.exitCode !== null) {
+        throw new Error(`sshd did not start: ${sshdErr}`);
+      }
+      await sleep(50);
+    }
     const port = await freePort();
     const user = os.userInfo().username;
     const ssh = spawn(
