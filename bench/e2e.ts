@@ -50,7 +50,7 @@ interface LoadResult {
 }
 
 /** The origin runs in its own process so the load generator doesn't share its loop. */
-const ORIGIN_SOURCE = `
+export const ORIGIN_SOURCE = `
 const http = require('node:http');
 const chunk = Buffer.alloc(256 * 1024, 0x61);
 const server = http.createServer((req, res) => {

@@ -12,6 +12,7 @@
  *
  * To add a case: write `bench/<name>.ts` exporting a `BenchCase`, add it to `CASES`.
  */
+import { clusterBench } from './cluster.js';
 import { e2eBench } from './e2e.js';
 import { muxBench } from './mux.js';
 import { pageBench } from './page.js';
@@ -28,7 +29,14 @@ export interface BenchCase {
   run(params: BenchParams, log: (line: string) => void): Promise<Record<string, unknown>>;
 }
 
-const CASES: readonly BenchCase[] = [muxBench, e2eBench, pageBench, tuiBench, ...scaleBenches];
+const CASES: readonly BenchCase[] = [
+  muxBench,
+  e2eBench,
+  pageBench,
+  tuiBench,
+  ...scaleBenches,
+  clusterBench,
+];
 
 const GLOBAL_PARAMS: Record<string, ParamSpec> = {
   help: { default: 'false', help: 'list the cases and their parameters' },
