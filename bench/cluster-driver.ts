@@ -5,8 +5,10 @@
  * them reconnect to the survivors exactly as the CLI does. 200 CLI processes would not
  * fit on the two cores.
  *
- * Messages in: `{ open: { count, relays, ca, originPort } }`, `{ stop: true }`.
- * Out: `{ opened: string[] }` (hostnames) or `{ error }`, then `{ stopped: true }`.
+ * Messages in: `{ open: { count, relays, ca, originPort } }`, `{ events: true }`,
+ * `{ stop: true }`. Out: `{ opened: string[] }` (hostnames) or `{ error }`;
+ * `{ events: { lost, reconnected } }` (per tunnel, Date.now() of its first
+ * connection-lost and of its first reconnected event, or null); `{ stopped: true }`.
  * Bounded: at most 20 tunnels connect at once, each within 60 s.
  */
 import { parseTarget } from '../cli/origin/target.js';
@@ -22,6 +24,8 @@ interface OpenMessage {
 }
 
 const runners: TunnelRunner[] = [];
+const lostAt: (number | null)[] = [];
+const reconnectedAt: (number | null)[] = [];
 
 function send(msg: Record<string, unknown>): void {
   process.send?.(msg);
@@ -34,6 +38,8 @@ async function open(m: OpenMessage): Promise<string[]> {
   const worker = async (): Promise<void> => {
     while (next < m.count) {
       const i = next++;
+      lostAt[i] = null;
+      reconnectedAt[i] = null;
       const runner = new TunnelRunner(
         {
           target: parseTarget(String(m.originPort)),
@@ -43,7 +49,12 @@ async function open(m: OpenMessage): Promise<string[]> {
           request: { clientVersion: VERSION },
           relay: remoteRelay({ relay: first!, more, ca: m.ca, connections: 1 }),
         },
-        { emit: () => {} },
+        {
+          emit: (e) => {
+            if (e.event === 'connection-lost') lostAt[i] ??= Date.now();
+            if (e.event === 'reconnected') reconnectedAt[i] ??= Date.now();
+          },
+        },
       );
       runners.push(runner);
       let timer: NodeJS.Timeout | undefined;
@@ -60,12 +71,14 @@ async function open(m: OpenMessage): Promise<string[]> {
   return hostnames;
 }
 
-process.on('message', (msg: { open?: OpenMessage; stop?: boolean }) => {
+process.on('message', (msg: { open?: OpenMessage; events?: boolean; stop?: boolean }) => {
   if (msg.open !== undefined) {
     open(msg.open).then(
       (opened) => send({ opened }),
       (err: unknown) => send({ error: err instanceof Error ? err.message : String(err) }),
     );
+  } else if (msg.events === true) {
+    send({ events: { lost: lostAt, reconnected: reconnectedAt } });
   } else if (msg.stop === true) {
     void Promise.allSettled(runners.map((r) => r.stop(0))).then(() => {
       send({ stopped: true });

@@ -31,7 +31,7 @@ import { readyHostname } from '../test/helpers/visitor.js';
 import { ORIGIN_SOURCE, firstLine, spawnLogged } from './e2e.js';
 import type { ParamSpec } from './params.js';
 import type { BenchCase } from './run.js';
-import { ROOT, median, round, sleep } from './scale-support.js';
+import { ROOT, median, procSample, round, sleep } from './scale-support.js';
 
 const PARAMS = {
   'cluster-duration-s': { default: '8', help: 'seconds of small-GET load per path' },
@@ -209,22 +209,37 @@ export const clusterBench: BenchCase = {
         cert.certFile,
         '--log',
         'json',
+        // One connection: with more, the CLI spreads them over the relays the cluster
+        // lists, and A would serve the tunnel locally.
         '--connections',
-        '2',
+        '1',
       ]);
       const hostname = await readyHostname(cli);
       log(`tunnel ${hostname} on B`);
       // Warm up both paths (JIT, route cache, peer link), then measure each.
       await load(a, ca, hostname, connections, Math.min(2, durationS));
       await load(b, ca, hostname, connections, Math.min(2, durationS));
-      const local = await load(b, ca, hostname, connections, durationS);
+      // CPU time per request of each process (relay A, relay B, CLI): steadier than req/s
+      // on a shared machine, where a path spread over more processes gets more CPU share.
+      const pids = [a.child.pid!, b.child.pid!, cli.child.pid!];
+      const measure = async (via: ClusterRelay): Promise<Load & { cpuUs: number[] }> => {
+        const before = await Promise.all(pids.map((pid) => procSample(pid)));
+        const r = await load(via, ca, hostname, connections, durationS);
+        const after = await Promise.all(pids.map((pid) => procSample(pid)));
+        const cpuUs = pids.map((_, i) =>
+          Math.round(((after[i]!.cpuMs - before[i]!.cpuMs) * 1000) / Math.max(1, r.requests)),
+        );
+        return { ...r, cpuUs };
+      };
+      const local = await measure(b);
       log(
-        `small GET local (B):     ${local.rps.toFixed(0)} req/s  p50 ${local.p50Ms} ms  p99 ${local.p99Ms} ms  errors ${local.errors}`,
+        `small GET local (B):     ${local.rps.toFixed(0)} req/s  p50 ${local.p50Ms} ms  p99 ${local.p99Ms} ms  errors ${local.errors}  CPU µs/request A ${local.cpuUs[0]} B ${local.cpuUs[1]} CLI ${local.cpuUs[2]}`,
       );
-      const fwd = await load(a, ca, hostname, connections, durationS);
+      const fwd = await measure(a);
       log(
-        `small GET forwarded (A): ${fwd.rps.toFixed(0)} req/s  p50 ${fwd.p50Ms} ms  p99 ${fwd.p99Ms} ms  errors ${fwd.errors}`,
+        `small GET forwarded (A): ${fwd.rps.toFixed(0)} req/s  p50 ${fwd.p50Ms} ms  p99 ${fwd.p99Ms} ms  errors ${fwd.errors}  CPU µs/request A ${fwd.cpuUs[0]} B ${fwd.cpuUs[1]} CLI ${fwd.cpuUs[2]}`,
       );
+      const cpu = (r: { cpuUs: number[] }) => ({ a: r.cpuUs[0], b: r.cpuUs[1], cli: r.cpuUs[2] });
 
       const localDown: number[] = [];
       const fwdDown: number[] = [];
@@ -263,6 +278,7 @@ export const clusterBench: BenchCase = {
         if (r.status !== 200) throw new Error(`${h} answers ${r.status} through A before the kill`);
       }
       const killedAt = performance.now();
+      const killedAtEpoch = Date.now();
       b.child.kill('SIGKILL');
       const backMs = await Promise.all(
         hosts.map(async (h) => {
@@ -281,6 +297,21 @@ export const clusterBench: BenchCase = {
       log(
         `kill -9 of B with ${hosts.length} tunnels: ${recovered.length} back through A; all back ${allBackMs === null ? 'NOT within the limit' : `${Math.round(allBackMs)} ms`}, p50 ${Math.round(p50)} ms, p99 ${Math.round(p99)} ms`,
       );
+      // When the clients themselves noticed and were connected again (their events).
+      const ev = (await ask(driver, { events: true }, 'events', 30_000))['events'] as {
+        lost: (number | null)[];
+        reconnected: (number | null)[];
+      };
+      const since = (list: (number | null)[]): number[] =>
+        list
+          .filter((x): x is number => x !== null)
+          .map((x) => x - killedAtEpoch)
+          .sort((x, y) => x - y);
+      const lost = since(ev.lost);
+      const reconnected = since(ev.reconnected);
+      log(
+        `clients: ${lost.length} saw the connection lost (p50 ${quantile(lost, 0.5)} ms), ${reconnected.length} reconnected (p50 ${quantile(reconnected, 0.5)} ms, last ${reconnected[reconnected.length - 1]} ms after the kill)`,
+      );
       await ask(driver, { stop: true }, 'stopped', 30_000).catch(() => undefined);
 
       return {
@@ -296,6 +327,8 @@ export const clusterBench: BenchCase = {
         forwardedP99Ms: fwd.p99Ms,
         localErrors: local.errors,
         forwardedErrors: fwd.errors,
+        localCpuUsPerRequest: cpu(local),
+        forwardedCpuUsPerRequest: cpu(fwd),
         transferMiB: bytes / 2 ** 20,
         transferRuns: runs,
         localDownloadMBps: Math.round(localMBps),
@@ -306,6 +339,10 @@ export const clusterBench: BenchCase = {
         recoveryAllBackMs: allBackMs === null ? null : Math.round(allBackMs),
         recoveryP50Ms: Math.round(p50),
         recoveryP99Ms: Math.round(p99),
+        clientsLostP50Ms: quantile(lost, 0.5),
+        clientsReconnectedP50Ms: quantile(reconnected, 0.5),
+        clientsReconnectedLastMs: reconnected[reconnected.length - 1] ?? null,
+        clientsReconnected: reconnected.length,
       };
     } finally {
       for (const ch of children) ch.kill('SIGKILL');
