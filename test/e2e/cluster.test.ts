@@ -26,6 +26,9 @@ import { startRedis } from '../helpers/redis.js';
 import { TEST_DOMAIN } from '../helpers/relay-env.js';
 import { readyHostname } from '../helpers/visitor.js';
 
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
+
 const redis = await startRedis(t);
 const cert = await clusterCertificate(t);
 

@@ -165,6 +165,9 @@ export async function example(): Promise<void> {
 /** Misuse the declarations must reject. */
 const WRONG = `
 import { openTunnel } from 'quick-tunnel';
+
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
 const tunnel = await openTunnel({ port: 3000 });
 tunnel.on('request', (e) => e.nope);
 `;

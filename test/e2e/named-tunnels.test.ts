@@ -14,6 +14,9 @@ import { writeConfigFile } from '../../cli/config.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 import { spawnCli, type CliProcess } from '../helpers/processes.js';
 
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
+
 interface RelayProc extends CliProcess {
   httpsPort: number;
   certPath: string;

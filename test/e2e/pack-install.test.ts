@@ -14,6 +14,9 @@ import { VERSION } from '../../shared/version.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 import { startOrigin, tempDir } from '../helpers/relay-env.js';
 
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
+
 /** The environment without npm's own `npm_*` variables (set when run under `npm test`). */
 function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

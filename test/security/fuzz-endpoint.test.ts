@@ -33,6 +33,9 @@ import {
   within,
 } from './support.js';
 
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
+
 const SEED = 0xf00d_5eed;
 const SESSIONS = 1_000;
 const MAX_FRAMES_PER_SESSION = 30;
