@@ -22,12 +22,13 @@ import { firstLine, spawnLogged } from './e2e.js';
 import type { ParamSpec } from './params.js';
 import type { BenchCase } from './run.js';
 import { DOMAIN, build, entry, freePort, median, relayArgs } from './scale-support.js';
+import { CHROMIUM_PATH, CHROMIUM_RELAY_ARGS as CHROMIUM_ARGS } from '../test/helpers/chromium.js';
 
 const PARAMS = {
   runs: { default: '5', help: 'measured cold loads per target (after one warm-up round)' },
   'rtt-ms': { default: '40', help: 'emulated round trip between browser and server, ms' },
   modules: { default: '300', help: 'ES modules in the app (about 20 groups of leaves)' },
-  chromium: { default: '/usr/bin/chromium', help: 'Chromium executable' },
+  chromium: { default: CHROMIUM_PATH, help: 'Chromium executable' },
 } satisfies Record<string, ParamSpec>;
 
 /**
@@ -70,20 +71,6 @@ const server = http.createServer((req, res) => {
 server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + ' ' + count + '\\n'));
 `;
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--ignore-certificate-errors',
-  // Every name is loopback: the forwarders listen there.
-  '--host-resolver-rules=MAP * 127.0.0.1',
-];
 
 interface Target {
   name: 'direct-h1' | 'relay-h1' | 'relay-h2';

@@ -10,21 +10,7 @@ import { chromium } from 'playwright-core';
 import t from 'tap';
 import { WebSocketServer } from 'ws';
 import { connectTunnel, startOrigin, startTestRelay } from '../helpers/relay-env.js';
-
-/** Chromium for tests: headless, no network of its own, a fresh profile. */
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--ignore-certificate-errors',
-  // Every name (the tunnel's *.qt.localhost) is the relay on loopback.
-  '--host-resolver-rules=MAP * 127.0.0.1',
-];
+import { CHROMIUM_PATH, CHROMIUM_RELAY_ARGS as CHROMIUM_ARGS } from '../helpers/chromium.js';
 
 const PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>h2 page</title>
 <script type="module" src="/main.js"></script></head><body>loading</body></html>`;
@@ -54,7 +40,7 @@ t.test('Chromium loads a page over h2 and opens a WebSocket through the relay', 
   const profile = await mkdtemp(path.join(os.tmpdir(), 'qt-chromium-'));
   t.teardown(() => rm(profile, { recursive: true, force: true }));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM_PATH,
     args: CHROMIUM_ARGS,
     ignoreHTTPSErrors: true,
     timeout: 60_000,
