@@ -296,6 +296,18 @@ async function startWithDataDir(
         const waitS = rateLimiter?.take(label) ?? 0;
         return waitS > 0 ? pages.rateLimited(hostname, waitS) : undefined;
       },
+      // In a cluster, a queue kept here goes out through the relay its client is on.
+      remote:
+        cluster === undefined
+          ? undefined
+          : async (label) => {
+              const r = await cluster.resolve(label, 0, () => undefined);
+              if (r.kind !== 'remote') return undefined;
+              return {
+                session: r.session,
+                wrapHead: (head) => ({ ...head, qtForward: { label, epoch: r.epoch } }),
+              };
+            },
     });
   }
   const adminTokens = config.adminTokens ?? [];

@@ -113,6 +113,22 @@ export interface WebhookQueueOptions {
   /** The relay's per-tunnel rate limit, applied to kept requests as to live ones. */
   rateLimit?: ((label: string, hostname: string) => ErrorPage | undefined) | undefined;
   now?: () => number;
+  /**
+   * Cluster mode: the tunnel's connection on another relay, as visitors' requests are
+   * forwarded there (the peer link), or undefined when no other relay holds it. With it,
+   * queues whose tunnel has no local client are checked every `remoteCheckMs` and
+   * delivered through that relay.
+   */
+  remote?: ((label: string) => Promise<RemoteDelivery | undefined>) | undefined;
+  /** How often queues with waiting items and no local client look for a remote one. Default 1.5 s. */
+  remoteCheckMs?: number;
+}
+
+/** A connection of the tunnel held by another relay of the cluster. */
+export interface RemoteDelivery {
+  session: MuxSession;
+  /** Marks the request head as forwarded (the other relay hands it to its client). */
+  wrapHead: (head: Record<string, unknown>) => Record<string, unknown>;
 }
 
 export class WebhookQueue {
@@ -132,12 +148,19 @@ export class WebhookQueue {
   private readonly sleepers = new Set<{ timer: NodeJS.Timeout; wake: () => void }>();
   private closed = false;
   private readonly loops = new Set<Promise<void>>();
+  /** Tunnel names by id, for the remote check (known from the store and from offers). */
+  private readonly labels = new Map<string, string>();
+  private remoteTimer: NodeJS.Timeout | undefined;
 
   private constructor(opts: WebhookQueueOptions, disk: QueueDisk, limits: QueueLimits) {
     this.opts = opts;
     this.disk = disk;
     this.limits = limits;
     this.now = opts.now ?? Date.now;
+    if (opts.remote !== undefined) {
+      this.remoteTimer = setInterval(() => this.checkRemote(), opts.remoteCheckMs ?? 1500);
+      this.remoteTimer.unref();
+    }
   }
 
   static async open(opts: WebhookQueueOptions): Promise<WebhookQueue> {
@@ -163,8 +186,10 @@ export class WebhookQueue {
       }
     }
     // Queues of tunnels that no longer exist (deleted while this relay was down).
-    const known = new Set((await opts.named.store.list()).map((r) => r.id));
+    const records = await opts.named.store.list();
+    const known = new Set(records.map((r) => r.id));
     for (const id of disk.ids()) if (!known.has(id)) await disk.drop(id);
+    for (const r of records) queue.labels.set(r.id, r.name);
     let waiting = 0;
     for (const id of disk.ids()) waiting += disk.peek(id)?.waiting ?? 0;
     opts.log.info(
@@ -235,6 +260,7 @@ export class WebhookQueue {
       return true;
     }
     const id = record.id;
+    this.labels.set(id, label);
     const access = this.access.get(id)?.compiled;
     if (access !== undefined) {
       const refused = checkAccess(req, access, hostname);
@@ -409,6 +435,7 @@ export class WebhookQueue {
   /** The tunnel was deleted: its queue goes with it. */
   async drop(record: TunnelRecord): Promise<void> {
     this.access.delete(record.id);
+    this.labels.delete(record.id);
     await this.disk.drop(record.id);
   }
 
@@ -424,6 +451,7 @@ export class WebhookQueue {
   /** Stops delivering (items in flight stay on disk and go out after the restart). */
   async close(): Promise<void> {
     this.closed = true;
+    if (this.remoteTimer !== undefined) clearInterval(this.remoteTimer);
     for (const s of [...this.sleepers]) {
       clearTimeout(s.timer);
       s.wake();
@@ -480,13 +508,28 @@ export class WebhookQueue {
     }
   }
 
-  /** Starts the delivery loop of tunnel `id` unless it runs already. */
-  private kick(id: string, label: string): void {
+  /**
+   * Cluster mode, every `remoteCheckMs`: queues with waiting items whose loop is not
+   * running (no local client) are delivered through another relay holding the tunnel.
+   */
+  private checkRemote(): void {
+    for (const id of this.disk.ids()) {
+      const label = this.labels.get(id);
+      if (label !== undefined) this.kick(id, label, true);
+    }
+  }
+
+  /**
+   * Starts the delivery loop of tunnel `id` unless it runs already. Only with a local
+   * client, unless `remote` (the periodic check): then the loop looks for one on
+   * another relay too, and ends when there is none.
+   */
+  private kick(id: string, label: string, remote = false): void {
     if (this.closed || this.delivering.has(id)) return;
     if (this.disk.peek(id)?.nextWaiting() === undefined) return;
-    if (this.opts.registry.lookup(label)?.pickSession() === undefined) return;
+    if (!remote && this.opts.registry.lookup(label)?.pickSession() === undefined) return;
     this.delivering.set(id, undefined);
-    const loop = this.deliverAll(id, label).then(
+    const loop = this.deliverAll(id, label, remote).then(
       () => {},
       (err: unknown) =>
         this.opts.log.error(
@@ -503,7 +546,7 @@ export class WebhookQueue {
     });
   }
 
-  private async deliverAll(id: string, label: string): Promise<void> {
+  private async deliverAll(id: string, label: string, remote: boolean): Promise<void> {
     const hostname = this.opts.named.hostname(label);
     for (;;) {
       if (this.closed) return;
@@ -513,10 +556,13 @@ export class WebhookQueue {
       const item = q.nextWaiting();
       if (item === undefined) return;
       const tunnel = this.opts.registry.lookup(label);
-      const session = tunnel?.id === id ? tunnel.pickSession() : undefined;
-      if (session === undefined) return; // delivered when a client connects again
+      const local = tunnel?.id === id ? tunnel.pickSession() : undefined;
+      const via = local === undefined && remote ? await this.remoteFor(id, label) : undefined;
+      const session = local ?? via?.session;
+      // Delivered when a client connects again (here, or on another relay of the cluster).
+      if (session === undefined || this.closed) return;
       this.delivering.set(id, item);
-      const outcome = await this.deliverOnce(session, q, item);
+      const outcome = await this.deliverOnce(session, q, item, via?.wrapHead);
       this.delivering.set(id, undefined);
       if (this.closed) return;
       if (outcome.kind === 'delivered') {
@@ -535,6 +581,8 @@ export class WebhookQueue {
         continue;
       }
       if (outcome.kind === 'offline') {
+        // Through another relay: the next periodic check looks again.
+        if (via !== undefined) return;
         // Refused or cut by a connection going away: try another one, or stop until the
         // next connection. A short pause so a refusing client is not spun on.
         await this.sleep(200);
@@ -561,6 +609,17 @@ export class WebhookQueue {
     }
   }
 
+  /** The tunnel's connection on another relay, if the cluster knows one (same tunnel id). */
+  private async remoteFor(id: string, label: string): Promise<RemoteDelivery | undefined> {
+    try {
+      const record = await this.opts.named.get(label);
+      if (record?.id !== id) return undefined;
+      return await this.opts.remote?.(label);
+    } catch {
+      return undefined; // Redis away: the next check tries again
+    }
+  }
+
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const s = {
@@ -580,6 +639,7 @@ export class WebhookQueue {
     session: MuxSession,
     q: TunnelQueueDir,
     item: QueueItem,
+    wrapHead?: (head: Record<string, unknown>) => Record<string, unknown>,
   ): Promise<Outcome> {
     let body: Buffer;
     try {
@@ -607,7 +667,8 @@ export class WebhookQueue {
     };
     let stream;
     try {
-      stream = session.openStream(head as unknown as Record<string, unknown>);
+      const meta = head as unknown as Record<string, unknown>;
+      stream = session.openStream(wrapHead !== undefined ? wrapHead(meta) : meta);
     } catch (err) {
       return { kind: 'offline', message: (err as Error).message };
     }
