@@ -23,7 +23,7 @@ import {
 } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
 import { replayThrough } from '../inspector/replay.js';
-import { lineView } from '../ui/lines.js';
+import { errorFields, jsonErrorLine, lineView, processWriter } from '../ui/lines.js';
 import type { TuiHandle } from '../ui/tui/index.js';
 import { TuiStore } from '../ui/tui/store.js';
 
@@ -247,8 +247,15 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     runner.done.then(
       (err) => {
         if (err !== undefined && !stopping) {
+          const explained = explainRelayError(err, settings);
+          const { code, message, hint } = errorFields(explained);
+          // --log json: the same `error` event as an error that ends startup (cli/main.ts).
+          if (opts.log === 'json') processWriter.out(jsonErrorLine(code, message, hint));
           // With the TUI, after it gave the terminal back (so the message stays visible).
-          const report = (): void => void process.stderr.write(`error: ${err.message}\n`);
+          const report = (): void =>
+            void process.stderr.write(
+              `error: ${message}\n${hint === undefined ? '' : `hint: ${hint}\n`}`,
+            );
           if (tui === undefined) report();
           else void tui.close().then(report);
           stop(1);

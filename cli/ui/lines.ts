@@ -4,6 +4,7 @@
  * each with an `event` field). Diagnostics go to stderr; stdout is the view's.
  */
 import { writeSync } from 'node:fs';
+import { QuickTunnelError } from '../../shared/errors.js';
 import type { TunnelEvent } from '../events.js';
 import { qrLines } from './tui/qr.js';
 
@@ -89,6 +90,36 @@ export function printable(text: string): string {
     /[\x00-\x1f\x7f-\x9f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
   );
+}
+
+/**
+ * `--log json`: the `error` event, `{"event":"error","code","message","hint"}`, for an
+ * error that ends the process (at startup, cli/main.ts, or after the tunnel was up).
+ */
+export function jsonErrorLine(code: string, message: string, hint: string | undefined): string {
+  return JSON.stringify({
+    time: new Date().toISOString(),
+    event: 'error',
+    code,
+    message,
+    ...(hint === undefined ? {} : { hint }),
+  });
+}
+
+/** Code, message and hint of any thrown value (`QT_ERR_INTERNAL` for a non-QuickTunnelError). */
+export function errorFields(err: unknown): { code: string; message: string; hint?: string } {
+  if (err instanceof QuickTunnelError) {
+    return {
+      code: err.code,
+      message: err.message,
+      ...(err.hint === undefined ? {} : { hint: err.hint }),
+    };
+  }
+  return {
+    code: 'QT_ERR_INTERNAL',
+    message: err instanceof Error ? err.message : String(err),
+    hint: 'this is a bug: please report it with the output on stderr',
+  };
 }
 
 /** Returns the sink that prints events as lines in `format`. */
