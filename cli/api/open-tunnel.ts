@@ -118,8 +118,14 @@ export interface TunnelEventMap {
 export interface Tunnel extends EventEmitter {
   /** The first public URL (https when the relay serves it). */
   readonly url: string;
-  /** Every public URL (https and http). */
+  /** Every public URL (https and http); with the embedded relay, `directUrl` too. */
   readonly urls: readonly string[];
+  /**
+   * Embedded relay only: `http://127.0.0.1:PORT`, the same tunnel for HTTP clients that
+   * cannot resolve `*.localhost` (Node's fetch, Python, wget). It reaches the tunnel while
+   * it is the only one open on the embedded relay (with several, each has its `url` only).
+   */
+  readonly directUrl: string | undefined;
   /** The public host name, e.g. `k3x9q2.tunnel.example.com`. */
   readonly hostname: string;
   on<E extends keyof TunnelEventMap>(
@@ -147,7 +153,10 @@ class OpenedTunnel extends EventEmitter implements Tunnel {
   hostname = '';
   private closing: Promise<void> | undefined;
 
-  constructor(private readonly runner: () => TunnelRunner) {
+  constructor(
+    private readonly runner: () => TunnelRunner,
+    readonly directUrl: string | undefined,
+  ) {
     super();
   }
 
@@ -156,7 +165,11 @@ class OpenedTunnel extends EventEmitter implements Tunnel {
     switch (e.event) {
       case 'ready':
         this.url = e.url;
-        this.urls = Object.freeze([...e.urls]);
+        this.urls = Object.freeze(
+          this.directUrl === undefined || e.urls.includes(this.directUrl)
+            ? [...e.urls]
+            : [...e.urls, this.directUrl],
+        );
         this.hostname = e.hostname;
         return;
       case 'request': {
@@ -276,7 +289,7 @@ export async function openTunnel(options: OpenTunnelOptions): Promise<Tunnel> {
       : remoteRelay({ relay: relayUrl, ca, fingerprint256: fingerprint, connections: 2 });
 
   let runner!: TunnelRunner;
-  const tunnel = new OpenedTunnel(() => runner);
+  const tunnel = new OpenedTunnel(() => runner, relay.directUrl);
   runner = new TunnelRunner(
     {
       target,

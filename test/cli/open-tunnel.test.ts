@@ -49,6 +49,20 @@ t.test('two tunnels share one embedded relay; events; close', async (t) => {
   await second.close();
 });
 
+t.test("embedded relay: directUrl (http://127.0.0.1:PORT) works with Node's fetch", async (t) => {
+  const { port } = await startOrigin(t, (req, res) => res.end(`direct ${req.url}`));
+  const tunnel = await openTunnel({ target: port });
+  t.teardown(() => tunnel.close());
+  t.match(tunnel.directUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+  t.equal(new URL(tunnel.directUrl!).port, new URL(tunnel.url).port, "the relay's port");
+  t.ok(tunnel.urls.includes(tunnel.directUrl!), 'listed in urls');
+  t.equal(tunnel.urls[0], tunnel.url);
+  // The *.localhost URL is what Node's fetch cannot resolve; the direct one it can.
+  const res = await fetch(`${tunnel.directUrl}/hello?x=1`);
+  t.equal(res.status, 200);
+  t.equal(await res.text(), 'direct /hello?x=1');
+});
+
 t.test('HTTPS relay pinned by fingerprint: right pin works, wrong pin refused', async (t) => {
   const env = await startTestRelay(t);
   const { port } = await startOrigin(t, (_req, res) => res.end('pinned'));
@@ -60,6 +74,7 @@ t.test('HTTPS relay pinned by fingerprint: right pin works, wrong pin refused', 
   });
   t.teardown(() => tunnel.close());
   t.match(tunnel.url, /^https:\/\//);
+  t.equal(tunnel.directUrl, undefined, 'a remote relay has no direct URL');
   const res = await visit(env, tunnel.hostname, { path: '/' });
   t.equal(res.body.toString(), 'pinned');
 
