@@ -18,7 +18,8 @@ import net, { type AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import WebSocket, { WebSocketServer } from 'ws';
 import { handshake, localhostAwareLookup } from '../cli/tunnel/client.js';
-import { realTimers, type MuxSession, type Timers } from '../shared/mux/session.js';
+import { realClock, type Clock, type ClockTimer } from '../shared/clock.js';
+import type { MuxSession } from '../shared/mux/session.js';
 import type { MuxStream } from '../shared/mux/stream.js';
 import { tunnelClientWsOptions, wsTransport } from '../shared/mux/transport.js';
 
@@ -97,31 +98,31 @@ const labelOf = (hostname: string): string => hostname.slice(0, hostname.indexOf
 // ---- simulated tunnel clients ------------------------------------------------------
 
 /** Timers for one session that can all be stopped at once (a client that vanishes). */
-class StoppableTimers implements Timers {
-  private readonly handles = new Set<unknown>();
-  setInterval(fn: () => void, ms: number): unknown {
-    const h = realTimers.setInterval(fn, ms);
+class StoppableTimers implements Clock {
+  private readonly handles = new Set<ClockTimer>();
+  setInterval(fn: () => void, ms: number): ClockTimer {
+    const h = realClock.setInterval(fn, ms).unref();
     this.handles.add(h);
     return h;
   }
-  clearInterval(h: unknown): void {
-    this.handles.delete(h);
-    realTimers.clearInterval(h);
+  clearInterval(h: ClockTimer | undefined): void {
+    if (h !== undefined) this.handles.delete(h);
+    realClock.clearInterval(h);
   }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const h = realTimers.setTimeout(fn, ms);
+  setTimeout(fn: () => void, ms: number): ClockTimer {
+    const h = realClock.setTimeout(fn, ms).unref();
     this.handles.add(h);
     return h;
   }
-  clearTimeout(h: unknown): void {
-    this.handles.delete(h);
-    realTimers.clearTimeout(h);
+  clearTimeout(h: ClockTimer | undefined): void {
+    if (h !== undefined) this.handles.delete(h);
+    realClock.clearTimeout(h);
   }
   now(): number {
-    return realTimers.now();
+    return realClock.now();
   }
   stopAll(): void {
-    for (const h of this.handles) realTimers.clearTimeout(h);
+    for (const h of this.handles) realClock.clearTimeout(h);
     this.handles.clear();
   }
 }
@@ -200,7 +201,7 @@ async function openTunnel(target: TunnelTarget, index: number): Promise<SimTunne
   const { session, assignment } = await handshake(
     wsTransport(ws),
     { clientVersion: 'bench', clientId: randomUUID(), connection: 0 },
-    { timers },
+    { clock: timers },
   );
   const label = assignment.label;
   session.on('stream', (stream) => respond(stream, label));

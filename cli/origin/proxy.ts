@@ -28,7 +28,7 @@ import { pipeline, type Duplex, type Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { OriginError, StreamResetError, errnoCode } from '../../shared/errors.js';
 import { IdTable } from '../../shared/id-table.js';
-import { realTimers, type Timers } from '../../shared/mux/session.js';
+import { realClock, type Clock, type ClockTimer } from '../../shared/clock.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import {
@@ -52,7 +52,7 @@ import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
  */
 export type HostHeaderMode = 'preserve' | 'rewrite' | { value: string };
 
-export type ProxyTimers = Pick<Timers, 'setTimeout' | 'clearTimeout' | 'now'>;
+export type ProxyTimers = Pick<Clock, 'setTimeout' | 'clearTimeout' | 'now'>;
 
 export interface OriginProxyOptions {
   target: OriginTarget;
@@ -147,7 +147,7 @@ export class OriginProxy {
     this.connectTimeoutMs = options.connectTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.connectTimeoutMs;
     this.responseHeadTimeoutMs =
       options.responseHeadTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.responseHeadTimeoutMs;
-    this.timers = options.timers ?? realTimers;
+    this.timers = options.timers ?? realClock;
     this.onEvent = options.onEvent ?? (() => {});
     let id = 1;
     this.nextId = options.nextId ?? (() => id++);
@@ -378,8 +378,8 @@ class Exchange {
   private responseComplete = false;
   private streamError: Error | undefined;
   private finished = false;
-  private connectTimer: unknown;
-  private headTimer: unknown;
+  private connectTimer: ClockTimer | undefined;
+  private headTimer: ClockTimer | undefined;
   private lastProgressAt = 0;
 
   constructor(proxy: OriginProxy, stream: MuxStream, head: RequestHead, id: number) {
@@ -625,13 +625,14 @@ class Exchange {
   private armConnectTimer(): void {
     const ms = this.proxy.connectTimeoutMs;
     if (ms <= 0) return;
-    this.connectTimer = this.proxy.timers.setTimeout(() => {
+    const timer = this.proxy.timers.setTimeout(() => {
       this.abortAttempt(
         new OriginTimeoutError(
           `${this.label} did not accept the connection within ${seconds(ms)} (connect timeout)`,
         ),
       );
     }, ms);
+    this.connectTimer = timer.unref();
   }
 
   private onConnected(socket: Socket): void {
@@ -655,7 +656,7 @@ class Exchange {
       if (this.phase !== 'waiting') return;
       const idleMs = timers.now() - this.lastProgressAt;
       if (idleMs < ms) {
-        this.headTimer = timers.setTimeout(check, ms - idleMs);
+        this.headTimer = timers.setTimeout(check, ms - idleMs).unref();
         return;
       }
       this.abortAttempt(
@@ -664,7 +665,7 @@ class Exchange {
         ),
       );
     };
-    this.headTimer = timers.setTimeout(check, ms);
+    this.headTimer = timers.setTimeout(check, ms).unref();
   }
 
   private clearTimers(): void {

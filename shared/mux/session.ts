@@ -11,6 +11,7 @@
  *   it never throws out of the event handlers.
  */
 import { EventEmitter } from 'node:events';
+import { realClock, type Clock, type ClockTimer } from '../clock.js';
 import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } from '../errors.js';
 import { IdTable } from '../id-table.js';
 import {
@@ -39,30 +40,6 @@ export type Role = 'client' | 'server';
 export interface MuxLogger {
   warn(obj: object, msg: string): void;
 }
-
-export interface Timers {
-  setInterval(fn: () => void, ms: number): unknown;
-  clearInterval(handle: unknown): void;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-  now(): number;
-}
-
-export const realTimers: Timers = {
-  setInterval: (fn, ms) => {
-    const h = setInterval(fn, ms);
-    h.unref();
-    return h;
-  },
-  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
-  setTimeout: (fn, ms) => {
-    const h = setTimeout(fn, ms);
-    h.unref();
-    return h;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-  now: () => performance.now(),
-};
 
 export interface MuxOptions {
   /** Receive window per stream in bytes. Default 256 KiB. */
@@ -107,7 +84,11 @@ export interface MuxOptions {
   windowGrowthMs?: number;
   /** Version byte to speak (tests only). */
   protocolVersion?: number;
-  timers?: Timers;
+  /**
+   * Time for keepalive, the handshake timeout, RTT and window tuning (shared/clock.ts).
+   * Default the real clock; tests pass a fake one.
+   */
+  clock?: Clock;
   log?: MuxLogger;
 }
 
@@ -182,9 +163,9 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   private peerWindowBytes = DEFAULTS.windowBytes;
   private peerMaxStreams = DEFAULTS.maxStreams;
 
-  private readonly opts: Required<Omit<MuxOptions, 'log' | 'timers' | 'protocolVersion'>>;
+  private readonly opts: Required<Omit<MuxOptions, 'log' | 'clock' | 'protocolVersion'>>;
   private readonly version: number;
-  /** @internal */ readonly timers: Timers;
+  /** @internal */ readonly clock: Clock;
   /** Window granted beyond the initial size, over all streams (auto-tuning budget). */
   private windowExtraBytes = 0;
   private readonly log: MuxLogger | undefined;
@@ -195,8 +176,8 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   private localOpenCount = 0;
   private peerOpenCount = 0;
   private readonly drainQueue: MuxStream[] = [];
-  private keepAliveHandle: unknown;
-  private handshakeHandle: unknown;
+  private keepAliveHandle: ClockTimer | undefined;
+  private handshakeHandle: ClockTimer | undefined;
   private lastReceivedAt: number;
   private pingSentAt: number | undefined;
   private pingSeq = 0;
@@ -235,10 +216,10 @@ export class MuxSession extends EventEmitter<SessionEvents> {
       windowGrowthMs: options.windowGrowthMs ?? DEFAULTS.windowGrowthMs,
     };
     this.version = options.protocolVersion ?? PROTOCOL_VERSION;
-    this.timers = options.timers ?? realTimers;
+    this.clock = options.clock ?? realClock;
     this.log = options.log;
     this.nextStreamId = role === 'client' ? 1 : 2;
-    this.lastReceivedAt = this.timers.now();
+    this.lastReceivedAt = this.clock.now();
     transport.onFrame = (buf) => this.onFrame(buf);
     transport.onClose = (err) =>
       this.shutdown(
@@ -272,15 +253,17 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     const done = new Promise<unknown>((resolve, reject) => {
       this.readyResolvers = { resolve, reject };
     });
-    this.handshakeHandle = this.timers.setTimeout(() => {
-      this.shutdown(
-        new ConnectionError(
-          `the relay did not answer the handshake within ${this.opts.handshakeTimeoutMs} ms`,
-          { code: 'QT_ERR_HANDSHAKE_TIMEOUT' },
-        ),
-        true,
-      );
-    }, this.opts.handshakeTimeoutMs);
+    this.handshakeHandle = this.clock
+      .setTimeout(() => {
+        this.shutdown(
+          new ConnectionError(
+            `the relay did not answer the handshake within ${this.opts.handshakeTimeoutMs} ms`,
+            { code: 'QT_ERR_HANDSHAKE_TIMEOUT' },
+          ),
+          true,
+        );
+      }, this.opts.handshakeTimeoutMs)
+      .unref();
     this.sendHello(app);
     done.catch(() => {}); // the caller gets the rejection; never an unhandled one
     return done;
@@ -293,12 +276,14 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     const done = new Promise<unknown>((resolve, reject) => {
       this.readyResolvers = { resolve, reject };
     });
-    this.handshakeHandle = this.timers.setTimeout(() => {
-      this.shutdown(
-        new ConnectionError('client sent no HELLO in time', { code: 'QT_ERR_HANDSHAKE_TIMEOUT' }),
-        true,
-      );
-    }, this.opts.handshakeTimeoutMs);
+    this.handshakeHandle = this.clock
+      .setTimeout(() => {
+        this.shutdown(
+          new ConnectionError('client sent no HELLO in time', { code: 'QT_ERR_HANDSHAKE_TIMEOUT' }),
+          true,
+        );
+      }, this.opts.handshakeTimeoutMs)
+      .unref();
     done.catch(() => {}); // the caller gets the rejection; never an unhandled one
     return done;
   }
@@ -351,7 +336,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
 
   private becomeReady(app: unknown): void {
     this.ready = true;
-    this.timers.clearTimeout(this.handshakeHandle);
+    this.clock.clearTimeout(this.handshakeHandle);
     this.handshakeHandle = undefined; // let the spent timer go
     this.startKeepAlive();
     this.readyResolvers?.resolve(app);
@@ -556,14 +541,13 @@ export class MuxSession extends EventEmitter<SessionEvents> {
 
   private startKeepAlive(): void {
     if (this.opts.keepAliveIntervalMs <= 0) return;
-    this.keepAliveHandle = this.timers.setInterval(
-      () => this.keepAliveTick(),
-      this.opts.keepAliveIntervalMs,
-    );
+    this.keepAliveHandle = this.clock
+      .setInterval(() => this.keepAliveTick(), this.opts.keepAliveIntervalMs)
+      .unref();
   }
 
   private keepAliveTick(): void {
-    const silentMs = this.timers.now() - this.lastReceivedAt;
+    const silentMs = this.clock.now() - this.lastReceivedAt;
     if (silentMs >= this.opts.keepAliveTimeoutMs) {
       this.shutdown(
         new ConnectionError(`peer silent for ${Math.round(silentMs)} ms (heartbeat missed)`, {
@@ -576,7 +560,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     if (
       this.opts.keepAlivePassive &&
       this.peerPingAt !== undefined &&
-      this.timers.now() - this.peerPingAt < this.opts.keepAliveIntervalMs * 1.5
+      this.clock.now() - this.peerPingAt < this.opts.keepAliveIntervalMs * 1.5
     ) {
       return; // the peer's PINGs (and our PONGs) already prove both directions work
     }
@@ -588,7 +572,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     if (this.closed) return;
     const payload = Buffer.alloc(8);
     payload.writeUInt32BE(++this.pingSeq, 4);
-    this.pingSentAt = this.timers.now();
+    this.pingSentAt = this.clock.now();
     this.sendControl(FrameType.PING, 0, payload);
   }
 
@@ -597,7 +581,7 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   /** One WebSocket message: one or more frames back to back (PROTOCOL.md §1). */
   private onFrame(buf: Buffer): void {
     if (this.closed) return;
-    this.lastReceivedAt = this.timers.now();
+    this.lastReceivedAt = this.clock.now();
     const max = Math.max(this.opts.maxFrameBytes, this.opts.maxMetadataBytes);
     try {
       let offset = 0;
@@ -656,13 +640,13 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     switch (type) {
       case FrameType.PING:
         if (streamId !== 0 || payload.length !== 8) throw new ProtocolError('malformed PING');
-        this.peerPingAt = this.timers.now();
+        this.peerPingAt = this.clock.now();
         this.sendControl(FrameType.PONG, 0, Buffer.from(payload));
         return;
       case FrameType.PONG:
         if (streamId !== 0 || payload.length !== 8) throw new ProtocolError('malformed PONG');
         if (this.pingSentAt !== undefined && payload.readUInt32BE(4) === this.pingSeq) {
-          this.rttMs = this.timers.now() - this.pingSentAt;
+          this.rttMs = this.clock.now() - this.pingSentAt;
           this.pingSentAt = undefined;
           this.emit('rtt', this.rttMs);
         }
@@ -841,8 +825,8 @@ export class MuxSession extends EventEmitter<SessionEvents> {
     if (this.closed) return;
     this.closed = true;
     this.closeError = err;
-    this.timers.clearInterval(this.keepAliveHandle);
-    this.timers.clearTimeout(this.handshakeHandle);
+    this.clock.clearInterval(this.keepAliveHandle);
+    this.clock.clearTimeout(this.handshakeHandle);
     const streamErr =
       err ?? new ConnectionError('tunnel connection closed', { code: 'QT_ERR_SESSION_CLOSED' });
     for (const stream of this.streams.values()) stream.onSessionClosed(streamErr);

@@ -72,7 +72,7 @@ export class MuxStream extends Duplex {
     this.recvWindow = recvWindow;
     this.initialRecvWindow = recvWindow;
     this.windowSize = recvWindow;
-    this.lastGrantAt = session.timers.now();
+    this.lastGrantAt = session.clock.now();
   }
 
   /** Sends the accepting side's metadata (e.g. response status and headers). */
@@ -247,7 +247,7 @@ export class MuxStream extends Duplex {
     if (grant <= 0) return;
     if (grant >= this.windowSize / 2 || this.recvWindow <= 0) {
       this.creditedBytes = consumed;
-      const now = this.session.timers.now();
+      const now = this.session.clock.now();
       // Half a window gone in a few ms with nothing left buffered: the window, not the
       // consumer, is what limits this stream. Grow it (within the session's budget).
       const extra =

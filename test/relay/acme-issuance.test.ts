@@ -18,7 +18,7 @@ import type { AcmeSettings } from '../../relay/acme/manager.js';
 import { challTestSrvHook, startChallTestSrv, startPebble } from '../helpers/acme-servers.js';
 import { parsePrometheusText, sampleValue } from '../helpers/prometheus.js';
 import { tempDir } from '../helpers/relay-env.js';
-import { FakeTimers } from '../shared/support/fake-timers.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 const DOMAIN = 'relay.qt.test';
 const ADMIN = 'admin-token-for-acme-tests';
@@ -104,7 +104,7 @@ t.test('exec hook → challtestsrv: a wildcard from Pebble, renewed without a re
   const cts = await startChallTestSrv(t);
   const pebble = await startPebble(t, { dnsServer: cts.dns, env: { PEBBLE_AUTHZREUSE: '0' } });
   const hook = await challTestSrvHook(t, cts.api);
-  const clock = new FakeTimers();
+  const clock = new FakeClock();
   clock.nowMs = Date.now();
   const { relay, dataDir } = await relayWithAcme(t, {
     email: 'ops@qt.test',

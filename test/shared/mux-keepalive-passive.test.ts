@@ -2,7 +2,7 @@
  * `keepAlivePassive` (the relay's setting): the session answers the peer's PINGs and
  * sends none of its own while they keep coming; a peer that stops PINGing (or never
  * does) gets PINGs again; dead-peer detection is unchanged. Time is driven through
- * FakeTimers.
+ * FakeClock.
  */
 import { once } from 'node:events';
 import t from 'tap';

@@ -1,5 +1,5 @@
 /**
- * Keepalive, RTT and handshake timeouts, with time driven through an injected `Timers`
+ * Keepalive, RTT and handshake timeouts, with time driven through an injected `Clock`
  * (no sleeps): a silent peer is declared dead with QT_ERR_HEARTBEAT, a live one is not,
  * and rttMs is measured from PING/PONG.
  */
@@ -8,7 +8,7 @@ import t from 'tap';
 import { ConnectionError } from '../../shared/errors.js';
 import { FrameType } from '../../shared/protocol/frame.js';
 import { muxPair, sessionPair, type PairKind } from '../helpers/mux-pair.js';
-import { FakeTimers } from './support/fake-timers.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { rawServer } from './support/raw-peer.js';
 import { closeError } from './support/streams.js';
 
@@ -17,9 +17,9 @@ const keepAlive = { keepAliveIntervalMs: 5_000, keepAliveTimeoutMs: 12_000 };
 
 for (const kind of kinds) {
   t.test(`a silent peer is declared dead (${kind})`, async (t) => {
-    const clock = new FakeTimers();
+    const clock = new FakeClock();
     const pair = await muxPair(kind, {
-      client: { ...keepAlive, timers: clock },
+      client: { ...keepAlive, clock },
       server: { keepAliveIntervalMs: 0 },
     });
     t.teardown(() => pair.close());
@@ -53,10 +53,10 @@ for (const kind of kinds) {
   });
 
   t.test(`a live peer is never declared dead (${kind})`, async (t) => {
-    const clock = new FakeTimers();
+    const clock = new FakeClock();
     const pair = await muxPair(kind, {
-      client: { ...keepAlive, timers: clock },
-      server: { ...keepAlive, timers: clock },
+      client: { ...keepAlive, clock },
+      server: { ...keepAlive, clock },
     });
     t.teardown(() => pair.close());
     for (let i = 0; i < 12; i++) {
@@ -70,8 +70,8 @@ for (const kind of kinds) {
   });
 
   t.test(`rttMs is measured from PING/PONG (${kind})`, async (t) => {
-    const clock = new FakeTimers();
-    const pair = await muxPair(kind, { client: { ...keepAlive, timers: clock } });
+    const clock = new FakeClock();
+    const pair = await muxPair(kind, { client: { ...keepAlive, clock } });
     t.teardown(() => pair.close());
     t.equal(pair.client.rttMs, undefined, 'unknown before the first PONG');
     const rtt = once(pair.client, 'rtt');
@@ -91,8 +91,8 @@ for (const kind of kinds) {
   });
 
   t.test(`the client gives up on a silent relay during the handshake (${kind})`, async (t) => {
-    const clock = new FakeTimers();
-    const pair = await sessionPair(kind, { client: { timers: clock } });
+    const clock = new FakeClock();
+    const pair = await sessionPair(kind, { client: { clock } });
     t.teardown(() => pair.close());
     pair.serverTransport.onFrame = () => {}; // a relay that never answers
     let settled = false;

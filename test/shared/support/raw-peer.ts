@@ -15,7 +15,7 @@ import {
   encodeFrame,
 } from '../../../shared/protocol/frame.js';
 import type { HelloMessage } from '../../../shared/protocol/messages.js';
-import { FakeTimers } from './fake-timers.js';
+import { FakeClock } from '../../helpers/fake-clock.js';
 
 /** A frame as the raw peer saw it (header fields read without validation). */
 export interface RawFrame {
@@ -41,7 +41,7 @@ export interface RawPeer {
   streamErrors: Error[];
   /** True once the connection is closed (by either side). */
   closed: boolean;
-  timers: FakeTimers;
+  timers: FakeClock;
   /** Sends raw bytes as one message. */
   send(buf: Buffer): void;
   sendFrame(type: number, streamId: number, payload?: Buffer, version?: number): void;
@@ -80,11 +80,11 @@ export function rawClient(options: RawPeerOptions = {}): RawPeer {
 
 function rawPeer(role: Role, { paused = false, ...options }: RawPeerOptions): RawPeer {
   const [peer, transport] = memoryTransportPair();
-  const timers = new FakeTimers();
+  const timers = new FakeClock();
   const session = new MuxSession(transport, role, {
     keepAliveIntervalMs: 0,
     ...options,
-    timers,
+    clock: timers,
   });
   const raw: RawPeer = {
     session,
