@@ -15,12 +15,7 @@ import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay
 import { explainRelayError } from '../tunnel/explain.js';
 import { lanAddress } from '../tunnel/lan.js';
 import { relayCa } from '../tunnel/pin.js';
-import {
-  TunnelRunner,
-  accessPolicy,
-  hostHeaderMode,
-  originEventToTunnelEvent,
-} from '../tunnel/runner.js';
+import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
 import { replayThrough } from '../inspector/replay.js';
 import { errorFields, jsonErrorLine, lineView, processWriter } from '../ui/lines.js';
@@ -144,7 +139,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
   const emit: EventSink = (event) => {
     let e = withLocalUrls(event, relay);
     if (e.event === 'ready' && inspector !== undefined) e = { ...e, inspector: inspector.url };
-    store?.onTunnelEvent(e);
+    store?.onEvent(e);
     lines?.(e);
   };
 
@@ -158,17 +153,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       request,
       relay,
     },
-    {
-      emit,
-      originEvent:
-        store === undefined
-          ? undefined
-          : (e) => {
-              store.onOriginEvent(e);
-              const mapped = lines === undefined ? undefined : originEventToTunnelEvent(e);
-              if (mapped !== undefined) lines?.(mapped);
-            },
-    },
+    { emit },
   );
   runnerRef = runner;
   const supervisor = runner.supervisor;

@@ -23,12 +23,7 @@ import { normalizeFingerprint, plainRelayWarning } from '../tunnel/client.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
 import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
-import {
-  TunnelRunner,
-  accessPolicy,
-  hostHeaderMode,
-  originEventToTunnelEvent,
-} from '../tunnel/runner.js';
+import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
 import { replayThrough } from '../inspector/replay.js';
 import { TuiStore } from '../ui/tui/store.js';
@@ -156,7 +151,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   const emit: EventSink = (event: TunnelEvent) => {
     let e = event;
     if (e.event === 'ready' && inspector !== undefined) e = { ...e, inspector: inspector.url };
-    stores.get(e.tunnel ?? '')?.onTunnelEvent(e);
+    stores.get(e.tunnel ?? '')?.onEvent(e);
     lines?.(e);
   };
 
@@ -232,17 +227,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
           request,
           relay,
         },
-        {
-          emit,
-          originEvent:
-            store === undefined
-              ? undefined
-              : (e) => {
-                  store.onOriginEvent(e);
-                  const mapped = lines === undefined ? undefined : originEventToTunnelEvent(e);
-                  if (mapped !== undefined) lines?.({ ...mapped, tunnel: t.key } as TunnelEvent);
-                },
-        },
+        { emit },
       );
       runners.push(runner);
     }

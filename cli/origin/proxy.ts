@@ -40,7 +40,7 @@ import {
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
 import { CAPTURE_BODY_LIMIT_BYTES, ExchangeCapture, WebSocketFrameCounter } from './capture.js';
-import type { OriginEvent, QueuedDelivery } from './events.js';
+import type { OriginEvent, QueuedDelivery } from '../events.js';
 import { Http1Pool, type Http1Request } from './http1.js';
 import type { ParsedResponseHead } from './response-parser.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
@@ -275,7 +275,7 @@ export class OriginProxy {
   noteUnreachable(message: string): void {
     if (this.unreachableWarned) return;
     this.unreachableWarned = true;
-    this.emit({ type: 'warning', code: 'origin-unreachable', message });
+    this.emit({ event: 'warning', code: 'origin-unreachable', message });
   }
 
   /** @internal a reused socket was dead: its idle siblings likely are too. */
@@ -308,7 +308,7 @@ export class OriginProxy {
           `name ${hostname} ("Invalid Host header"). Fix: allow every tunnel host in ` +
           `webpack.config.js: devServer: { allowedHosts: ['${wildcard}'] } (the name changes ` +
           `every run), or run quick-tunnel with --host-header rewrite`;
-    this.emit({ type: 'hint', code: 'host-rejected', hostname, message });
+    this.emit({ event: 'hint', code: 'host-rejected', hostname, message });
   }
 
   private readonly lookupLocalhost: LookupFunction = (_hostname, options, callback) => {
@@ -408,7 +408,7 @@ class Exchange {
     const { head, stream, capture } = this;
     const queued = queuedDelivery(head);
     this.proxy.emit({
-      type: 'request-start',
+      event: 'request-start',
       id: this.id,
       method: head.method,
       path: head.url,
@@ -960,7 +960,7 @@ class Exchange {
     this.finished = true;
     this.proxy.forget(this);
     const event: OriginEvent = {
-      type: 'request',
+      event: 'request',
       id: this.id,
       method: this.head.method,
       path: this.head.url,

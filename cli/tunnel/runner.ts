@@ -15,7 +15,6 @@ import type {
   TunnelRequest,
 } from '../../shared/protocol/tunnel.js';
 import type { EventSink, TunnelEvent } from '../events.js';
-import type { OriginEvent } from '../origin/events.js';
 import { OriginProxy, type HostHeaderMode } from '../origin/proxy.js';
 import { OriginRouter, normalizeRoutePath } from '../origin/router.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from '../origin/target.js';
@@ -44,10 +43,11 @@ export interface TunnelSpec {
 }
 
 export interface RunnerHooks {
-  /** The tunnel's events (origin events mapped onto them unless `originEvent` takes them). */
+  /**
+   * Every event of the tunnel, the supervisor's and the origin proxies' (with their
+   * captures when `spec.capture`), tagged with `spec.tunnel` when it is set.
+   */
   emit: EventSink;
-  /** Takes the origin proxies' own events instead (the TUI wants their captures). */
-  originEvent?: ((e: OriginEvent) => void) | undefined;
 }
 
 /** `preserve` (default), `rewrite`, or any other value: the Host header the origin gets. */
@@ -91,36 +91,6 @@ export function accessPolicy(
   return Object.keys(policy).length === 0 ? undefined : policy;
 }
 
-/** Maps the origin proxy's events onto the CLI's event stream. */
-export function originEventToTunnelEvent(e: OriginEvent): TunnelEvent | undefined {
-  switch (e.type) {
-    case 'request': {
-      const out: TunnelEvent = {
-        event: 'request',
-        id: e.id,
-        method: e.method,
-        path: e.path,
-        status: e.status,
-        durationMs: e.durationMs,
-        bytesIn: e.bytesIn,
-        bytesOut: e.bytesOut,
-        upgrade: e.upgrade,
-      };
-      if (e.error !== undefined) out.error = e.error;
-      if (e.queued !== undefined) out.queued = e.queued;
-      return out;
-    }
-    case 'request-start':
-      return { event: 'request-start', id: e.id, method: e.method, path: e.path };
-    case 'hint':
-      return { event: 'hint', code: e.code, message: e.message };
-    case 'warning':
-      return { event: 'warning', message: e.message };
-    default:
-      return undefined;
-  }
-}
-
 /** True if something accepts TCP connections at the target (any of its addresses). */
 export async function originListening(target: OriginTarget): Promise<boolean> {
   for (const host of target.localhost ? LOCALHOST_ADDRESSES : [target.hostname]) {
@@ -155,11 +125,6 @@ export class TunnelRunner {
     const emit = this.emitEvent;
     let id = 1;
     const nextId = (): number => id++;
-    const onEvent = (e: OriginEvent): void => {
-      if (hooks.originEvent !== undefined) return hooks.originEvent(e);
-      const mapped = originEventToTunnelEvent(e);
-      if (mapped !== undefined) emit(mapped);
-    };
     const proxy = (target: OriginTarget): OriginProxy =>
       new OriginProxy({
         target,
@@ -167,7 +132,7 @@ export class TunnelRunner {
         insecure: spec.originInsecure,
         capture: spec.capture,
         nextId,
-        onEvent,
+        onEvent: emit,
       });
     this.origin = new OriginRouter(
       proxy(spec.target),

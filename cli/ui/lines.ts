@@ -122,6 +122,32 @@ export function errorFields(err: unknown): { code: string; message: string; hint
   };
 }
 
+/**
+ * What `--log json` prints of an event (besides `time`): the CLI contract's fields. The
+ * origin proxy's extras for in-process views stay out: the live `capture`, a warning's
+ * `code`, a hint's `hostname`.
+ */
+export function jsonLineFields(e: TunnelEvent): object {
+  switch (e.event) {
+    case 'request':
+    case 'request-start': {
+      if (e.capture === undefined) return e;
+      const { capture: _capture, ...fields } = e;
+      return fields;
+    }
+    case 'warning': {
+      const { code: _code, ...fields } = e;
+      return fields;
+    }
+    case 'hint': {
+      const { hostname: _hostname, ...fields } = e;
+      return fields;
+    }
+    default:
+      return e;
+  }
+}
+
 /** Returns the sink that prints events as lines in `format`. */
 export function lineView(
   format: LineFormat,
@@ -141,7 +167,7 @@ export function lineView(
       // `ready` is the first line a tunnel prints; per-request starts and RTT samples
       // are too chatty for logs.
       if (e.event === 'connecting' || e.event === 'request-start' || e.event === 'rtt') return;
-      writer.out(JSON.stringify({ time: new Date().toISOString(), ...e }));
+      writer.out(JSON.stringify({ time: new Date().toISOString(), ...jsonLineFields(e) }));
       if (e.event === 'ready' && e.local) writer.err(localUrlsNote(e.url, e.directUrl));
       if (e.event === 'ready' && e.lanUrl !== undefined) writer.err(lanNote(e.lanUrl));
     };

@@ -347,9 +347,9 @@ t.test('the live stream sends a snapshot, then new requests and a queue marker',
   // The relay's own mark on the request head (what the TUI shows too).
   const queued = { deliveryId: 'd-9', queuedAt: '2026-12-07T02:00:00.000Z' };
   const base = { id: 3, method: 'POST', path: '/from-queue', upgrade: false, queued };
-  store.onOriginEvent({ type: 'request-start', ...base });
-  store.onOriginEvent({
-    type: 'request',
+  store.onEvent({ event: 'request-start', ...base });
+  store.onEvent({
+    event: 'request',
     ...base,
     status: 200,
     durationMs: 3,
@@ -382,7 +382,7 @@ t.test(
     let nextKey = 1;
     const tunnels = ['web', 'hooks'].map((name) => {
       const store = new TuiStore({ nextKey: () => nextKey++ });
-      store.onTunnelEvent({
+      store.onEvent({
         event: 'ready',
         url: `https://${name}.qt.localhost:8443`,
         urls: [`https://${name}.qt.localhost:8443`],

@@ -8,7 +8,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { WebSocketServer } from 'ws';
-import type { OriginEvent, RequestEvent, RequestStartEvent } from '../../cli/origin/events.js';
+import type { OriginEvent, RequestEvent, RequestStartEvent } from '../../cli/events.js';
 import { OriginProxy, type OriginProxyOptions } from '../../cli/origin/proxy.js';
 import { parseTarget } from '../../cli/origin/target.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
@@ -45,7 +45,7 @@ async function rig(t: Test, server: http.Server, options: Partial<OriginProxyOpt
     await pair.close();
   });
   const finished = (path: string): Promise<RequestEvent> => {
-    const match = (e: OriginEvent): e is RequestEvent => e.type === 'request' && e.path === path;
+    const match = (e: OriginEvent): e is RequestEvent => e.event === 'request' && e.path === path;
     const seen = events.find(match);
     if (seen !== undefined) return Promise.resolve(seen);
     return new Promise((resolve) => {
@@ -131,7 +131,7 @@ t.test('heads and capped body previews; the bodies themselves pass whole', async
   t.equal(sha(await received), sha(responseBody), 'the visitor got the whole response');
   t.equal(originGot, sha(requestBody), 'the origin got the whole request');
   const end = await finished('/upload?x=1');
-  const start = events.find((e): e is RequestStartEvent => e.type === 'request-start')!;
+  const start = events.find((e): e is RequestStartEvent => e.event === 'request-start')!;
   const cap = end.capture!;
   t.equal(start.capture, cap, 'the start carries the same live capture');
   t.match(cap.request, {
@@ -212,7 +212,7 @@ t.test('WebSocket: one capture, message counts both ways', async (t) => {
     for (let i = 0; i < payload.length; i++) out[6 + i] = payload[i]! ^ mask[i % 4]!;
     return out;
   };
-  const start = events.find((e): e is RequestStartEvent => e.type === 'request-start')!;
+  const start = events.find((e): e is RequestStartEvent => e.event === 'request-start')!;
   const cap = start.capture!;
   // welcome + 3 echoes = 4 frames of 2 + n bytes.
   const expectBytes = 2 + 7 + 3 * (2 + 3);

@@ -5,7 +5,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { WebSocketServer } from 'ws';
-import type { OriginEvent, RequestEvent } from '../../cli/origin/events.js';
+import type { OriginEvent, RequestEvent } from '../../cli/events.js';
 import {
   OriginProxy,
   REPLAY_LIMIT_BYTES,
@@ -96,7 +96,7 @@ async function rig(t: Test, target: string, options: Partial<OriginProxyOptions>
     events,
     waitFor,
     requestEvent: (path) =>
-      waitFor((e): e is RequestEvent => e.type === 'request' && e.path === path),
+      waitFor((e): e is RequestEvent => e.event === 'request' && e.path === path),
   };
   return r;
 }
@@ -652,8 +652,8 @@ t.test('a reused socket the origin drops is retried once on a fresh connection',
   });
   t.equal(count(), 3, 'not retried');
 
-  t.notOk(events.some((e) => e.type === 'warning'));
-  const done = events.filter((e): e is RequestEvent => e.type === 'request');
+  t.notOk(events.some((e) => e.event === 'warning'));
+  const done = events.filter((e): e is RequestEvent => e.event === 'request');
   t.same(
     done.map((e) => [e.path, e.status, e.error === undefined]),
     [
@@ -677,7 +677,7 @@ t.test('a body-less request on a reused connection the origin drops is retried',
   // And a HEAD, whose answer has a length but no body.
   t.equal((await send(relay, head({ url: '/c', method: 'HEAD' }))).reply.status, 200);
   t.equal(connections(), 3);
-  t.notOk(events.some((e) => e.type === 'warning'));
+  t.notOk(events.some((e) => e.event === 'warning'));
 });
 
 // ---- failures -----------------------------------------------------------------------
@@ -685,7 +685,7 @@ t.test('a body-less request on a reused connection the origin drops is retried',
 t.test('refused: CONNECT_ERROR naming the target, one warning per outage', async (t) => {
   const port = await freePort();
   const { relay, events, requestEvent } = await rig(t, `127.0.0.1:${port}`);
-  const warnings = (): OriginEvent[] => events.filter((e) => e.type === 'warning');
+  const warnings = (): OriginEvent[] => events.filter((e) => e.event === 'warning');
   const refused = {
     resetCode: ErrorCode.CONNECT_ERROR,
     message: new RegExp(`nothing is listening on 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\)`),
@@ -694,7 +694,7 @@ t.test('refused: CONNECT_ERROR naming the target, one warning per outage', async
   await t.rejects(send(relay, head({ url: '/2' })), refused);
   t.equal(warnings().length, 1, 'warned once');
   t.match(warnings()[0], {
-    type: 'warning',
+    event: 'warning',
     code: 'origin-unreachable',
     message: new RegExp(`nothing is listening on 127\\.0\\.0\\.1:${port}: start your server`),
   });
@@ -847,16 +847,16 @@ t.test('request-start and request events', async (t) => {
   const { relay, events, requestEvent } = await rig(t, `127.0.0.1:${port}`);
   await send(relay, head({ method: 'POST', url: '/hooks?x=1' }), 'hello');
   const done = await requestEvent('/hooks?x=1');
-  const start = events.find((e) => e.type === 'request-start');
+  const start = events.find((e) => e.event === 'request-start');
   t.same(start, {
-    type: 'request-start',
+    event: 'request-start',
     id: 1,
     method: 'POST',
     path: '/hooks?x=1',
     upgrade: false,
   });
   t.match(done, {
-    type: 'request',
+    event: 'request',
     id: 1,
     method: 'POST',
     path: '/hooks?x=1',
@@ -887,10 +887,10 @@ t.test('Vite and webpack-dev-server host rejections produce one hint', async (t)
   t.equal(first.reply.status, 403);
   t.match(first.body.toString(), /^Blocked request/, 'the body still reaches the visitor');
   await send(rv.relay, h);
-  const hints = rv.events.filter((e) => e.type === 'hint');
+  const hints = rv.events.filter((e) => e.event === 'hint');
   t.equal(hints.length, 1, 'hinted once');
   t.match(hints[0], {
-    type: 'hint',
+    event: 'hint',
     code: 'host-rejected',
     hostname: VISITOR_HOST,
     message: /--host-header rewrite/,
@@ -908,7 +908,7 @@ t.test('Vite and webpack-dev-server host rejections produce one hint', async (t)
   });
   const rw = await rig(t, `127.0.0.1:${webpack.port}`);
   await send(rw.relay, head());
-  const hint = await rw.waitFor((e): e is OriginEvent => e.type === 'hint');
+  const hint = await rw.waitFor((e): e is OriginEvent => e.event === 'hint');
   t.match(hint, {
     hostname: VISITOR_HOST,
     message:
@@ -922,7 +922,7 @@ t.test('Vite and webpack-dev-server host rejections produce one hint', async (t)
   const rp = await rig(t, `127.0.0.1:${plain.port}`);
   await send(rp.relay, head());
   t.notOk(
-    rp.events.some((e) => e.type === 'hint'),
+    rp.events.some((e) => e.event === 'hint'),
     'an ordinary 403 is no hint',
   );
 
@@ -936,7 +936,7 @@ t.test('Vite and webpack-dev-server host rejections produce one hint', async (t)
   const body = await send(rs.relay, head());
   t.match(body.body.toString(), /Blocked request/);
   t.match(
-    await rs.waitFor((e): e is OriginEvent => e.type === 'hint'),
+    await rs.waitFor((e): e is OriginEvent => e.event === 'hint'),
     { message: /Vite/ },
     'a refusal that arrives in pieces',
   );
@@ -1072,7 +1072,7 @@ t.test('https origin: extra CA, insecure, and a clear refusal otherwise', async 
     ),
   });
   t.match(
-    strict.events.find((e) => e.type === 'warning'),
+    strict.events.find((e) => e.event === 'warning'),
     { message: /TLS verification/ },
   );
 
@@ -1096,7 +1096,7 @@ t.test('close() aborts open requests and refuses new streams', async (t) => {
   const s = open(relay, head({ url: '/pending' }));
   const ended = once(s, 'end');
   s.end();
-  await waitFor((e): e is OriginEvent => e.type === 'request-start');
+  await waitFor((e): e is OriginEvent => e.event === 'request-start');
   proxy.close();
   await t.rejects(ended, { resetCode: ErrorCode.CANCEL, message: /shutting down/ });
   t.match(await requestEvent('/pending'), { error: /shutting down/ });

@@ -47,8 +47,8 @@ t.test('text and JSON lines', async (t) => {
 t.test('terminal UI row', async (t) => {
   const { store } = makeStore();
   ready(store);
-  store.onTunnelEvent(delivered);
-  store.onTunnelEvent(live);
+  store.onEvent(delivered);
+  store.onEvent(live);
   const row = store.rowAt(0)!;
   t.same(row.queued, queued);
   t.equal(store.rowAt(1)?.queued, undefined);

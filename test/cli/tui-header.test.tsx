@@ -5,7 +5,7 @@ t.test('connecting: relay and attempt, before any URL', async (t) => {
   const { store } = makeStore();
   store.tunnel.relay = 'qt.localhost:8443';
   store.tunnel.target = 'localhost:3000';
-  store.onTunnelEvent({ event: 'connecting', relay: 'qt.localhost:8443', attempt: 2 });
+  store.onEvent({ event: 'connecting', relay: 'qt.localhost:8443', attempt: 2 });
   const app = renderApp(t, { store });
   const frame = await app.frame(/connecting/);
   t.match(frame, /◌ connecting to qt\.localhost:8443… \(attempt 2\)/);
@@ -42,8 +42,8 @@ t.test('reconnecting: countdown, attempt and the reason', async (t) => {
   const { store, clock, source } = makeStore();
   ready(store);
   source.live = 0;
-  store.onTunnelEvent({ event: 'connection-lost', error: 'socket hang up', connectionsLeft: 0 });
-  store.onTunnelEvent({
+  store.onEvent({ event: 'connection-lost', error: 'socket hang up', connectionsLeft: 0 });
+  store.onEvent({
     event: 'reconnecting',
     attempt: 3,
     delayMs: 4_200,
@@ -52,10 +52,10 @@ t.test('reconnecting: countdown, attempt and the reason', async (t) => {
   const app = renderApp(t, { store });
   t.match(await app.frame(/reconnecting/), /↻ reconnecting in 5s \(attempt 3\): socket hang up/);
   clock.advance(2_000);
-  store.onTunnelEvent({ event: 'rtt', ms: 3 }); // any change redraws
+  store.onEvent({ event: 'rtt', ms: 3 }); // any change redraws
   t.match(await app.frame(/in 3s/), /reconnecting in 3s/);
   source.live = 1;
-  store.onTunnelEvent({
+  store.onEvent({
     event: 'reconnected',
     url: 'https://k3mzq7x2ab.qt.localhost:8443',
     sameHostname: true,
@@ -66,7 +66,7 @@ t.test('reconnecting: countdown, attempt and the reason', async (t) => {
 t.test('a new address after reconnecting is shown and announced', async (t) => {
   const { store } = makeStore();
   ready(store);
-  store.onTunnelEvent({
+  store.onEvent({
     event: 'reconnected',
     url: 'https://zzzzzzzzzz.qt.localhost:8443',
     sameHostname: false,
@@ -83,22 +83,22 @@ t.test('offline after closed; closing while the tunnel drains', async (t) => {
   const app = renderApp(t, { store });
   store.markClosing();
   t.match(await app.frame(/closing/), /◌ closing the tunnel…/);
-  store.onTunnelEvent({ event: 'closed' });
+  store.onEvent({ event: 'closed' });
   t.match(await app.frame(/offline/), /○ offline/);
 });
 
 t.test('warnings and hints show in the header', async (t) => {
   const { store } = makeStore();
   ready(store);
-  store.onOriginEvent({
-    type: 'warning',
+  store.onEvent({
+    event: 'warning',
     code: 'origin-unreachable',
     message: 'nothing is listening on localhost:3000',
   });
   const app = renderApp(t, { store });
   t.match(await app.frame(/nothing is listening/), /! nothing is listening on localhost:3000/);
-  store.onOriginEvent({
-    type: 'hint',
+  store.onEvent({
+    event: 'hint',
     code: 'host-rejected',
     hostname: 'x',
     message: 'use --host-header rewrite',
@@ -138,7 +138,7 @@ t.test('a short terminal keeps only the status line above the list', async (t) =
 
 t.test('embedded relay: 127.0.0.1 URL and, with --lan, the LAN URL and its QR code', async (t) => {
   const { store } = makeStore();
-  store.onTunnelEvent({
+  store.onEvent({
     event: 'ready',
     url: 'http://k3mzq7x2ab.localhost:41234',
     urls: ['http://k3mzq7x2ab.localhost:41234', 'http://127.0.0.1:41234'],
@@ -165,7 +165,7 @@ t.test('embedded relay: 127.0.0.1 URL and, with --lan, the LAN URL and its QR co
 
 t.test('the web inspector URL from the ready event shows in the header', async (t) => {
   const { store } = makeStore();
-  store.onTunnelEvent({
+  store.onEvent({
     event: 'ready',
     url: 'https://k3mzq7x2ab.qt.localhost:8443',
     urls: ['https://k3mzq7x2ab.qt.localhost:8443'],

@@ -137,8 +137,8 @@ t.test('c clears the list (open requests stay), totals are kept', async (t) => {
   const { store } = makeStore();
   ready(store);
   for (let i = 1; i <= 5; i++) exchange(store, i, { url: `/old${i}` });
-  store.onOriginEvent({
-    type: 'request-start',
+  store.onEvent({
+    event: 'request-start',
     id: 6,
     method: 'GET',
     path: '/still-open',
@@ -151,8 +151,8 @@ t.test('c clears the list (open requests stay), totals are kept', async (t) => {
   t.notMatch(frame, /old\d/);
   t.match(frame, /\/still-open/);
   t.match(frame, /5 total · 1 open/);
-  store.onOriginEvent({
-    type: 'request',
+  store.onEvent({
+    event: 'request',
     id: 3,
     method: 'GET',
     path: '/old3',

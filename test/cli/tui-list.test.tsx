@@ -55,8 +55,8 @@ t.test(
     const { store, clock } = makeStore();
     ready(store);
     const long = `/api/v1/customers/${'a'.repeat(80)}/orders?expand=items&limit=100`;
-    store.onOriginEvent({
-      type: 'request-start',
+    store.onEvent({
+      event: 'request-start',
       id: 1,
       method: 'GET',
       path: long,
@@ -96,8 +96,8 @@ t.test('a WebSocket is one row that stays open with message counts', async (t) =
   const toOrigin = new WebSocketFrameCounter();
   const toVisitor = new WebSocketFrameCounter();
   capture.upgraded = { toOrigin, toVisitor };
-  store.onOriginEvent({
-    type: 'request-start',
+  store.onEvent({
+    event: 'request-start',
     id: 1,
     method: 'GET',
     path: '/chat',
@@ -111,8 +111,8 @@ t.test('a WebSocket is one row that stays open with message counts', async (t) =
   const app = renderApp(t, { store, width: 100 });
   t.match(await app.frame(/chat/), /GET\s+\/chat ⇄ 3 in · 1 out msgs · open\s+101/);
   toVisitor.push(Buffer.from([0x82, 0x00]));
-  store.onOriginEvent({
-    type: 'request',
+  store.onEvent({
+    event: 'request',
     id: 1,
     method: 'GET',
     path: '/chat',

@@ -44,15 +44,15 @@ t.test('rates over 1 and 5 minutes, percentiles without WebSockets', async (t) =
   totals = store.totals();
   t.equal(totals.rate1m, 0, 'nothing in the last minute');
   t.ok(totals.rate5m > 1.5 && totals.rate5m < 1.7, `5m rate decays (${totals.rate5m})`);
-  store.onOriginEvent({
-    type: 'request-start',
+  store.onEvent({
+    event: 'request-start',
     id: 9999,
     method: 'GET',
     path: '/ws',
     upgrade: true,
   });
-  store.onOriginEvent({
-    type: 'request',
+  store.onEvent({
+    event: 'request',
     id: 9999,
     method: 'GET',
     path: '/ws',
@@ -65,11 +65,11 @@ t.test('rates over 1 and 5 minutes, percentiles without WebSockets', async (t) =
   t.equal(store.totals().p90Ms, 30, 'a long WebSocket does not skew p90');
 });
 
-t.test('a request seen on both event streams is one row', async (t) => {
+t.test('a request whose events come twice is one row', async (t) => {
   const { store } = makeStore();
   ready(store);
-  store.onTunnelEvent({ event: 'request-start', id: 1, method: 'GET', path: '/x' });
-  store.onOriginEvent({ type: 'request-start', id: 1, method: 'GET', path: '/x', upgrade: false });
+  store.onEvent({ event: 'request-start', id: 1, method: 'GET', path: '/x', upgrade: false });
+  store.onEvent({ event: 'request-start', id: 1, method: 'GET', path: '/x', upgrade: false });
   const end = {
     id: 1,
     method: 'GET',
@@ -80,8 +80,8 @@ t.test('a request seen on both event streams is one row', async (t) => {
     bytesOut: 0,
     upgrade: false,
   };
-  store.onOriginEvent({ type: 'request', ...end });
-  store.onTunnelEvent({ event: 'request', ...end });
+  store.onEvent({ event: 'request', ...end });
+  store.onEvent({ event: 'request', ...end });
   t.equal(store.rowCount, 1);
   t.equal(store.totals().total, 1);
 });

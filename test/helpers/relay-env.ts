@@ -97,9 +97,7 @@ export async function connectTunnel(
     insecure: false,
     ...options.origin,
     onEvent: (e) => {
-      if (e.type === 'request') events.push({ event: 'request', ...stripType(e) } as TunnelEvent);
-      else if (e.type === 'hint') events.push({ event: 'hint', code: e.code, message: e.message });
-      else if (e.type === 'warning') events.push({ event: 'warning', message: e.message });
+      if (e.event !== 'request-start') events.push(e);
     },
   });
   const request = {
@@ -124,11 +122,6 @@ export async function connectTunnel(
     origin.close();
   });
   return { supervisor, assignment, events, hostname: assignment.hostname, origin };
-}
-
-function stripType<T extends { type: string }>(e: T): Omit<T, 'type'> {
-  const { type: _type, ...rest } = e;
-  return rest;
 }
 
 export interface VisitResponse {

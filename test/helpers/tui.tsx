@@ -6,7 +6,7 @@
 import { render } from 'ink-testing-library';
 import type { Test } from 'tap';
 import { ExchangeCapture } from '../../cli/origin/capture.js';
-import type { OriginEvent } from '../../cli/origin/events.js';
+import type { OriginEvent } from '../../cli/events.js';
 import { App, type AppProps } from '../../cli/ui/tui/app.js';
 import { TuiStore, type TunnelSource } from '../../cli/ui/tui/store.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
@@ -40,7 +40,7 @@ export function makeStore(options: { maxRows?: number; maxBodyBytes?: number } =
 
 export function ready(store: TuiStore, overrides: { local?: boolean; url?: string } = {}): void {
   const url = overrides.url ?? 'https://k3mzq7x2ab.qt.localhost:8443';
-  store.onTunnelEvent({
+  store.onEvent({
     event: 'ready',
     url,
     urls: [url],
@@ -98,9 +98,9 @@ export function exchange(
     path: spec.url ?? '/',
     upgrade: false,
   };
-  store.onOriginEvent({ type: 'request-start', ...base, capture });
+  store.onEvent({ event: 'request-start', ...base, capture });
   const end: OriginEvent = {
-    type: 'request',
+    event: 'request',
     ...base,
     status: spec.status ?? 200,
     durationMs: spec.durationMs ?? 5,
@@ -109,7 +109,7 @@ export function exchange(
     capture,
   };
   if (spec.error !== undefined) end.error = spec.error;
-  store.onOriginEvent(end);
+  store.onEvent(end);
   return capture;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The live terminal UI (Ink): `startTui` takes over the terminal (alternate screen,
- * raw keys) and returns the sinks for the tunnel's and the origin proxy's events, and
+ * raw keys) and returns the sink for the tunnel's events (cli/events.ts), and
  * `close()`, which gives the terminal back as it was. Loaded with a dynamic import by
  * the expose command, only on a terminal: Ink takes a while to load, and `--help` or
  * `--log` runs never pay for it.
@@ -9,7 +9,6 @@ import chalk from 'chalk';
 import { render } from 'ink';
 import { createElement } from 'react';
 import type { TunnelEvent } from '../../events.js';
-import type { OriginEvent } from '../../origin/events.js';
 import type { OriginProxy } from '../../origin/proxy.js';
 import { replayRequest } from '../../origin/replay.js';
 import { App } from './app.js';
@@ -39,8 +38,8 @@ export interface TuiOptions {
 
 export interface TuiHandle {
   readonly store: TuiStore;
-  tunnelEvent(e: TunnelEvent): void;
-  originEvent(e: OriginEvent): void;
+  /** Feeds one event of the tunnel to the store the screen shows. */
+  event(e: TunnelEvent): void;
   /** Frames Ink rendered so far. */
   readonly frames: number;
   /** Unmounts, restores the terminal (main screen, cursor, cooked mode). Idempotent. */
@@ -105,8 +104,7 @@ export function startTui(options: TuiOptions): TuiHandle {
   let closing: Promise<void> | undefined;
   return {
     store,
-    tunnelEvent: (e) => store.onTunnelEvent(e),
-    originEvent: (e) => store.onOriginEvent(e),
+    event: (e) => store.onEvent(e),
     get frames() {
       return frames;
     },

@@ -9,7 +9,6 @@ import chalk from 'chalk';
 import { Box, render, useInput } from 'ink';
 import { createElement, useState } from 'react';
 import type { TunnelEvent } from '../../events.js';
-import type { OriginEvent } from '../../origin/events.js';
 import { replayRequest } from '../../origin/replay.js';
 import type { TunnelRunner } from '../../tunnel/runner.js';
 import { App } from './app.js';
@@ -38,8 +37,8 @@ export interface MultiTuiOptions {
 
 export interface MultiTuiHandle {
   readonly stores: ReadonlyMap<string, TuiStore>;
-  tunnelEvent(e: TunnelEvent): void;
-  originEvent(tunnel: string, e: OriginEvent): void;
+  /** Feeds one event to the store of its tunnel (`e.tunnel`). */
+  event(e: TunnelEvent): void;
   close(): Promise<void>;
 }
 
@@ -155,11 +154,7 @@ export function startMultiTui(options: MultiTuiOptions): MultiTuiHandle {
   let closing: Promise<void> | undefined;
   return {
     stores,
-    tunnelEvent: (e) => {
-      const store = stores.get(e.tunnel ?? '');
-      store?.onTunnelEvent(e);
-    },
-    originEvent: (tunnel, e) => stores.get(tunnel)?.onOriginEvent(e),
+    event: (e) => stores.get(e.tunnel ?? '')?.onEvent(e),
     close() {
       closing ??= (async () => {
         instance.unmount();

@@ -1,6 +1,6 @@
 /**
- * The TUI's model: consumes the tunnel's events (TunnelEvent) and the origin proxy's
- * (OriginEvent, with their captures) and keeps what the screen shows: the tunnel's
+ * The TUI's model: consumes the tunnel's event stream (TunnelEvent, the origin proxy's
+ * requests with their captures included) and keeps what the screen shows: the tunnel's
  * state, totals, and a bounded history of requests. Plain TypeScript, no React: the
  * components read it, and redraw at a bounded rate when `version` moves.
  *
@@ -10,7 +10,6 @@
  */
 import { IdTable } from '../../../shared/id-table.js';
 import type { ExchangeCapture } from '../../origin/capture.js';
-import type { OriginEvent } from '../../origin/events.js';
 import type { ReplayResult } from '../../origin/replay.js';
 import type { TunnelEvent } from '../../events.js';
 
@@ -292,7 +291,8 @@ export class TuiStore {
 
   // ---- events -------------------------------------------------------------------------
 
-  onTunnelEvent(e: TunnelEvent): void {
+  /** Takes one event of the tunnel (cli/events.ts). */
+  onEvent(e: TunnelEvent): void {
     const t = this.tunnel;
     switch (e.event) {
       case 'connecting':
@@ -346,28 +346,10 @@ export class TuiStore {
         t.connectionsLive = 0;
         break;
       case 'request-start':
-        this.startRow(e.id, e.method, e.path, false, undefined);
-        break;
-      case 'request':
-        this.finishRow(e.id, e, undefined);
-        break;
-    }
-    this.changed();
-  }
-
-  onOriginEvent(e: OriginEvent): void {
-    switch (e.type) {
-      case 'request-start':
         this.startRow(e.id, e.method, e.path, e.upgrade, e.capture);
         break;
       case 'request':
         this.finishRow(e.id, e, e.capture);
-        break;
-      case 'warning':
-        this.addNotice('warning', e.message);
-        break;
-      case 'hint':
-        this.addNotice('hint', e.message);
         break;
     }
     this.changed();
