@@ -3,6 +3,7 @@
  * or more live sessions (HA connections of one CLI, or replicas of a named tunnel);
  * new requests go round-robin over the ones not going away (sticky within a loop turn).
  */
+import { realClock, type Clock } from '../../shared/clock.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import type { CompiledAccess } from '../edge/access.js';
 
@@ -104,7 +105,8 @@ export interface RegistryOptions extends RegistryEvents {
    * the relay restarted on an existing data dir, so its tunnels are reconnecting.
    */
   restarted?: boolean;
-  now?: () => number;
+  /** Time for the hold windows and the held requests' timeouts. Default the real clock. */
+  clock?: Clock;
 }
 
 type Waiter = (session: MuxSession | undefined) => void;
@@ -114,7 +116,7 @@ export class TunnelRegistry {
   private readonly hooks: RegistryEvents;
   readonly holdMs: number;
   private readonly maxHeld: number;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly startedAt: number;
   /** Labels whose last connection dropped recently → when their hold window ends. */
   private readonly recentlyOffline = new Map<string, number>();
@@ -125,8 +127,8 @@ export class TunnelRegistry {
     this.hooks = options;
     this.holdMs = options.holdMs ?? 10_000;
     this.maxHeld = options.maxHeldRequests ?? 10_000;
-    this.now = options.now ?? Date.now;
-    this.startedAt = options.restarted === true ? this.now() : -Infinity;
+    this.clock = options.clock ?? realClock;
+    this.startedAt = options.restarted === true ? this.clock.now() : -Infinity;
   }
 
   /** Requests currently waiting for a tunnel to come back. */
@@ -140,7 +142,7 @@ export class TunnelRegistry {
    */
   holdBudgetMs(label: string): number {
     if (this.holdMs <= 0) return 0;
-    const now = this.now();
+    const now = this.clock.now();
     let until = this.startedAt + this.holdMs;
     const offline = this.recentlyOffline.get(label);
     if (offline !== undefined) {
@@ -153,7 +155,7 @@ export class TunnelRegistry {
   /** True if `label` lost its last connection within the hold window. */
   wasRecentlyOnline(label: string): boolean {
     const offline = this.recentlyOffline.get(label);
-    return offline !== undefined && offline > this.now();
+    return offline !== undefined && offline > this.clock.now();
   }
 
   /**
@@ -173,14 +175,13 @@ export class TunnelRegistry {
       const waiters = set;
       this.heldCount++;
       const waiter: Waiter = (session) => {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         waiters.delete(waiter);
         if (waiters.size === 0 && this.waiters.get(label) === waiters) this.waiters.delete(label);
         this.heldCount--;
         resolve(session);
       };
-      const timer = setTimeout(() => waiter(undefined), timeoutMs);
-      timer.unref();
+      const timer = this.clock.setTimeout(() => waiter(undefined), timeoutMs).unref();
       waiters.add(waiter);
     });
   }
@@ -236,7 +237,7 @@ export class TunnelRegistry {
     if (tunnel.sessions.length === 0 && this.byLabel.get(tunnel.label) === tunnel) {
       this.byLabel.delete(tunnel.label);
       if (this.holdMs > 0) {
-        this.recentlyOffline.set(tunnel.label, this.now() + this.holdMs);
+        this.recentlyOffline.set(tunnel.label, this.clock.now() + this.holdMs);
         // Bound the map: drop expired entries now and then.
         if (this.recentlyOffline.size > 1024) this.pruneOffline();
       }
@@ -245,7 +246,7 @@ export class TunnelRegistry {
   }
 
   private pruneOffline(): void {
-    const now = this.now();
+    const now = this.clock.now();
     for (const [label, until] of this.recentlyOffline)
       if (until <= now) this.recentlyOffline.delete(label);
   }
