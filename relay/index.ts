@@ -13,31 +13,26 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import pino, { type Logger } from 'pino';
-import type { MuxOptions, MuxSession } from '../shared/mux/session.js';
+import type { Logger } from 'pino';
+import type { MuxSession } from '../shared/mux/session.js';
 import type { FrameTransport } from '../shared/mux/transport.js';
 import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
-import { ConfigError } from '../shared/errors.js';
 import { VERSION } from '../shared/version.js';
-import type { AcmeManager, AcmeSettings } from './acme/manager.js';
-import {
-  Cluster,
-  clusterUnavailablePage,
-  type ClusterConfig,
-  type Resolution,
-} from './cluster/cluster.js';
+import type { AcmeManager } from './acme/manager.js';
+import { Cluster, clusterUnavailablePage, type Resolution } from './cluster/cluster.js';
 import { PEER_ENDPOINT_PATH } from './cluster/peers.js';
 import { TunnelEndpoint } from './control/endpoint.js';
 import { lockDataDir, type DataDirLock } from './data-dir.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { checkAccess } from './edge/access.js';
 import {
-  DEFAULT_VISITOR_CONNECTION_LIMITS,
-  VisitorConnections,
-  closeSoon,
-  isClosing,
-} from './edge/connections.js';
-import { DEFAULT_GUARD_LIMITS, guardRequest, type GuardLimits } from './edge/guard.js';
+  RELAY_DEFAULTS,
+  resolveRelayConfig,
+  type RelayConfig,
+  type ResolvedRelayConfig,
+} from './config.js';
+import { VisitorConnections, closeSoon, isClosing } from './edge/connections.js';
+import { guardRequest } from './edge/guard.js';
 import { routeHost, soleTunnelRoute } from './edge/host.js';
 import { FailedAuthThrottle, RateLimiter } from './edge/limits.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './edge/pages.js';
@@ -55,93 +50,16 @@ import {
   sendH2Error,
   serveApexH2,
   type H2Edge,
-  type H2Limits,
   type H2Request,
 } from './edge/h2.js';
 import { h1Responder, h2Responder } from './queue/responders.js';
-import { WebhookQueue, type QueueLimits } from './queue/webhook-queue.js';
+import { WebhookQueue } from './queue/webhook-queue.js';
 import { RelayStats } from './stats.js';
 import { NamedTunnels } from './tunnels/named.js';
 import { TunnelRegistry } from './tunnels/registry.js';
-import { JsonFileTunnelStore, MemoryTunnelStore, type TunnelStore } from './tunnels/store.js';
+import { JsonFileTunnelStore, MemoryTunnelStore } from './tunnels/store.js';
 
-export interface RelayConfig {
-  /** Public domain: tunnels are `<label>.<domain>`. */
-  domain: string;
-  /** Bind address. */
-  host: string;
-  /** HTTPS port; 0 = any free port; null = no HTTPS listener. */
-  httpsPort: number | null;
-  /** Plain HTTP port; 0 = any free port; null = off. */
-  httpPort: number | null;
-  certFile?: string | undefined;
-  keyFile?: string | undefined;
-  /** Where the relay keeps its certificate and keys; null = nothing on disk. */
-  dataDir: string | null;
-  /** Accepted client tokens; empty = open relay. */
-  tokens: readonly string[];
-  /** Wait for a response head this long before answering 504. Default 120 s. */
-  responseTimeoutMs?: number;
-  /** Ports shown in public URLs when they differ from the listening ones (NAT, Docker). */
-  publicHttpsPort?: number | undefined;
-  publicHttpPort?: number | undefined;
-  /** Idle keep-alive timeout for visitor connections. Default 65 s. */
-  keepAliveTimeoutMs?: number;
-  /** Max time to receive a visitor's request headers (slowloris guard). Default 15 s. */
-  headersTimeoutMs?: number;
-  /**
-   * Hold visitor requests for a tunnel that is reconnecting this long before a 503.
-   * Default 10 s; 0 = answer at once.
-   */
-  holdMs?: number;
-  /** Longest request target (414 beyond). Default 8 KiB. */
-  maxUrlBytes?: number;
-  /** Most request header lines (431 beyond). Default 100. */
-  maxHeaders?: number;
-  /** Requests per second per tunnel (429 + Retry-After beyond); 0/undefined = no limit. */
-  rateLimitPerTunnel?: number;
-  /** Tunnel WebSocket connections per client IP. Default 100; 0 = no limit. */
-  maxConnectionsPerIp?: number;
-  /** New tunnel hostnames per client (token, else IP) per minute. Default 30; 0 = no limit. */
-  creationsPerMinute?: number;
-  /** Named tunnels one client (relay token, else IP) may hold. Default 100; 0 = no limit. */
-  maxNamedTunnelsPerClient?: number;
-  /** Named tunnels one client may create per hour (429 beyond). Default 120; 0 = no limit. */
-  namedTunnelCreationsPerHour?: number;
-  /**
-   * Refused secrets (relay and admin tokens, tunnel credentials) one IP may present per
-   * minute before it is refused for a while (429). Default 20; 0 = no limit.
-   */
-  maxFailedAuthPerMinute?: number;
-  /** Visitor connections (TCP, both listeners) held at once. Default 10,000; 0 = no limit. */
-  maxVisitorConnections?: number;
-  /** Visitor connections one IP may hold at once. Default 500; 0 = no limit. */
-  maxVisitorConnectionsPerIp?: number;
-  mux?: MuxOptions;
-  logger?: Logger;
-  /** Tokens for the admin endpoints (`GET /api/tunnels`, `/metrics`); none = those are off. */
-  adminTokens?: readonly string[];
-  /** Named-tunnel store; default: `tunnels.json` in the data dir (memory without one). */
-  store?: TunnelStore;
-  /**
-   * Embedded relay: a Host that is an IP address (`http://127.0.0.1:PORT/`) reaches the
-   * one tunnel instead of the relay's own pages (see soleTunnelRoute). Default false.
-   */
-  soleTunnelOnIpHosts?: boolean;
-  /** More addresses the plain-HTTP listener also binds, on the same port (`--lan`). */
-  extraHttpHosts?: readonly string[];
-  /** HTTP/2 limits on the HTTPS listener (see relay/edge/h2.ts); false = HTTP/1.1 only. */
-  http2?: Partial<H2Limits> | false;
-  /**
-   * Store-and-forward limits (relay/queue/) for named tunnels that opted in. The queue
-   * lives in `<dataDir>/queue`; a relay without a data dir has none.
-   */
-  queue?: Partial<QueueLimits>;
-  /** Automatic wildcard certificate by ACME DNS-01 (instead of --cert/--key or self-signed). */
-  acme?: AcmeSettings | undefined;
-  /** Cluster mode (`--redis`): share tunnels with other relays through Redis. */
-  cluster?: ClusterConfig | undefined;
-}
+export type { RelayConfig } from './config.js';
 
 export interface Relay {
   readonly domain: string;
@@ -170,7 +88,12 @@ export interface Relay {
   readonly cluster: Cluster | undefined;
 }
 
-export async function startRelay(config: RelayConfig): Promise<Relay> {
+/**
+ * Starts a relay. A mistake in `input` (bad port or domain, options that contradict each
+ * other) rejects with a ConfigError before anything is opened.
+ */
+export async function startRelay(input: RelayConfig): Promise<Relay> {
+  const config = resolveRelayConfig(input);
   // One relay per data dir, and the dir is private (relay/data-dir.ts).
   const lock = config.dataDir === null ? undefined : await lockDataDir(config.dataDir);
   try {
@@ -182,39 +105,22 @@ export async function startRelay(config: RelayConfig): Promise<Relay> {
 }
 
 async function startWithDataDir(
-  config: RelayConfig,
+  config: ResolvedRelayConfig,
   lock: DataDirLock | undefined,
 ): Promise<Relay> {
-  const baseLog = config.logger ?? pino({ level: 'silent' });
-  const domain = config.domain.toLowerCase().replace(/\.$/, '');
-  if (
-    config.cluster !== undefined &&
-    config.cluster.nodeUrl === undefined &&
-    (config.host === '0.0.0.0' || config.host === '::' || config.host === '')
-  ) {
-    throw new ConfigError(
-      `in cluster mode other relays need this relay's address: pass --node-url https://ADDR:PORT (it listens on ${config.host || 'every address'})`,
-    );
-  }
+  const baseLog = config.logger;
+  const domain = config.domain;
   const cluster =
     config.cluster === undefined
       ? undefined
       : await Cluster.connect(config.cluster, domain, baseLog);
   // In cluster mode every line names the node.
   const log = cluster?.logger ?? baseLog;
-  const responseTimeoutMs = config.responseTimeoutMs ?? 120_000;
+  const responseTimeoutMs = config.responseTimeoutMs;
   const startedAt = Date.now();
 
   let certificate: RelayCertificate | undefined;
   if (config.httpsPort !== null && config.acme === undefined) {
-    if (
-      config.dataDir === null &&
-      (config.certFile === undefined || config.keyFile === undefined)
-    ) {
-      throw new Error(
-        'an HTTPS relay needs --cert/--key or a data dir for its self-signed certificate',
-      );
-    }
     certificate = await loadRelayCertificate({
       domain,
       dataDir: config.dataDir ?? '',
@@ -232,7 +138,7 @@ async function startWithDataDir(
   // Set once the queue is open; a client that registers gets its queue delivered.
   let queue: WebhookQueue | undefined;
   const registry = new TunnelRegistry({
-    holdMs: config.holdMs ?? 10_000,
+    holdMs: config.holdMs,
     restarted,
     // After this tick: the endpoint sets the tunnel's access rules right after attaching.
     onRegistered: (tunnel) => queueMicrotask(() => queue?.connected(tunnel)),
@@ -278,17 +184,13 @@ async function startWithDataDir(
     domain,
     urlsFor,
     log,
-    ...(config.maxNamedTunnelsPerClient !== undefined
-      ? { maxPerClient: config.maxNamedTunnelsPerClient }
-      : {}),
-    ...(config.namedTunnelCreationsPerHour !== undefined
-      ? { creationsPerHour: config.namedTunnelCreationsPerHour }
-      : {}),
+    maxPerClient: config.maxNamedTunnelsPerClient,
+    creationsPerHour: config.namedTunnelCreationsPerHour,
   });
   if (config.dataDir !== null) {
     queue = await WebhookQueue.open({
       dataDir: config.dataDir,
-      limits: config.queue ?? {},
+      limits: config.queue,
       registry,
       named,
       log,
@@ -310,9 +212,9 @@ async function startWithDataDir(
             },
     });
   }
-  const adminTokens = config.adminTokens ?? [];
+  const adminTokens = config.adminTokens;
 
-  const authThrottle = new FailedAuthThrottle(config.maxFailedAuthPerMinute ?? 20, log);
+  const authThrottle = new FailedAuthThrottle(config.maxFailedAuthPerMinute, log);
   const endpoint = new TunnelEndpoint({
     authThrottle,
     named,
@@ -323,10 +225,10 @@ async function startWithDataDir(
     relayVersion: VERSION,
     urlsFor,
     domain,
-    mux: config.mux ?? {},
+    mux: config.mux,
     log,
-    maxConnectionsPerIp: config.maxConnectionsPerIp ?? 100,
-    creationsPerMinute: config.creationsPerMinute ?? 30,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    creationsPerMinute: config.creationsPerMinute,
     cluster,
   });
 
@@ -357,17 +259,12 @@ async function startWithDataDir(
 
   const routeFor = (host: string | undefined) => {
     const route = routeHost(host, domain);
-    return config.soleTunnelOnIpHosts === true
-      ? soleTunnelRoute(host, route, domain, registry)
-      : route;
+    return config.soleTunnelOnIpHosts ? soleTunnelRoute(host, route, domain, registry) : route;
   };
 
-  const guardLimits: GuardLimits = {
-    maxUrlBytes: config.maxUrlBytes ?? DEFAULT_GUARD_LIMITS.maxUrlBytes,
-    maxHeaders: config.maxHeaders ?? DEFAULT_GUARD_LIMITS.maxHeaders,
-  };
+  const guardLimits = config.guard;
   const rateLimiter =
-    config.rateLimitPerTunnel !== undefined && config.rateLimitPerTunnel > 0
+    config.rateLimitPerTunnel > 0
       ? new RateLimiter({
           ratePerSecond: config.rateLimitPerTunnel,
           burst: config.rateLimitPerTunnel * 2,
@@ -789,8 +686,8 @@ async function startWithDataDir(
   let h2Edge: H2Edge | undefined;
 
   const serverOptions: http.ServerOptions = {
-    keepAliveTimeout: config.keepAliveTimeoutMs ?? 65_000,
-    headersTimeout: config.headersTimeoutMs ?? 15_000,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    headersTimeout: config.headersTimeoutMs,
     requestTimeout: 0, // bodies may stream for as long as they need
     maxHeaderSize: 16 * 1024,
     noDelay: true,
@@ -803,15 +700,7 @@ async function startWithDataDir(
     connectionsCheckingInterval: 1_000,
   };
 
-  const visitors = new VisitorConnections(
-    {
-      maxConnections:
-        config.maxVisitorConnections ?? DEFAULT_VISITOR_CONNECTION_LIMITS.maxConnections,
-      maxConnectionsPerIp:
-        config.maxVisitorConnectionsPerIp ?? DEFAULT_VISITOR_CONNECTION_LIMITS.maxConnectionsPerIp,
-    },
-    log,
-  );
+  const visitors = new VisitorConnections(config.visitorConnections, log);
   const servers: (http.Server | https.Server)[] = [];
   const listen = async (
     server: http.Server | https.Server,
@@ -851,12 +740,7 @@ async function startWithDataDir(
       );
       if (config.http2 !== false) {
         h2Edge = createH2Edge({
-          limits: {
-            idleTimeoutMs: config.keepAliveTimeoutMs ?? 65_000,
-            firstRequestTimeoutMs: config.headersTimeoutMs ?? 15_000,
-            maxHeaderPairs: guardLimits.maxHeaders + 8,
-            ...config.http2,
-          },
+          limits: config.http2,
           onRequest: handleH2,
           onSessionError: (err) => log.debug({ err }, 'h2 visitor session'),
         });
@@ -871,7 +755,7 @@ async function startWithDataDir(
       const server = http.createServer(serverOptions, makeHandler('http'));
       server.on('upgrade', makeUpgradeHandler('http'));
       ports.http = await listen(server, config.httpPort);
-      for (const host of config.extraHttpHosts ?? []) {
+      for (const host of config.extraHttpHosts) {
         const extra = http.createServer(serverOptions, makeHandler('http'));
         extra.on('upgrade', makeUpgradeHandler('http'));
         await listen(extra, ports.http, host);
@@ -983,7 +867,7 @@ async function startWithDataDir(
     },
     cluster,
     attach: (transport) => endpoint.attach(transport, 'in-process'),
-    close(graceMs = 10_000) {
+    close(graceMs = RELAY_DEFAULTS.closeGraceMs) {
       closing ??= (async () => {
         shuttingDown = true;
         await acme?.close();

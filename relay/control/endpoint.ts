@@ -20,6 +20,7 @@ import { closeSoon } from '../edge/connections.js';
 import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
 import { ConcurrencyCounter, RateLimiter, type FailedAuthThrottle } from '../edge/limits.js';
 import type { Cluster } from '../cluster/cluster.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import type { RelayStats } from '../stats.js';
 import { tokenAccepted } from '../tunnels/auth.js';
 import { randomLabel } from '../tunnels/labels.js';
@@ -65,8 +66,10 @@ export class TunnelEndpoint {
 
   constructor(opts: EndpointOptions) {
     this.opts = opts;
-    this.perIp = new ConcurrencyCounter(opts.maxConnectionsPerIp ?? 100);
-    const perMinute = opts.creationsPerMinute ?? 30;
+    this.perIp = new ConcurrencyCounter(
+      opts.maxConnectionsPerIp ?? RELAY_DEFAULTS.maxConnectionsPerIp,
+    );
+    const perMinute = opts.creationsPerMinute ?? RELAY_DEFAULTS.creationsPerMinute;
     this.creations =
       perMinute > 0
         ? new RateLimiter({ ratePerSecond: perMinute / 60, burst: perMinute })

@@ -46,12 +46,6 @@ export interface VisitorConnectionLimits {
   maxConnectionsPerIp: number;
 }
 
-/** Defaults: 10,000 relay-wide (keep `ulimit -n` above it), 500 per IP. */
-export const DEFAULT_VISITOR_CONNECTION_LIMITS: VisitorConnectionLimits = {
-  maxConnections: 10_000,
-  maxConnectionsPerIp: 500,
-};
-
 /** Log a refusal per key at most this often. */
 const LOG_EVERY_MS = 10_000;
 

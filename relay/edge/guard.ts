@@ -9,6 +9,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { ErrorPage } from './pages.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import { normalizeHost } from './host.js';
 
 export interface GuardLimits {
@@ -18,7 +19,11 @@ export interface GuardLimits {
   maxHeaders: number;
 }
 
-export const DEFAULT_GUARD_LIMITS: GuardLimits = { maxUrlBytes: 8 * 1024, maxHeaders: 100 };
+/** Defaults: relay/config.ts. */
+export const DEFAULT_GUARD_LIMITS: Readonly<GuardLimits> = {
+  maxUrlBytes: RELAY_DEFAULTS.maxUrlBytes,
+  maxHeaders: RELAY_DEFAULTS.maxHeaders,
+};
 
 function refuse(
   status: number,
@@ -45,7 +50,7 @@ export type GuardResult = { host: string | undefined } | { page: ErrorPage };
  */
 export function guardRequest(
   req: IncomingMessage,
-  limits: GuardLimits = DEFAULT_GUARD_LIMITS,
+  limits: Readonly<GuardLimits> = DEFAULT_GUARD_LIMITS,
 ): GuardResult {
   const raw = req.rawHeaders;
   if (raw.length / 2 > limits.maxHeaders) {

@@ -28,6 +28,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { ErrorCode } from '../../shared/protocol/frame.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import {
   endToEndHeaders,
   flattenHeaders,
@@ -74,18 +75,8 @@ export interface H2Limits {
   controlPerSecond: number;
 }
 
-export const DEFAULT_H2_LIMITS: H2Limits = {
-  maxConcurrentStreams: 100,
-  maxHeaderListBytes: 16 * 1024,
-  maxHeaderPairs: 128,
-  firstRequestTimeoutMs: 15_000,
-  idleTimeoutMs: 65_000,
-  stalledStreamTimeoutMs: 65_000,
-  cancelBurst: 200,
-  cancelPerSecond: 50,
-  controlBurst: 100,
-  controlPerSecond: 10,
-};
+/** Defaults: relay/config.ts (RELAY_DEFAULTS.http2). */
+export const DEFAULT_H2_LIMITS: Readonly<H2Limits> = RELAY_DEFAULTS.http2;
 
 /** Per-stream receive window the relay grants visitors (uploads), like the mux window. */
 const STREAM_WINDOW_BYTES = 256 * 1024;

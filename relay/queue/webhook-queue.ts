@@ -23,6 +23,7 @@ import { errnoCode, StreamResetError } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import { isResponseHead, type RequestHead } from '../../shared/protocol/tunnel.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import { checkAccess, compileAccess, type CompiledAccess } from '../edge/access.js';
 import { pages, type ErrorPage } from '../edge/pages.js';
 import { buildRequestHead } from '../edge/proxy.js';
@@ -59,18 +60,8 @@ export interface QueueLimits {
   maxBufferedBytes: number;
 }
 
-export const DEFAULT_QUEUE_LIMITS: Readonly<QueueLimits> = Object.freeze({
-  maxBodyBytes: 1024 * 1024,
-  maxItems: 1000,
-  maxAgeMs: 72 * 3600 * 1000,
-  diskCapBytes: 1024 * 1024 * 1024,
-  maxAttempts: 8,
-  retryBaseMs: 1000,
-  retryMaxMs: 5 * 60 * 1000,
-  deliveryTimeoutMs: 60_000,
-  acceptStatus: 202,
-  maxBufferedBytes: 64 * 1024 * 1024,
-});
+/** Defaults: relay/config.ts (RELAY_DEFAULTS.queue). */
+export const DEFAULT_QUEUE_LIMITS: Readonly<QueueLimits> = RELAY_DEFAULTS.queue;
 
 /** One item as `GET /api/tunnels/:name/queue` lists it. */
 export interface QueueItemView {

@@ -11,6 +11,7 @@ import { QuickTunnelError } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import { RateLimiter } from '../edge/limits.js';
 import { credentialMatches, generateCredential, hashCredential } from './auth.js';
 import { invalidNameReason } from './labels.js';
@@ -45,7 +46,10 @@ export interface NamedTunnelsOptions {
 }
 
 /** Defaults of the per-client limits on named tunnels. */
-export const NAMED_TUNNEL_LIMITS = { maxPerClient: 100, creationsPerHour: 120 } as const;
+export const NAMED_TUNNEL_LIMITS = {
+  maxPerClient: RELAY_DEFAULTS.maxNamedTunnelsPerClient,
+  creationsPerHour: RELAY_DEFAULTS.namedTunnelCreationsPerHour,
+} as const;
 
 /** Lowercases and trims a name typed by a user (DNS names are case-insensitive). */
 export function normalizeName(name: string): string {

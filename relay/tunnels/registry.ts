@@ -5,6 +5,7 @@
  */
 import { realClock, type Clock } from '../../shared/clock.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import type { CompiledAccess } from '../edge/access.js';
 
 export type TunnelKind = 'ephemeral' | 'named';
@@ -125,8 +126,8 @@ export class TunnelRegistry {
 
   constructor(options: RegistryOptions = {}) {
     this.hooks = options;
-    this.holdMs = options.holdMs ?? 10_000;
-    this.maxHeld = options.maxHeldRequests ?? 10_000;
+    this.holdMs = options.holdMs ?? RELAY_DEFAULTS.holdMs;
+    this.maxHeld = options.maxHeldRequests ?? RELAY_DEFAULTS.maxHeldRequests;
     this.clock = options.clock ?? realClock;
     this.startedAt = options.restarted === true ? this.clock.now() : -Infinity;
   }
