@@ -5,7 +5,7 @@
 import { writeSync } from 'node:fs';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { QuickTunnelError } from '../shared/errors.js';
+import { QuickTunnelError, type QtErrorCode } from '../shared/errors.js';
 import { effectiveDefaultRelay } from './config.js';
 import { acmeFlags, acmeOptions } from './commands/relay-acme-flags.js';
 import { tuneGarbageCollector } from '../shared/runtime.js';
@@ -675,7 +675,12 @@ async function main(input: string[]): Promise<number> {
   return exitCode;
 }
 
-class UsageError extends Error {}
+/** Bad arguments (yargs refused them): a user error, exit 1. */
+class UsageError extends QuickTunnelError {
+  constructor(message: string) {
+    super('QT_ERR_USAGE', message, { hint: "run 'quick-tunnel --help' for usage" });
+  }
+}
 
 // Before yargs runs, so it covers everything the command loads. A `relay` word anywhere
 // (flags may come first) means the relay; a tunnel named "relay" only costs its client
@@ -685,7 +690,7 @@ tuneGarbageCollector(hideBin(process.argv).includes('relay') ? 'relay' : 'client
  * With `--log json`, an error that ends the process is also one JSON line on stdout
  * (`{"event":"error","code","message","hint"}`), so a script reading stdout sees why.
  */
-function jsonError(code: string, message: string, hint: string | undefined): void {
+function jsonError(code: QtErrorCode, message: string, hint: string | undefined): void {
   const args = hideBin(process.argv);
   const json = args.some((a, i) => a === '--log=json' || (a === '--log' && args[i + 1] === 'json'));
   if (!json) return;
@@ -703,7 +708,7 @@ main(hideBin(process.argv)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) {
-      jsonError('QT_ERR_USAGE', err.message, "run 'quick-tunnel --help' for usage");
+      jsonError(err.code, err.message, err.hint);
       process.stderr.write(`error: ${err.message}\nRun 'quick-tunnel --help' for usage.\n`);
       process.exit(1);
     }

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { QuickTunnelError } from '../../shared/errors.js';
+import { QuickTunnelError, isQtErrorCode } from '../../shared/errors.js';
 import { describeDialError, localhostAwareLookup } from './client.js';
 import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
 
@@ -29,7 +29,7 @@ export class RelayApiError extends QuickTunnelError {
   readonly status: number;
   readonly apiCode: string;
   constructor(status: number, apiCode: string, message: string) {
-    super(apiCode.startsWith('QT_ERR_') ? apiCode : 'QT_ERR_API', message, {
+    super(isQtErrorCode(apiCode) ? apiCode : 'QT_ERR_API', message, {
       retryable: status >= 500,
     });
     this.status = status;

@@ -4,7 +4,7 @@
  * each with an `event` field). Diagnostics go to stderr; stdout is the view's.
  */
 import { writeSync } from 'node:fs';
-import { QuickTunnelError } from '../../shared/errors.js';
+import { QuickTunnelError, type QtErrorCode } from '../../shared/errors.js';
 import type { TunnelEvent } from '../events.js';
 import { qrLines } from './tui/qr.js';
 
@@ -96,7 +96,11 @@ export function printable(text: string): string {
  * `--log json`: the `error` event, `{"event":"error","code","message","hint"}`, for an
  * error that ends the process (at startup, cli/main.ts, or after the tunnel was up).
  */
-export function jsonErrorLine(code: string, message: string, hint: string | undefined): string {
+export function jsonErrorLine(
+  code: QtErrorCode,
+  message: string,
+  hint: string | undefined,
+): string {
   return JSON.stringify({
     time: new Date().toISOString(),
     event: 'error',
@@ -107,7 +111,11 @@ export function jsonErrorLine(code: string, message: string, hint: string | unde
 }
 
 /** Code, message and hint of any thrown value (`QT_ERR_INTERNAL` for a non-QuickTunnelError). */
-export function errorFields(err: unknown): { code: string; message: string; hint?: string } {
+export function errorFields(err: unknown): {
+  code: QtErrorCode;
+  message: string;
+  hint?: string;
+} {
   if (err instanceof QuickTunnelError) {
     return {
       code: err.code,

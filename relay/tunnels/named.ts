@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { QuickTunnelError } from '../../shared/errors.js';
+import { QuickTunnelError, type QtErrorCode } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { NamedTunnelStatus } from '../../shared/protocol/tunnel.js';
@@ -23,7 +23,7 @@ export class NamedTunnelError extends QuickTunnelError {
   readonly status: number;
   /** Seconds to wait before trying again (429), sent as Retry-After. */
   readonly retryAfterS: number | undefined;
-  constructor(status: number, code: string, message: string, retryAfterS?: number) {
+  constructor(status: number, code: QtErrorCode, message: string, retryAfterS?: number) {
     super(code, message);
     this.status = status;
     this.retryAfterS = retryAfterS;

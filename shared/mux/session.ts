@@ -12,7 +12,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { realClock, type Clock, type ClockTimer } from '../clock.js';
-import { ConnectionError, ProtocolError, QuickTunnelError, StreamResetError } from '../errors.js';
+import {
+  ConnectionError,
+  ProtocolError,
+  QuickTunnelError,
+  StreamResetError,
+  type QtErrorCode,
+} from '../errors.js';
 import { IdTable } from '../id-table.js';
 import {
   ErrorCode,
@@ -130,7 +136,7 @@ export type HelloHandler = (app: unknown, session: MuxSession) => unknown | Prom
 /** Thrown by a HelloHandler to refuse a client with a specific wire code. */
 export class HelloRejection extends QuickTunnelError {
   readonly wireCode: number;
-  constructor(wireCode: number, message: string, code = 'QT_ERR_REJECTED') {
+  constructor(wireCode: number, message: string, code: QtErrorCode = 'QT_ERR_REJECTED') {
     super(code, message);
     this.wireCode = wireCode;
   }
