@@ -310,6 +310,10 @@ function onceEach(msg: string): string {
 }
 
 async function main(input: string[]): Promise<number> {
+  // Before yargs runs, so it covers everything the command loads. A `relay` word anywhere
+  // (flags may come first) means the relay; a tunnel named "relay" only costs its client
+  // some RSS. In here, a bad QUICK_TUNNEL_SPEED_TRICKS is reported as a ConfigError.
+  tuneGarbageCollector(input.includes('relay') ? 'relay' : 'client');
   let exitCode = 0;
   // `quick-tunnel http 3000`, as ngrok says it: the word adds nothing here.
   const argv = input[0] === 'http' && input.length > 1 ? input.slice(1) : input;
@@ -682,10 +686,6 @@ class UsageError extends QuickTunnelError {
   }
 }
 
-// Before yargs runs, so it covers everything the command loads. A `relay` word anywhere
-// (flags may come first) means the relay; a tunnel named "relay" only costs its client
-// some RSS.
-tuneGarbageCollector(hideBin(process.argv).includes('relay') ? 'relay' : 'client');
 /**
  * With `--log json`, an error that ends the process is also one JSON line on stdout
  * (`{"event":"error","code","message","hint"}`), so a script reading stdout sees why.

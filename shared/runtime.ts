@@ -34,8 +34,13 @@
  * startup). But starting a Worker thread resets runtime-set flags to their defaults
  * (Node 20): whoever starts one calls `reapplyGarbageCollectorTuning()` once the worker
  * is online.
+ *
+ * Both are speed tricks of shared/speed.ts (`array-buffer-sweeping`,
+ * `young-generation-cap`): each can be switched off, and neither runs on a V8 other
+ * than the ones measured (v8TuningSupported).
  */
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { speedTrickOn, v8TuningSupported } from './speed.js';
 
 export type RuntimeRole = 'relay' | 'client';
 
@@ -53,9 +58,14 @@ let governor: NodeJS.Timeout | undefined;
 export function tuneGarbageCollector(which: RuntimeRole): void {
   role = which;
   growing = undefined;
-  setFlagsFromString('--no-concurrent-array-buffer-sweeping');
-  capYoungGeneration();
-  governor ??= setInterval(capYoungGeneration, GOVERNOR_INTERVAL_MS).unref();
+  if (!v8TuningSupported()) return;
+  if (speedTrickOn('array-buffer-sweeping')) {
+    setFlagsFromString('--no-concurrent-array-buffer-sweeping');
+  }
+  if (speedTrickOn('young-generation-cap')) {
+    capYoungGeneration();
+    governor ??= setInterval(capYoungGeneration, GOVERNOR_INTERVAL_MS).unref();
+  }
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { realClock, type Clock } from '../../shared/clock.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { currentTurn } from '../../shared/speed.js';
 import { RELAY_DEFAULTS } from '../config.js';
 import type { CompiledAccess } from '../edge/access.js';
 
@@ -34,7 +35,8 @@ export class Tunnel {
    * over one connection, so their frames leave in one TLS write and the client reads
    * them in one go (each session corks its socket per turn). Spreading every request
    * over the HA connections cost ~20% of small-GET throughput (`npm run bench -- e2e`:
-   * 7.7k req/s with one connection, 6.4k with two).
+   * 7.7k req/s with one connection, 6.4k with two). The turn count is shared/speed.ts's
+   * `sticky-session` trick: off, this is plain round-robin.
    */
   pickSession(): MuxSession | undefined {
     const turn = currentTurn();
@@ -69,21 +71,6 @@ export class Tunnel {
 
 function usable(s: MuxSession): boolean {
   return !s.closed && !s.goingAway && !s.receivedGoAway;
-}
-
-/** Counts turns of the event loop, for as long as someone asks (one setImmediate a turn). */
-let turnCount = 0;
-let turnScheduled = false;
-function nextTurn(): void {
-  turnCount++;
-  turnScheduled = false;
-}
-function currentTurn(): number {
-  if (!turnScheduled) {
-    turnScheduled = true;
-    setImmediate(nextTurn);
-  }
-  return turnCount;
 }
 
 export interface RegistryEvents {

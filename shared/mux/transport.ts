@@ -5,6 +5,7 @@
  */
 import type { Writable } from 'node:stream';
 import type WebSocket from 'ws';
+import { wsSocketAccess } from '../speed.js';
 import { MuxSession, type MuxOptions } from './session.js';
 
 export interface FrameTransport {
@@ -91,17 +92,12 @@ export function tunnelServerWsOptions(options: MuxOptions = {}): WebSocket.Serve
  * relay's side stays on `ws.send`: measured both ways (256 MiB transfers and
  * `npm run bench -- mux`), writing its 64 KiB frames one by one gained nothing on the
  * relay and cost the CLI, as receiver, 5-19% more CPU (each frame then ends in a
- * TLS record of a few bytes, where corked turns filled every record). Reads two fields
- * of ws's internals (`_isServer`, the sender's `_generateMask`); if a ws release
- * renames them we fall back to `ws.send`, and test/shared/ws-transport.test.ts fails
- * to say so.
+ * TLS record of a few bytes, where corked turns filled every record). This reads ws's
+ * internals, so it is shared/speed.ts's `ws-socket` trick: off (or ws's fields not
+ * what we expect) means `ws.send`, and test/shared/ws-transport.test.ts fails to say so.
  */
 export function writesMessagesItself(ws: WebSocket): boolean {
-  const internals = ws as unknown as {
-    _isServer?: unknown;
-    _sender?: { _generateMask?: unknown };
-  };
-  return internals._isServer === false && internals._sender?._generateMask === zeroMask;
+  return wsSocketAccess(ws, zeroMask)?.writesItself === true;
 }
 
 /** Bytes of the header of a masked WebSocket frame with `length` payload bytes. */
@@ -246,9 +242,12 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   // The CLI's side over wss:// builds each message as one buffer and a DirectWriter
   // writes it (see writesMessagesItself); the relay's side, and a client with random
   // masking keys, go through ws.send, with the socket corked for the turn (setImmediate).
-  const socket = (ws as unknown as { _socket?: Writable })._socket;
-  const writer =
-    socket !== undefined && writesMessagesItself(ws) ? new DirectWriter(socket, ws) : undefined;
+  //
+  // Both reach into ws's socket: with shared/speed.ts's `ws-socket` trick off, every
+  // message goes through ws.send, uncorked.
+  const access = wsSocketAccess(ws, zeroMask);
+  const socket = access?.socket;
+  const writer = access?.writesItself === true ? new DirectWriter(access.socket, ws) : undefined;
   let turnScheduled = false;
   let corked = false;
   let batch: Buffer[] = [];
@@ -322,7 +321,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
         turnScheduled = true;
         setImmediate(endTurn);
       }
-      if (writer === undefined && !corked) {
+      if (writer === undefined && socket !== undefined && !corked) {
         // ws.send writes at once: hold its writes of this turn together.
         corked = true;
         socket?.cork();
