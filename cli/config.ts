@@ -40,11 +40,14 @@ export interface Environment {
   redis: string | undefined;
   /** Relay cluster mode: the secret relays share (QUICK_TUNNEL_CLUSTER_SECRET). */
   clusterSecret: string | undefined;
+  /** The relay's default data dir: `$XDG_DATA_HOME/quick-tunnel/relay` (~/.local/share/…). */
+  relayDataDir: string;
 }
 
 /** Reads the environment once. */
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environment {
   const configHome = env['XDG_CONFIG_HOME'] || path.join(os.homedir(), '.config');
+  const dataHome = env['XDG_DATA_HOME'] || path.join(os.homedir(), '.local', 'share');
   return Object.freeze({
     relay: env['QUICK_TUNNEL_RELAY'] || undefined,
     token: env['QUICK_TUNNEL_TOKEN'] || undefined,
@@ -60,6 +63,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     acmeTsigSecret: env['QUICK_TUNNEL_ACME_TSIG_SECRET'] || undefined,
     redis: env['QUICK_TUNNEL_REDIS'] || undefined,
     clusterSecret: env['QUICK_TUNNEL_CLUSTER_SECRET'] || undefined,
+    relayDataDir: path.join(dataHome, 'quick-tunnel', 'relay'),
   });
 }
 
@@ -162,7 +166,10 @@ export interface RelaySettings {
   from: { relay?: string; token?: string; caFile?: string; caFingerprint?: string };
 }
 
-/** Resolves the relay, token and CA for a command (flags win, then env, then the file). */
+/**
+ * Resolves the relay, token and CA for a command (flags win, then env, then the file).
+ * `env` is the command's one readEnvironment(): this function reads no process state.
+ */
 export function resolveRelaySettings(
   flags: {
     relay?: string | undefined;
@@ -170,7 +177,7 @@ export function resolveRelaySettings(
     ca?: string | undefined;
     caFingerprint?: string | undefined;
   },
-  env: Environment = readEnvironment(),
+  env: Environment,
 ): RelaySettings {
   const file = readConfigFile(env.configDir);
   const fileName = `the config file ${configFilePath(env.configDir)}`;

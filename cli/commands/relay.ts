@@ -3,8 +3,6 @@
  * go to stdout; a human summary of how to connect goes to stderr.
  */
 import { readFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { ConfigError } from '../../shared/errors.js';
 import type { ClusterConfig } from '../../relay/cluster/cluster.js';
@@ -172,11 +170,6 @@ export async function readTokensFile(file: string): Promise<string[]> {
   return tokens;
 }
 
-export function defaultRelayDataDir(): string {
-  const base = process.env['XDG_DATA_HOME'] || path.join(os.homedir(), '.local', 'share');
-  return path.join(base, 'quick-tunnel', 'relay');
-}
-
 function validPort(n: number, flag: string): number {
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     throw new ConfigError(`${flag} must be a port number between 0 and 65535, got ${n}`);
@@ -204,7 +197,8 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
     },
     readable ? readableLog() : process.stdout,
   );
-  const dataDir = opts.dataDir ?? defaultRelayDataDir();
+  const env = readEnvironment();
+  const dataDir = opts.dataDir ?? env.relayDataDir;
   const tokens = [...opts.tokens];
   if (opts.tokensFile !== undefined) tokens.push(...(await readTokensFile(opts.tokensFile)));
   for (const [flag, n] of [
@@ -226,14 +220,14 @@ export async function runRelayCommand(opts: RelayCommandOptions): Promise<number
   const acme = await acmeSettingsFromFlags(opts.acme ?? { acme: false }, {
     domain,
     hasCertFiles: opts.cert !== undefined,
-    tsigSecretEnv: readEnvironment().acmeTsigSecret,
+    tsigSecretEnv: env.acmeTsigSecret,
   });
   if (opts.cert !== undefined && opts.key !== undefined) {
     for (const warning of await checkCertificateFiles(opts.cert, opts.key, domain)) {
       process.stderr.write(`warning: ${warning}\n`);
     }
   }
-  const cluster = await clusterConfig(opts, readEnvironment());
+  const cluster = await clusterConfig(opts, env);
   let relay: Relay;
   try {
     relay = await startRelay({

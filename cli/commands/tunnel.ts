@@ -160,7 +160,7 @@ export interface TunnelRunOptions extends Omit<ExposeOptions, 'target' | 'name'>
 
 /** `tunnel run NAME [--url TARGET]`: --url is remembered in the credential file. */
 export async function runTunnelRun(opts: TunnelRunOptions): Promise<number> {
-  const settings = resolveRelaySettings(opts);
+  const settings = resolveRelaySettings(opts, readEnvironment());
   const relay = requireRelay(settings);
   const { file, data } = await loadCredential(settings.configDir, relay, opts.name);
   const target = opts.url ?? data.target;
