@@ -1,7 +1,8 @@
 /**
- * Configuration reads the environment in one place (issue 17 §3): readEnvironment()
- * (cli/config.ts) and the config file's ${VAR} substitution (cli/tunnels-config.ts).
- * Every other module gets the frozen Environment passed down.
+ * Configuration reads the environment in the config modules only (issue 17 §3):
+ * readEnvironment() (cli/config.ts), the config file's ${VAR} substitution
+ * (cli/tunnels-config.ts) and shared/config.ts (settings of shared/ code). Every other
+ * module gets what they read passed down.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,7 +14,7 @@ import { readEnvironment } from '../../cli/config.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** The config modules: the only ones that may read process.env. */
-const CONFIG_MODULES = new Set(['cli/config.ts', 'cli/tunnels-config.ts']);
+const CONFIG_MODULES = new Set(['cli/config.ts', 'cli/tunnels-config.ts', 'shared/config.ts']);
 
 function sources(dir: string): string[] {
   const out: string[] = [];
