@@ -5,7 +5,8 @@
  * trying again can help.
  */
 import dns from 'node:dns';
-import type { IncomingMessage } from 'node:http';
+import type { Agent, IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import WebSocket from 'ws';
 import {
   AuthError,
@@ -41,7 +42,7 @@ export interface DialOptions {
    */
   fingerprint256?: string | undefined;
   /** An http.Agent that goes through an HTTP proxy (HTTPS_PROXY), if any. */
-  agent?: import('node:http').Agent | undefined;
+  agent?: Agent | undefined;
   connectTimeoutMs?: number;
   mux?: MuxOptions;
 }
@@ -171,7 +172,7 @@ function openSocket(opts: DialOptions): Promise<WebSocket> {
     const pinned = opts.fingerprint256;
     if (pinned !== undefined) {
       ws.once('upgrade', (res: IncomingMessage) => {
-        const socket = res.socket as import('node:tls').TLSSocket;
+        const socket = res.socket as TLSSocket;
         const seen =
           typeof socket.getPeerCertificate === 'function'
             ? socket.getPeerCertificate().fingerprint256

@@ -9,6 +9,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type acmeClient from 'acme-client';
 import type { Logger } from 'pino';
 import type { ClusterState } from '../cluster/state.js';
 import { useCaHttp, type AxiosLike } from './ca-http.js';
@@ -610,7 +611,7 @@ export class AcmeManager extends EventEmitter {
     );
   }
 
-  private async accountKey(acme: typeof import('acme-client')): Promise<Buffer> {
+  private async accountKey(acme: typeof acmeClient): Promise<Buffer> {
     try {
       return await readFile(this.accountKeyPath);
     } catch {

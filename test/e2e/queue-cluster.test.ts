@@ -4,7 +4,7 @@
  * reach the origin when the tunnel's client connects to relay B only: A delivers its
  * queue through the peer link (once each, in order, with the delivery id).
  */
-import http from 'node:http';
+import type http from 'node:http';
 import t from 'tap';
 import { startRelay, type Relay } from '../../relay/index.js';
 import {

@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import https from 'node:https';
 import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -205,7 +206,7 @@ for (const [protocol, visit] of PROTOCOLS) {
         agent: false,
       });
       req.end();
-      const [res] = (await once(req, 'response')) as [import('node:http').IncomingMessage];
+      const [res] = (await once(req, 'response')) as [IncomingMessage];
       contentType = res.headers['content-type'];
       body = res;
     } else {

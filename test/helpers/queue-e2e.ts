@@ -5,7 +5,7 @@
 import { createHmac } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import type { Test } from 'tap';
 import { writeConfigFile } from '../../cli/config.js';

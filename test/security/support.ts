@@ -6,7 +6,7 @@
  * tunnel endpoint, a log capture, and memory measurement.
  */
 import { once } from 'node:events';
-import http from 'node:http';
+import type http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { Writable } from 'node:stream';

@@ -70,7 +70,6 @@ export function useTerminalSize(override: {
     return () => {
       stdout.off('resize', onResize);
     };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [stdout]);
   return { width: override.width ?? size.width, height: override.height ?? size.height };
 }
