@@ -4,6 +4,7 @@
  * resumes the same hostname with the relay's resume token, and drains on stop.
  */
 import { randomUUID } from 'node:crypto';
+import { realClock, type Clock, type ClockTimer } from '../../shared/clock.js';
 import { QuickTunnelError } from '../../shared/errors.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { MuxSession } from '../../shared/mux/session.js';
@@ -67,16 +68,17 @@ export interface SupervisorOptions {
   firstConnectAttempts?: number;
   backoff?: BackoffPolicy;
   random?: () => number;
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  now?: () => number;
+  /** Time for the backoff delays, the stable-connection reset and stop's grace period. */
+  clock?: Clock;
 }
 
-function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Waits `ms` on `clock` (a ref'd timer: the process stays up to reconnect), or until `signal`. */
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
+    const timer = clock.setTimeout(done, ms);
     function done(): void {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       signal.removeEventListener('abort', done);
       resolve();
     }
@@ -87,6 +89,7 @@ function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
 export class TunnelSupervisor {
   private readonly opts: SupervisorOptions;
   private readonly policy: BackoffPolicy;
+  private readonly clock: Clock;
   private readonly stopController = new AbortController();
   private readonly sessions = new Set<MuxSession>();
   /** When each session's connection is fully closed (see TunnelConnection.closed). */
@@ -110,6 +113,7 @@ export class TunnelSupervisor {
   constructor(opts: SupervisorOptions) {
     this.opts = opts;
     this.policy = opts.backoff ?? DEFAULT_BACKOFF;
+    this.clock = opts.clock ?? realClock;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.learnRelays(opts.relays ?? []);
   }
@@ -128,7 +132,7 @@ export class TunnelSupervisor {
    */
   private relayFor(index: number, attempt: number): string | undefined {
     if (this.relays.length === 0) return undefined;
-    const now = (this.opts.now ?? Date.now)();
+    const now = this.clock.now();
     const healthy = this.relays.filter((r) => now - (this.failedAt.get(r) ?? -Infinity) > 5_000);
     const used = new Set<string>();
     for (const [i, r] of this.slotRelay) if (i !== index) used.add(r);
@@ -162,7 +166,6 @@ export class TunnelSupervisor {
   async start(): Promise<TunnelAssignment> {
     const attempts = this.opts.firstConnectAttempts ?? 3;
     const random = this.opts.random ?? Math.random;
-    const sleep = this.opts.sleep ?? defaultSleep;
     let lastErr: unknown;
     for (let attempt = 0; attempt < attempts && !this.stopped; attempt++) {
       this.opts.emit({ event: 'connecting', relay: this.opts.relay, attempt: attempt + 1 });
@@ -195,10 +198,11 @@ export class TunnelSupervisor {
         return conn.assignment;
       } catch (err) {
         lastErr = err;
-        if (relay !== undefined) this.failedAt.set(relay, (this.opts.now ?? Date.now)());
+        if (relay !== undefined) this.failedAt.set(relay, this.clock.now());
         if (err instanceof QuickTunnelError && !err.retryable) throw err;
         if (attempt + 1 < attempts) {
-          await sleep(backoffDelay(attempt, this.policy, random), this.stopController.signal);
+          const delayMs = backoffDelay(attempt, this.policy, random);
+          await sleep(this.clock, delayMs, this.stopController.signal);
         }
       }
     }
@@ -241,8 +245,7 @@ export class TunnelSupervisor {
   /** One HA slot: hold a session; when it drops, reconnect with backoff. */
   private async runSlot(index: number, initial: TunnelConnection | undefined): Promise<void> {
     const random = this.opts.random ?? Math.random;
-    const sleep = this.opts.sleep ?? defaultSleep;
-    const now = this.opts.now ?? Date.now;
+    const now = (): number => this.clock.now();
     let attempt = 0;
     let conn = initial;
     while (!this.stopped) {
@@ -286,7 +289,7 @@ export class TunnelSupervisor {
             delayMs,
             error: err instanceof Error ? err.message : String(err),
           });
-          await sleep(delayMs, this.stopController.signal);
+          await sleep(this.clock, delayMs, this.stopController.signal);
           continue;
         }
       }
@@ -315,7 +318,7 @@ export class TunnelSupervisor {
         const delayMs = backoffDelay(attempt, this.policy, random);
         attempt++;
         this.opts.emit({ event: 'reconnecting', attempt, delayMs, error: reason });
-        await sleep(delayMs, this.stopController.signal);
+        await sleep(this.clock, delayMs, this.stopController.signal);
       }
     }
   }
@@ -334,7 +337,7 @@ export class TunnelSupervisor {
     this.stopController.abort();
     const sessions = [...this.sessions];
     for (const s of sessions) s.goAway(ErrorCode.NO_ERROR, 'client stopping');
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ClockTimer | undefined;
     // After the GOAWAY, one PING round trip: the PONG comes back after the relay has
     // seen the GOAWAY, so every request it routed here before that has arrived (and
     // was refused, for the relay to retry on another connection or replica). Closing
@@ -343,17 +346,17 @@ export class TunnelSupervisor {
       Promise.all(sessions.map(goAwaySeen)).then(() =>
         Promise.all(sessions.map((s) => s.whenIdle())),
       ),
-      new Promise((r) => (timer = setTimeout(r, graceMs))),
+      new Promise((r) => (timer = this.clock.setTimeout(() => r(undefined), graceMs))),
     ]);
-    clearTimeout(timer);
+    this.clock.clearTimeout(timer);
     for (const s of sessions) s.close();
     // Let each WebSocket finish its close handshake before the process may exit:
     // exiting earlier can reset the TCP connection and lose the last response bytes.
     await Promise.race([
       Promise.all(sessions.map((s) => this.transportClosed.get(s))),
-      new Promise((r) => (timer = setTimeout(r, 1_000))),
+      new Promise((r) => (timer = this.clock.setTimeout(() => r(undefined), 1_000))),
     ]);
-    clearTimeout(timer);
+    this.clock.clearTimeout(timer);
     await Promise.all(this.slots);
     this.opts.emit({ event: 'closed' });
     this.resolveDone(undefined);
