@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { getProxyForUrl } from 'proxy-from-env';
 import { ConfigError } from '../shared/errors.js';
 import { parseFingerprint } from '../shared/fingerprint.js';
 
@@ -31,9 +32,6 @@ export interface Environment {
    * nothing live there, so the CLI prints lines instead of the TUI.
    */
   ci: boolean;
-  httpsProxy: string | undefined;
-  httpProxy: string | undefined;
-  noProxy: string | undefined;
   /** QUICK_TUNNEL_ACME_TSIG_SECRET: the relay's RFC 2136 TSIG secret (base64). */
   acmeTsigSecret: string | undefined;
   /** Relay cluster mode: the Redis URL (QUICK_TUNNEL_REDIS). */
@@ -57,9 +55,6 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
     ci: ['CI', 'CONTINUOUS_INTEGRATION'].some(
       (k) => env[k] !== undefined && env[k] !== '0' && env[k] !== 'false',
     ),
-    httpsProxy: env['HTTPS_PROXY'] || env['https_proxy'] || undefined,
-    httpProxy: env['HTTP_PROXY'] || env['http_proxy'] || undefined,
-    noProxy: env['NO_PROXY'] || env['no_proxy'] || undefined,
     acmeTsigSecret: env['QUICK_TUNNEL_ACME_TSIG_SECRET'] || undefined,
     redis: env['QUICK_TUNNEL_REDIS'] || undefined,
     clusterSecret: env['QUICK_TUNNEL_CLUSTER_SECRET'] || undefined,
@@ -74,6 +69,38 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): Environme
  */
 export function preferProductionReact(env: NodeJS.ProcessEnv = process.env): void {
   env['NODE_ENV'] ??= 'production';
+}
+
+/**
+ * The HTTP proxy to reach `target` (a relay URL) through, or undefined to connect
+ * directly: HTTPS_PROXY for an https relay, HTTP_PROXY for a plain-http one, else
+ * ALL_PROXY; none when NO_PROXY lists the host (`.example.com`, `*`, `host:port`);
+ * lower-case names too. proxy-from-env decides, reading process.env itself at the call,
+ * which is why this lives in the config module. A proxy given without a scheme is
+ * http:// (as curl takes it; proxy-from-env would use the relay's https://). Anything
+ * but an http(s):// proxy URL is a ConfigError.
+ */
+export function relayProxy(target: URL): URL | undefined {
+  const env = process.env;
+  const chosen = getProxyForUrl(target.href);
+  if (chosen === '') return undefined;
+  const scheme = target.protocol.replace(/:$/, '');
+  const given = [`${scheme}_proxy`, 'all_proxy']
+    .map((name) => env[name] || env[name.toUpperCase()])
+    .find((value) => value !== undefined && value !== '');
+  const raw = given !== undefined && !given.includes('://') ? `http://${given}` : chosen;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ConfigError(
+      `the proxy setting '${given ?? chosen}' is not an http:// or https:// URL`,
+    );
+  }
+  return url;
 }
 
 export function configFilePath(configDir: string): string {

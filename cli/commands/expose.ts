@@ -6,11 +6,16 @@ import { plainRelayWarning } from '../tunnel/client.js';
 import { ConfigError } from '../../shared/errors.js';
 import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { VERSION } from '../../shared/version.js';
-import { preferProductionReact, readEnvironment, resolveRelaySettings } from '../config.js';
+import {
+  preferProductionReact,
+  readEnvironment,
+  relayProxy,
+  resolveRelaySettings,
+} from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
 import { parseTarget } from '../origin/target.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
-import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
+import { proxyAgent } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { lanAddress } from '../tunnel/lan.js';
@@ -92,7 +97,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
     const more = settings.moreRelays ?? [];
     const plain = plainRelayWarning(relayUrl);
     if (plain !== undefined) process.stderr.write(`${plain}\n`);
-    const proxy = proxyFor(relayUrl, env);
+    const proxy = relayProxy(relayUrl);
     if (proxy !== undefined)
       process.stderr.write(`using the proxy ${proxy.host} to reach the relay\n`);
     relay = remoteRelay({
@@ -105,7 +110,7 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
       connections: opts.connections,
       more,
       agentFor: (url) => {
-        const p = proxyFor(url, env);
+        const p = relayProxy(url);
         return p === undefined ? undefined : proxyAgent(p, url.protocol === 'https:');
       },
     });

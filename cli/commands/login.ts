@@ -16,6 +16,7 @@ import {
   parseRelayUrl,
   readConfigFile,
   readEnvironment,
+  relayProxy,
   writeConfigFile,
   type FileConfig,
   type RelaySettings,
@@ -23,7 +24,7 @@ import {
 import { dialRelay } from '../tunnel/client.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { relayCa } from '../tunnel/pin.js';
-import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
+import { proxyAgent } from '../tunnel/proxy-agent.js';
 
 export interface LoginOptions {
   /** `login URL` (positional). */
@@ -89,7 +90,7 @@ export async function runLogin(opts: LoginOptions, io: Output = stdio): Promise<
   };
 
   // Check it as a tunnel will use it: TLS trust, then the token, in one handshake.
-  const proxy = proxyFor(relay, env);
+  const proxy = relayProxy(relay);
   try {
     const ca = await relayCa(settings, relay, proxy);
     const conn = await dialRelay({

@@ -17,11 +17,12 @@ import {
   readCaFile,
   readConfigFile,
   readEnvironment,
+  relayProxy,
 } from '../config.js';
 import type { EventSink, TunnelEvent } from '../events.js';
 import { normalizeFingerprint, plainRelayWarning } from '../tunnel/client.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
-import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
+import { proxyAgent } from '../tunnel/proxy-agent.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
 import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
@@ -170,7 +171,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
     const relayUrl = relayInput === undefined ? undefined : parseRelayUrl(relayInput);
     const plain = relayUrl === undefined ? undefined : plainRelayWarning(relayUrl);
     if (plain !== undefined) process.stderr.write(`${plain}\n`);
-    const proxy = relayUrl === undefined ? undefined : proxyFor(relayUrl, env);
+    const proxy = relayUrl === undefined ? undefined : relayProxy(relayUrl);
     const agent =
       proxy === undefined || relayUrl === undefined
         ? undefined

@@ -10,7 +10,12 @@
  */
 import { plainRelayWarning } from '../tunnel/client.js';
 import { ConfigError } from '../../shared/errors.js';
-import { readEnvironment, resolveRelaySettings, type RelaySettings } from '../config.js';
+import {
+  readEnvironment,
+  relayProxy,
+  resolveRelaySettings,
+  type RelaySettings,
+} from '../config.js';
 import { RelayApiError, relayApi, type RelayApiOptions, type TunnelStatus } from '../tunnel/api.js';
 import {
   credentialDir,
@@ -24,7 +29,7 @@ import {
 } from '../tunnel/credentials.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { relayCa } from '../tunnel/pin.js';
-import { proxyAgent, proxyFor } from '../tunnel/proxy-agent.js';
+import { proxyAgent } from '../tunnel/proxy-agent.js';
 import { runExpose, type ExposeOptions } from './expose.js';
 
 export interface RelayFlags {
@@ -53,7 +58,7 @@ export async function relayFor(
   const env = readEnvironment();
   const settings = resolveRelaySettings(flags, env);
   const relay = requireRelay(settings);
-  const proxy = proxyFor(relay, env);
+  const proxy = relayProxy(relay);
   const api: RelayApiOptions = { relay };
   const plain = plainRelayWarning(relay);
   if (plain !== undefined) io.err(plain);

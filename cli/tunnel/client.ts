@@ -211,6 +211,8 @@ function openSocket(opts: DialOptions): Promise<WebSocket> {
 
 /** Turns a socket/TLS error into a message a person can act on. */
 export function describeDialError(err: Error, where: string): QuickTunnelError {
+  // Already said (the proxy agent's QT_ERR_PROXY).
+  if (err instanceof QuickTunnelError) return err;
   const code = errnoCode(err) ?? '';
   if (TLS_TRUST_CODES.has(code)) {
     return new QuickTunnelError(

@@ -1,163 +1,120 @@
 /**
- * Reaching the relay through a corporate HTTP proxy, as other CLIs do: HTTPS_PROXY
- * (or HTTP_PROXY for a plain-http relay) names the proxy, NO_PROXY lists hosts to
- * reach directly. The agent opens a CONNECT tunnel through the proxy and, for an
- * https relay, runs TLS to the relay inside it (the proxy sees only ciphertext).
+ * Reaching the relay through a corporate HTTP proxy, as other CLIs do. Which proxy (if
+ * any) is cli/config.ts's relayProxy (HTTPS_PROXY / HTTP_PROXY / NO_PROXY, read by
+ * proxy-from-env). The agent is https-proxy-agent, the one `ws` documents for this: it
+ * opens a CONNECT tunnel through the proxy and, for an https relay, runs TLS to the
+ * relay inside it with the request's own TLS options (ca, servername,
+ * rejectUnauthorized), so the proxy sees only ciphertext.
+ *
+ * What this module adds to it: a time limit on the proxy's answer, and errors a person
+ * can act on (QT_ERR_PROXY). Left alone, https-proxy-agent replays a refused CONNECT
+ * (403, 407) as if the relay had answered it, which would read "is it a quick-tunnel
+ * relay?".
  */
-import http from 'node:http';
-import https from 'node:https';
-import net from 'node:net';
-import tls from 'node:tls';
-import type { Duplex } from 'node:stream';
-import { ConfigError, ConnectionError } from '../../shared/errors.js';
+import { EventEmitter } from 'node:events';
+import type http from 'node:http';
+import type net from 'node:net';
+import { HttpsProxyAgent } from 'https-proxy-agent';
+import { ConnectionError, errnoCode } from '../../shared/errors.js';
 
-export interface ProxyEnvironment {
-  httpsProxy: string | undefined;
-  httpProxy: string | undefined;
-  noProxy: string | undefined;
+/** How long the proxy has to answer the CONNECT (connect + response head). */
+export const PROXY_CONNECT_TIMEOUT_MS = 10_000;
+
+type ConnectOptions = Parameters<HttpsProxyAgent<string>['connect']>[1];
+
+/** The CONNECT's answer, as https-proxy-agent reports it on the request. */
+interface ProxyConnectResponse {
+  statusCode: number;
+  statusText: string;
 }
 
-/** True when NO_PROXY says `host[:port]` is reached directly. */
-export function bypassesProxy(host: string, port: number, noProxy: string | undefined): boolean {
-  if (noProxy === undefined || noProxy.trim() === '') return false;
-  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
-  for (const raw of noProxy.split(/[,\s]+/)) {
-    const entry = raw.trim().toLowerCase();
-    if (entry === '') continue;
-    if (entry === '*') return true;
-    const m = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[|\](?=:|$)/g, ''));
-    const name = (m?.[1] ?? entry).replace(/^\*?\./, '.');
-    const entryPort = m?.[2];
-    if (entryPort !== undefined && Number(entryPort) !== port) continue;
-    if (name.startsWith('.') ? h.endsWith(name) || h === name.slice(1) : h === name) return true;
+class RelayProxyAgent extends HttpsProxyAgent<string> {
+  constructor(
+    proxy: URL,
+    private readonly secure: boolean,
+    private readonly timeoutMs: number,
+  ) {
+    super(proxy, { keepAlive: false });
   }
-  return false;
-}
 
-/** The proxy URL to use for `target`, or undefined for a direct connection. */
-export function proxyFor(target: URL, env: ProxyEnvironment): URL | undefined {
-  const port = Number(target.port || (target.protocol === 'https:' ? 443 : 80));
-  if (bypassesProxy(target.hostname, port, env.noProxy)) return undefined;
-  const raw = target.protocol === 'https:' ? (env.httpsProxy ?? env.httpProxy) : env.httpProxy;
-  if (raw === undefined || raw === '') return undefined;
-  try {
-    const url = new URL(/^[a-z]+:\/\//i.test(raw) ? raw : `http://${raw}`);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
-    return url;
-  } catch {
-    throw new ConfigError(`the proxy setting '${raw}' is not an http:// or https:// URL`);
+  /** Fixed per agent: agent-base would guess it from the call stack. */
+  override isSecureEndpoint(): boolean {
+    return this.secure;
+  }
+
+  override async connect(req: http.ClientRequest, opts: ConnectOptions): Promise<net.Socket> {
+    const where = `the proxy ${this.proxy.host}`;
+    const host = opts.host ?? 'localhost';
+    const authority = `${host.includes(':') ? `[${host}]` : host}:${opts.port}`;
+    let answer: ProxyConnectResponse | undefined;
+    const onAnswer = (res: ProxyConnectResponse): void => {
+      answer = res;
+    };
+    req.once('proxyConnect', onAnswer);
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), this.timeoutMs);
+    // super.connect opens its socket to the proxy synchronously from connectOpts: the
+    // signal is there for exactly this connection.
+    this.connectOpts.signal = abort.signal;
+    const pending = super.connect(req, opts);
+    delete this.connectOpts.signal;
+    let socket: net.Socket;
+    try {
+      socket = await pending;
+    } catch (err) {
+      if (abort.signal.aborted) {
+        throw new ConnectionError(`${where} did not answer within ${this.timeoutMs} ms`, {
+          cause: err,
+          code: 'QT_ERR_PROXY',
+        });
+      }
+      const reason = errnoCode(err) ?? (err instanceof Error ? err.message : String(err));
+      throw new ConnectionError(`cannot reach ${where}: ${reason}`, {
+        cause: err,
+        code: 'QT_ERR_PROXY',
+      });
+    } finally {
+      clearTimeout(timer);
+      req.off('proxyConnect', onAnswer);
+    }
+    const status = answer?.statusCode ?? 0;
+    if (status === 200) return socket;
+    // Refused: https-proxy-agent hands back a stand-in socket that would replay the
+    // proxy's answer to the request; the request never gets it.
+    socket.destroy();
+    throw new ConnectionError(
+      status === 407
+        ? `${where} wants credentials (407): put them in the proxy URL, http://user:pass@proxy:port`
+        : `${where} refused to connect to ${authority}: ${status} ${answer?.statusText ?? ''}`.trimEnd(),
+      { code: 'QT_ERR_PROXY', retryable: status >= 500 },
+    );
   }
 }
 
-/** Opens a CONNECT tunnel to host:port through `proxy`; resolves with the raw socket. */
-export function connectThroughProxy(
+/**
+ * An agent whose connections go through `proxy` via CONNECT; `secure`: the relay is
+ * https (TLS inside the tunnel). Errors are QuickTunnelErrors with code QT_ERR_PROXY.
+ */
+export function proxyAgent(
+  proxy: URL,
+  secure: boolean,
+  timeoutMs = PROXY_CONNECT_TIMEOUT_MS,
+): http.Agent {
+  return new RelayProxyAgent(proxy, secure, timeoutMs);
+}
+
+/**
+ * Opens a CONNECT tunnel to host:port through `proxy`; resolves with the raw socket (for
+ * cli/tunnel/pin.ts, which runs its own TLS handshake in it).
+ */
+export async function connectThroughProxy(
   proxy: URL,
   host: string,
   port: number,
-  timeoutMs = 10_000,
-): Promise<Duplex> {
-  return new Promise((resolve, reject) => {
-    const proxyPort = Number(proxy.port || (proxy.protocol === 'https:' ? 443 : 80));
-    const socket: net.Socket =
-      proxy.protocol === 'https:'
-        ? tls.connect({ host: proxy.hostname, port: proxyPort, servername: proxy.hostname })
-        : net.connect({ host: proxy.hostname, port: proxyPort });
-    const where = `the proxy ${proxy.host}`;
-    const fail = (err: Error): void => {
-      socket.destroy();
-      reject(err);
-    };
-    socket.setTimeout(timeoutMs, () =>
-      fail(new ConnectionError(`${where} did not answer within ${timeoutMs} ms`)),
-    );
-    socket.once('error', (err) =>
-      fail(
-        new ConnectionError(`cannot reach ${where}: ${err.message}`, {
-          cause: err,
-          code: 'QT_ERR_PROXY',
-        }),
-      ),
-    );
-    const authority = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-    let head = `CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n`;
-    if (proxy.username !== '') {
-      const cred = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
-      head += `Proxy-Authorization: Basic ${Buffer.from(cred).toString('base64')}\r\n`;
-    }
-    socket.write(`${head}\r\n`);
-    let buffered = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      buffered = Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf('\r\n\r\n');
-      if (end === -1) {
-        if (buffered.length > 16 * 1024)
-          fail(new ConnectionError(`${where} sent an oversized response to CONNECT`));
-        return;
-      }
-      socket.off('data', onData);
-      const statusLine = buffered.subarray(0, buffered.indexOf('\r\n')).toString('latin1');
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
-      if (status !== 200) {
-        fail(
-          new ConnectionError(
-            status === 407
-              ? `${where} wants credentials (407): put them in the proxy URL, http://user:pass@proxy:port`
-              : `${where} refused to connect to ${authority}: ${statusLine}`,
-            { code: 'QT_ERR_PROXY', retryable: status >= 500 },
-          ),
-        );
-        return;
-      }
-      socket.setTimeout(0);
-      socket.removeAllListeners('error');
-      const rest = buffered.subarray(end + 4);
-      if (rest.length > 0) socket.unshift(rest);
-      resolve(socket);
-    };
-    socket.on('data', onData);
-  });
-}
-
-type CreateConnectionCallback = (err: Error | null, socket?: Duplex) => void;
-
-/**
- * An agent whose connections go through `proxy` via CONNECT. For https targets TLS
- * runs end to end inside the tunnel, with the request's own TLS options (ca,
- * servername, rejectUnauthorized).
- */
-export function proxyAgent(proxy: URL, secure: boolean): http.Agent {
-  const agent = secure
-    ? new https.Agent({ keepAlive: false })
-    : new http.Agent({ keepAlive: false });
-  const createConnection = (
-    options: tls.ConnectionOptions & { host?: string; port?: number },
-    cb: CreateConnectionCallback,
-  ): undefined => {
-    const host = String(options.host ?? 'localhost');
-    const port = Number(options.port ?? (secure ? 443 : 80));
-    connectThroughProxy(proxy, host, port).then(
-      (raw) => {
-        if (!secure) {
-          cb(null, raw);
-          return;
-        }
-        const { lookup: _lookup, ...tlsOptions } = options as tls.ConnectionOptions & {
-          lookup?: unknown;
-        };
-        cb(
-          null,
-          tls.connect({
-            ...tlsOptions,
-            socket: raw as net.Socket,
-            servername: options.servername ?? host,
-          }),
-        );
-      },
-      (err: Error) => cb(err),
-    );
-    return undefined; // Node's agent waits for the callback
-  };
-  (agent as unknown as { createConnection: typeof createConnection }).createConnection =
-    createConnection;
-  return agent;
+  timeoutMs = PROXY_CONNECT_TIMEOUT_MS,
+): Promise<net.Socket> {
+  const agent = new RelayProxyAgent(proxy, false, timeoutMs);
+  // connect() only emits on the request and listens for its 'socket': no request here.
+  const req = new EventEmitter() as unknown as http.ClientRequest;
+  return agent.connect(req, { host, port, secureEndpoint: false });
 }
