@@ -118,6 +118,9 @@ export function findTunnelsConfig(
   );
 }
 
+/** A ConfigError whose message starts with `file:line:col: key:` already. */
+class PositionedConfigError extends ConfigError {}
+
 /** Reads and validates a config file. Throws ConfigError naming file:line:col and key. */
 export function loadTunnelsConfig(
   file: string,
@@ -141,20 +144,19 @@ export function parseTunnelsConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): TunnelsConfig {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: true });
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: false, prettyErrors: false });
   const fail = (node: Node | Pair | undefined | null, key: string, message: string): never => {
     const offset = node == null ? 0 : rangeStart(node);
     const pos = lines.linePos(offset);
-    throw new ConfigError(
+    throw new PositionedConfigError(
       `${file}:${pos.line}:${pos.col}: ${key === '' ? '' : `${key}: `}${message}`,
     );
   };
   const firstError = doc.errors[0];
   if (firstError !== undefined) {
-    const pos = firstError.linePos?.[0];
-    const where = pos === undefined ? file : `${file}:${pos.line}:${pos.col}`;
-    const message = firstError.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-    throw new ConfigError(`${where}: not valid YAML: ${message}`);
+    // prettyErrors off: the message is yaml's own, without its position and excerpt.
+    const pos = lines.linePos(firstError.pos[0]);
+    throw new ConfigError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${firstError.message}`);
   }
   const lineOf = (node: Node | Pair): number => lines.linePos(rangeStart(node)).line;
 
@@ -205,7 +207,8 @@ export function parseTunnelsConfig(
     try {
       return f();
     } catch (err) {
-      if (err instanceof QuickTunnelError && !err.message.startsWith(`${file}:`)) {
+      // A value's own error gets its place in the file; a nested fail() has one already.
+      if (err instanceof QuickTunnelError && !(err instanceof PositionedConfigError)) {
         return fail(node, key, err.message);
       }
       throw err;
