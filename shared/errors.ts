@@ -203,12 +203,22 @@ export class ConnectionError extends QuickTunnelError {
   }
 }
 
-/** A mux stream was reset by the peer or by us; `resetCode` is the wire code. */
+/**
+ * A mux stream was reset by the peer or by us; `resetCode` is the wire code and `reason`
+ * the text the RESET carried (the peer's own words, '' for none), so code that shows or
+ * passes it on never takes the message apart.
+ */
 export class StreamResetError extends QuickTunnelError {
   readonly resetCode: number;
-  constructor(resetCode: number, message: string, options: { cause?: unknown } = {}) {
+  readonly reason: string;
+  constructor(
+    resetCode: number,
+    message: string,
+    options: { cause?: unknown; reason?: string } = {},
+  ) {
     super('QT_ERR_STREAM_RESET', message, { cause: options.cause, retryable: false });
     this.resetCode = resetCode;
+    this.reason = options.reason ?? message;
   }
 }
 

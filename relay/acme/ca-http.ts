@@ -10,7 +10,7 @@
  */
 import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
-import { AcmeError } from './errors.js';
+import { ACME_PROBLEM, AcmeError } from './errors.js';
 
 /** ACME answers are small JSON documents or a PEM chain. */
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -121,6 +121,16 @@ function makeAdapter(origin: string, options: CaHttpOptions): Omit<Registration,
         { cause: err },
       );
     }
+    if (status >= 400 && status < 500 && status !== 429) {
+      // A refusal acme-client would turn into a bare Error of the CA's words: the ones
+      // the relay explains itself keep their RFC 8555 problem type.
+      const problem = problemOf(text);
+      if (problem?.type === ACME_PROBLEM.externalAccountRequired) {
+        throw new AcmeError('QT_ERR_ACME_ORDER', problem.detail || `HTTP ${status}`, {
+          problemType: problem.type,
+        });
+      }
+    }
     if (status === 429 || status >= 500) {
       let detail = '';
       try {
@@ -180,6 +190,17 @@ export function useCaHttp(
       reg.close().catch(() => {}); // nothing left to send
     }
   };
+}
+
+/** The problem document (RFC 7807) of a CA's answer, if it is one. */
+function problemOf(text: string): { type: string; detail: string } | undefined {
+  try {
+    const doc = JSON.parse(text) as { type?: unknown; detail?: unknown };
+    if (typeof doc.type !== 'string') return undefined;
+    return { type: doc.type, detail: typeof doc.detail === 'string' ? doc.detail : '' };
+  } catch {
+    return undefined;
+  }
 }
 
 function originOf(url: string): string {

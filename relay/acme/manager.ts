@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { ClusterState } from '../cluster/state.js';
 import { useCaHttp, type AxiosLike } from './ca-http.js';
 import type { DnsProvider } from './dns-provider.js';
-import { AcmeError } from './errors.js';
+import { ACME_PROBLEM, AcmeError } from './errors.js';
 import { waitForTxt } from './propagation.js';
 
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -499,10 +499,15 @@ export class AcmeManager extends EventEmitter {
         contact: [`mailto:${this.settings.email}`],
       }),
     ).catch((err: AcmeError) => {
-      if (this.settings.eab === undefined && /externalAccount/i.test(err.message)) {
+      // The CA's problem type (relay/acme/ca-http.ts), not its wording, says it wants EAB.
+      if (err.problemType === ACME_PROBLEM.externalAccountRequired) {
+        const hint =
+          this.settings.eab === undefined
+            ? '; this CA needs external account binding: pass --acme-eab-kid and --acme-eab-hmac-key from its dashboard'
+            : '';
         throw new AcmeError(
-          err.code as 'QT_ERR_ACME_ORDER',
-          `${err.message}; this CA needs external account binding: pass --acme-eab-kid and --acme-eab-hmac-key from its dashboard`,
+          'QT_ERR_ACME_ORDER',
+          `creating the ACME account failed: ${err.message}${hint}`,
           { cause: err },
         );
       }

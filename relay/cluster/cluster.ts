@@ -540,8 +540,8 @@ export class Cluster {
       if (!stream.destroyed) stream.reply(m);
     });
     out.on('error', (err: Error) => {
-      const code = err instanceof StreamResetError ? err.resetCode : ErrorCode.INTERNAL_ERROR;
-      stream.reset(code, err.message.replace(/^stream reset by peer \([A-Z_]+\):? ?/, ''));
+      if (err instanceof StreamResetError) stream.reset(err.resetCode, err.reason);
+      else stream.reset(ErrorCode.INTERNAL_ERROR, err.message);
     });
     stream.on('error', () => out.destroy());
     stream.pipe(out);

@@ -5,7 +5,7 @@
  * /metrics and knows whether Redis answered lately (for /healthz and the degraded mode).
  */
 import { createHash } from 'node:crypto';
-import { createClient } from 'redis';
+import { createClient, ErrorReply } from 'redis';
 import { QuickTunnelError } from '../../shared/errors.js';
 
 /** Redis could not be reached or failed a command: cluster state is unavailable now. */
@@ -34,6 +34,17 @@ export function redactRedisUrl(url: string): string {
   } catch {
     return 'the --redis URL';
   }
+}
+
+/**
+ * The code of a Redis error reply (also wrapped in a ClusterUnavailableError): RESP puts
+ * it first in the reply, one upper-case word before the text ("NOSCRIPT No matching
+ * script"), and node-redis keeps the reply as the message. Undefined for other errors.
+ */
+export function redisErrorCode(err: unknown): string | undefined {
+  const reply = err instanceof ClusterUnavailableError ? err.cause : err;
+  if (!(reply instanceof ErrorReply)) return undefined;
+  return /^[A-Z]+(?= |$)/.exec(reply.message)?.[0];
 }
 
 export class RedisConnection {
@@ -111,7 +122,7 @@ export class RedisConnection {
     try {
       return await this.command(['EVALSHA', script.sha, ...rest]);
     } catch (err) {
-      if (!String((err as Error).message).includes('NOSCRIPT')) throw err;
+      if (redisErrorCode(err) !== 'NOSCRIPT') throw err;
       this.errors--; // not a failure: the script was not loaded yet
       return this.command(['EVAL', script.source, ...rest]);
     }

@@ -130,7 +130,7 @@ export function buildRequestHead(
 /** Maps a stream failure that happened before the response head to a visitor page. */
 export function pageForStreamError(hostname: string, err: unknown): ErrorPage {
   if (err instanceof StreamResetError) {
-    const message = err.message.replace(/^stream reset by peer \([A-Z_]+\):? ?/, '');
+    const message = err.reason;
     switch (err.resetCode) {
       case ErrorCode.CONNECT_ERROR:
         return pages.originUnreachable(hostname, message);
@@ -164,7 +164,7 @@ export function openStreamFor(
     const meta = wrapHead !== undefined ? wrapHead(head) : head;
     return { stream: session.openStream(meta as unknown as Record<string, unknown>) };
   } catch (err) {
-    if (err instanceof StreamResetError) return { page: pages.tunnelBusy(hostname, err.message) };
+    if (err instanceof StreamResetError) return { page: pages.tunnelBusy(hostname, err.reason) };
     return { page: pages.tunnelOffline(hostname) };
   }
 }

@@ -89,7 +89,9 @@ export class MuxStream extends Duplex {
     this.session.sendReset(this, code, message);
     this.closedByPeer = true; // nothing more to tell the peer
     this.destroy(
-      new StreamResetError(code, `stream reset locally: ${errorCodeName(code)} ${message}`.trim()),
+      new StreamResetError(code, `stream reset locally: ${errorCodeName(code)} ${message}`.trim(), {
+        reason: message,
+      }),
     );
   }
 
@@ -123,7 +125,9 @@ export class MuxStream extends Duplex {
     this.closedByPeer = true;
     const detail = message ? `: ${message}` : '';
     this.destroy(
-      new StreamResetError(code, `stream reset by peer (${errorCodeName(code)})${detail}`),
+      new StreamResetError(code, `stream reset by peer (${errorCodeName(code)})${detail}`, {
+        reason: message,
+      }),
     );
   }
 

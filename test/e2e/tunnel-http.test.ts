@@ -282,6 +282,11 @@ for (const [protocol, visit] of PROTOCOLS) {
       t.equal(down.status, 502);
       t.match(down.body.toString(), /local app is not answering/);
       t.match(down.body.toString(), new RegExp(`localhost:${port}`), 'names the local target');
+      t.notMatch(
+        down.body.toString(),
+        /stream reset/,
+        "the client's reason, not the mux's wording",
+      );
 
       const health = await visit(env, 'qt.localhost', { path: '/healthz' });
       t.equal(health.status, 200);

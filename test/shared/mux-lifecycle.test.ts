@@ -110,6 +110,7 @@ for (const kind of kinds) {
       t.type(remoteErr, StreamResetError);
       t.equal((remoteErr as StreamResetError).resetCode, ErrorCode.CONNECT_ERROR);
       t.match(remoteErr?.message, /CONNECT_ERROR.*origin refused/);
+      t.equal((remoteErr as StreamResetError).reason, 'origin refused', 'the reason alone');
       const localErr = await local;
       t.type(localErr, StreamResetError, 'the resetting side fails its own stream too');
       t.equal((localErr as StreamResetError).resetCode, ErrorCode.CONNECT_ERROR);
@@ -128,6 +129,7 @@ for (const kind of kinds) {
       t.equal((e as StreamResetError).resetCode, ErrorCode.TIMEOUT);
       t.equal((e as StreamResetError).code, 'QT_ERR_STREAM_RESET');
       t.match(e?.message, /reset by peer \(TIMEOUT\): too slow/);
+      t.equal((e as StreamResetError).reason, 'too slow');
     });
 
     t.test('server-opened stream reset by the client', async (t) => {
