@@ -12,87 +12,25 @@ import { IdTable } from '../../../shared/id-table.js';
 import type { ExchangeCapture } from '../../origin/capture.js';
 import type { ReplayResult } from '../../origin/replay.js';
 import type { TunnelEvent } from '../../events.js';
+import { RequestStats } from './request-stats.js';
+import { Ring } from './ring.js';
+import type {
+  Notice,
+  RequestRow,
+  TotalsSnapshot,
+  TunnelInfo,
+  TunnelSource,
+  TunnelStatus,
+} from './store-types.js';
 
-export type TunnelStatus = 'connecting' | 'online' | 'reconnecting' | 'offline' | 'closing';
-
-/** One row of the request list: a request, a WebSocket session, or a replay. */
-export interface RequestRow {
-  /** Unique and increasing in the store (rows are kept in key order). */
-  readonly key: number;
-  /** The origin proxy's request number (`#12`); undefined for a replay. */
-  readonly id: number | undefined;
-  /** For a replay: the `id` (or key) of the request it replays. */
-  readonly replayOf: number | undefined;
-  /** For a replay: the key of the row it replays (the inspector links to it). */
-  readonly replayOfKey: number | undefined;
-  /** For a replay: true when it was sent with edits (method, path, headers or body). */
-  readonly edited: boolean;
-  readonly method: string;
-  readonly path: string;
-  readonly upgrade: boolean;
-  /** Epoch ms. */
-  readonly startedAt: number;
-  open: boolean;
-  status: number | undefined;
-  durationMs: number | undefined;
-  bytesIn: number;
-  bytesOut: number;
-  error: string | undefined;
-  /** Delivered from the relay's queue: the delivery id and when it reached the relay. */
-  queued: { deliveryId: string; queuedAt: string } | undefined;
-  capture: ExchangeCapture | undefined;
-  /** Body bytes of `capture` counted against the store's budget. */
-  retainedBytes: number;
-}
-
-export interface Notice {
-  kind: 'warning' | 'hint' | 'info';
-  message: string;
-  at: number;
-}
-
-export interface TunnelInfo {
-  /** Set by `ready`; until then the tunnel is connecting. */
-  url: string | undefined;
-  urls: string[];
-  hostname: string | undefined;
-  kind: 'ephemeral' | 'named' | undefined;
-  relay: string | undefined;
-  target: string | undefined;
-  local: boolean;
-  /** `--lan`: the URL other devices on this network open. */
-  lanUrl?: string | undefined;
-  connectionsWanted: number;
-  /** From events, when no live source is given. */
-  connectionsLive: number;
-  rttMs: number | undefined;
-  onlineSince: number | undefined;
-  connectAttempt: number;
-  reconnect: { attempt: number; at: number; error: string } | undefined;
-  closed: boolean;
-  closing: boolean;
-  /** The web inspector's address, when it runs (from `ready`). */
-  inspectorUrl: string | undefined;
-}
-
-export interface TotalsSnapshot {
-  /** Requests finished since the start (not reset by clear). */
-  total: number;
-  /** Requests and WebSockets in progress. */
-  open: number;
-  /** Arrivals per second over the last 1 and 5 minutes. */
-  rate1m: number;
-  rate5m: number;
-  /** Duration percentiles of the last finished HTTP requests (WebSockets excluded). */
-  p50Ms: number | undefined;
-  p90Ms: number | undefined;
-}
-
-/** Live figures the supervisor knows better than the event stream. */
-export interface TunnelSource {
-  liveConnections(): number;
-  rttMs(): number | undefined;
-}
+export type {
+  Notice,
+  RequestRow,
+  TotalsSnapshot,
+  TunnelInfo,
+  TunnelSource,
+  TunnelStatus,
+} from './store-types.js';
 
 export interface TuiStoreOptions {
   /** Rows kept (oldest dropped). Default 1000. */
@@ -106,43 +44,6 @@ export interface TuiStoreOptions {
    * one counter so the web inspector's request ids stay unique across them.
    */
   nextKey?: () => number;
-}
-
-const RATE_WINDOW_S = 300;
-
-/** A fixed-capacity queue: push at the end, the oldest falls out. */
-class Ring<T> {
-  private items: (T | undefined)[];
-  private start = 0;
-  length = 0;
-
-  constructor(readonly capacity: number) {
-    this.items = new Array<T | undefined>(capacity);
-  }
-
-  /** Appends; returns the item that fell out, if any. */
-  push(item: T): T | undefined {
-    if (this.length < this.capacity) {
-      this.items[(this.start + this.length) % this.capacity] = item;
-      this.length++;
-      return undefined;
-    }
-    const out = this.items[this.start];
-    this.items[this.start] = item;
-    this.start = (this.start + 1) % this.capacity;
-    return out;
-  }
-
-  at(i: number): T | undefined {
-    if (i < 0 || i >= this.length) return undefined;
-    return this.items[(this.start + i) % this.capacity];
-  }
-
-  clear(): void {
-    this.items = new Array<T | undefined>(this.capacity);
-    this.start = 0;
-    this.length = 0;
-  }
 }
 
 export class TuiStore {
@@ -184,17 +85,7 @@ export class TuiStore {
   private retainedBytes = 0;
   /** Key of the oldest row whose preview may still be released for the budget. */
   private releaseFromKey = 0;
-  /** Arrivals per second over the last RATE_WINDOW_S seconds. */
-  private readonly arrivals = new Uint32Array(RATE_WINDOW_S);
-  private arrivalsSecond = 0;
-  private readonly durations: Float64Array;
-  private durationsCount = 0;
-  private durationsNext = 0;
-  private percentileCache: { version: number; p50: number | undefined; p90: number | undefined } = {
-    version: -1,
-    p50: undefined,
-    p90: undefined,
-  };
+  private readonly stats: RequestStats;
   readonly createdAt: number;
 
   constructor(options: TuiStoreOptions = {}) {
@@ -205,9 +96,8 @@ export class TuiStore {
     let key = 1;
     this.nextKey = options.nextKey ?? (() => key++);
     this.rows = new Ring(this.maxRows);
-    this.durations = new Float64Array(this.maxRows);
     this.createdAt = this.now();
-    this.arrivalsSecond = Math.floor(this.createdAt / 1000);
+    this.stats = new RequestStats(this.now, this.createdAt, this.maxRows);
   }
 
   // ---- reading ------------------------------------------------------------------------
@@ -262,25 +152,13 @@ export class TuiStore {
   }
 
   totals(): TotalsSnapshot {
-    this.rollArrivals();
-    let last1 = 0;
-    let last5 = 0;
-    const sec = this.arrivalsSecond;
-    for (let i = 0; i < RATE_WINDOW_S; i++) {
-      const n = this.arrivals[(sec - i) % RATE_WINDOW_S]!;
-      last5 += n;
-      if (i < 60) last1 += n;
-    }
-    // Over the time the tunnel has been up when that is shorter than the window.
-    const upS = Math.max(1, (this.now() - this.createdAt) / 1000);
-    if (this.percentileCache.version !== this.version) this.computePercentiles();
+    const { p50, p90 } = this.stats.percentiles();
     return {
       total: this.finished,
       open: this.openById.size,
-      rate1m: last1 / Math.min(60, upS),
-      rate5m: last5 / Math.min(RATE_WINDOW_S, upS),
-      p50Ms: this.percentileCache.p50,
-      p90Ms: this.percentileCache.p90,
+      ...this.stats.rates(),
+      p50Ms: p50,
+      p90Ms: p90,
     };
   }
 
@@ -459,7 +337,7 @@ export class TuiStore {
   ): void {
     if (this.openById.has(id) || id <= this.maxStartedId) return; // seen already
     this.maxStartedId = id;
-    this.countArrival();
+    this.stats.countArrival();
     const row = this.newRow(id, undefined, method, path, upgrade, capture);
     this.openById.set(id, row);
   }
@@ -485,7 +363,7 @@ export class TuiStore {
       if (id <= this.maxStartedId) return;
       // The start was not seen: add the row now.
       this.maxStartedId = id;
-      this.countArrival();
+      this.stats.countArrival();
       row = this.newRow(id, undefined, e.method, e.path, e.upgrade, capture);
     } else if (!row.open) {
       return;
@@ -500,11 +378,7 @@ export class TuiStore {
     row.error = e.error;
     if (e.queued !== undefined) row.queued = e.queued;
     if (capture !== undefined) row.capture = capture;
-    if (!e.upgrade) {
-      this.durations[this.durationsNext] = e.durationMs;
-      this.durationsNext = (this.durationsNext + 1) % this.durations.length;
-      this.durationsCount = Math.min(this.durations.length, this.durationsCount + 1);
-    }
+    if (!e.upgrade) this.stats.recordDuration(e.durationMs);
     this.account(row);
   }
 
@@ -540,31 +414,6 @@ export class TuiStore {
     this.retainedBytes -= row.retainedBytes;
     row.retainedBytes = 0;
     if (row.id !== undefined && row.open) this.openById.delete(row.id);
-  }
-
-  private rollArrivals(): void {
-    const sec = Math.floor(this.now() / 1000);
-    if (sec <= this.arrivalsSecond) return;
-    const steps = Math.min(RATE_WINDOW_S, sec - this.arrivalsSecond);
-    for (let i = 1; i <= steps; i++) this.arrivals[(this.arrivalsSecond + i) % RATE_WINDOW_S] = 0;
-    this.arrivalsSecond = sec;
-  }
-
-  private countArrival(): void {
-    this.rollArrivals();
-    const slot = this.arrivalsSecond % RATE_WINDOW_S;
-    this.arrivals[slot] = this.arrivals[slot]! + 1;
-  }
-
-  private computePercentiles(): void {
-    const n = this.durationsCount;
-    if (n === 0) {
-      this.percentileCache = { version: this.version, p50: undefined, p90: undefined };
-      return;
-    }
-    const sorted = this.durations.slice(0, n).sort();
-    const pick = (p: number): number => sorted[Math.min(n - 1, Math.ceil(p * n) - 1)]!;
-    this.percentileCache = { version: this.version, p50: pick(0.5), p90: pick(0.9) };
   }
 
   private changed(): void {
