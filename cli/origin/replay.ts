@@ -4,11 +4,12 @@
  * its TLS and localhost settings apply). The result is captured like a tunnelled
  * exchange, so it can be inspected the same way.
  */
-import http from 'node:http';
-import https from 'node:https';
+import { Readable } from 'node:stream';
 import { errnoCode } from '../../shared/errors.js';
-import { flattenHeaders, type HeaderPairs } from '../../shared/protocol/tunnel.js';
+import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import { ExchangeCapture, type CapturedResponse } from './capture.js';
+import type { OriginCall } from './client.js';
+import { OriginTimeoutError } from './exchange.js';
 import type { OriginProxy } from './proxy.js';
 
 export interface ReplayResult {
@@ -106,6 +107,7 @@ export function replayRequest(
   const timeoutMs = options.timeoutMs ?? 30_000;
   return new Promise((resolve) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     let bytesOut = 0;
     const done = (status: number, error?: string): void => {
       if (settled) return;
@@ -123,47 +125,49 @@ export function replayRequest(
       resolve(result);
     };
     const target = proxy.target;
-    const reqOptions: https.RequestOptions = {
-      agent: proxy.pooledAgent,
-      host: target.hostname,
-      port: target.port,
-      method: request.method,
-      path: request.url,
-      headers: flattenHeaders(headers),
-      setHost: false,
+    const fail = (err: Error): void => {
+      const code = errnoCode(err);
+      const timedOut = err instanceof OriginTimeoutError;
+      done(
+        capture.response?.status ?? (timedOut ? 504 : 502),
+        `replay to ${target.label} failed: ${err.message}${code !== undefined && !timedOut && !err.message.includes(code) ? ` (${code})` : ''}`,
+      );
     };
-    let req: http.ClientRequest;
+    let response: CapturedResponse | undefined;
+    let call: OriginCall;
     try {
-      req = target.protocol === 'https' ? https.request(reqOptions) : http.request(reqOptions);
+      call = proxy.client.request(
+        {
+          method: request.method,
+          path: request.url,
+          headers,
+          body: body.length > 0 ? Readable.from([body]) : undefined,
+        },
+        {
+          onHead: (head) => {
+            response = { status: head.status, headers: head.headers };
+            if (head.statusMessage) response.statusMessage = head.statusMessage;
+            capture.response = response;
+          },
+          onData: (chunk) => {
+            bytesOut += chunk.length;
+            capture.responseBody.add(chunk);
+            return true;
+          },
+          onEnd: () => done(response?.status ?? 502),
+          onError: (err, info) =>
+            info.responseStarted && response !== undefined
+              ? done(response.status, `the response broke: ${err.message}`)
+              : fail(err),
+        },
+      );
     } catch (err) {
       done(502, `cannot replay: ${(err as Error).message}`);
       return;
     }
-    const timer = setTimeout(() => {
-      req.destroy(new Error(`${target.label} did not answer within ${timeoutMs} ms`));
+    timer = setTimeout(() => {
+      call.abort(new OriginTimeoutError(`${target.label} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
     timer.unref();
-    req.on('error', (err) => {
-      const code = errnoCode(err);
-      done(
-        capture.response?.status ?? (err.message.includes('did not answer') ? 504 : 502),
-        `replay to ${target.label} failed: ${err.message}${code !== undefined && !err.message.includes(code) ? ` (${code})` : ''}`,
-      );
-    });
-    req.on('response', (res) => {
-      const response: CapturedResponse = { status: res.statusCode ?? 502, headers: [] };
-      for (let i = 0; i < res.rawHeaders.length; i += 2) {
-        response.headers.push([res.rawHeaders[i]!, res.rawHeaders[i + 1]!]);
-      }
-      if (res.statusMessage) response.statusMessage = res.statusMessage;
-      capture.response = response;
-      res.on('data', (chunk: Buffer) => {
-        bytesOut += chunk.length;
-        capture.responseBody.add(chunk);
-      });
-      res.once('end', () => done(response.status));
-      res.once('error', (err) => done(response.status, `the response broke: ${err.message}`));
-    });
-    req.end(body.length > 0 ? body : undefined);
   });
 }

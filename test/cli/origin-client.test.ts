@@ -1,0 +1,675 @@
+/**
+ * Conformance suite for the OriginClient (cli/origin/client.ts) as the proxy uses it,
+ * run against its undici implementation over raw TCP origins that answer with exact
+ * bytes: the request on the wire and keep-alive, response framings (HEAD, 204/304,
+ * interim 1xx), stale pooled connections, an early answer (413) before the body was
+ * read, backpressure, upgrades, errors, and a differential run against Node's own
+ * client on the same raw responses (the cases response-parser.test.ts had).
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { Readable, type Duplex } from 'node:stream';
+import t, { type Test } from 'tap';
+import type { AttemptInfo, OriginResponseHead } from '../../cli/origin/client.js';
+import { UndiciOriginClient } from '../../cli/origin/undici-client.js';
+import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
+
+const LOCAL = '127.0.0.1';
+const WAIT_MS = 5000;
+
+function within<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function listen(t: Test, server: net.Server): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  server.on('connection', (s: net.Socket) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  });
+  server.listen(0, LOCAL);
+  await once(server, 'listening');
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy();
+    if (server.listening) await new Promise((resolve) => server.close(resolve));
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+interface Conn {
+  socket: net.Socket;
+  requests: string[];
+  received(): string;
+}
+
+/** A TCP origin that hands each request head (bodies are not parsed) to `onRequest`. */
+async function rawOrigin(
+  t: Test,
+  onRequest: (conn: Conn, request: string) => void,
+): Promise<{ port: number; conns: Conn[] }> {
+  const conns: Conn[] = [];
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    const bytes: Buffer[] = [];
+    const conn: Conn = {
+      socket,
+      requests: [],
+      received: () => Buffer.concat(bytes).toString('latin1'),
+    };
+    conns.push(conn);
+    let pending = '';
+    socket.on('data', (chunk: Buffer) => {
+      bytes.push(chunk);
+      pending += chunk.toString('latin1');
+      let end: number;
+      while ((end = pending.indexOf('\r\n\r\n')) >= 0) {
+        const request = pending.slice(0, end + 4);
+        pending = pending.slice(end + 4);
+        conn.requests.push(request);
+        onRequest(conn, request);
+      }
+    });
+  });
+  return { port: await listen(t, server), conns };
+}
+
+function ok(body: string, extra = ''): string {
+  return `HTTP/1.1 200 OK\r\n${extra}Content-Length: ${body.length}\r\n\r\n${body}`;
+}
+
+function newClient(t: Test, port: number): UndiciOriginClient {
+  const client = new UndiciOriginClient({
+    protocol: 'http',
+    hostname: LOCAL,
+    port,
+    connectTimeoutMs: 5000,
+    idleTimeoutMs: 5000,
+  });
+  t.teardown(() => client.close());
+  return client;
+}
+
+interface Call {
+  events: string[];
+  head: OriginResponseHead | undefined;
+  chunks: Buffer[];
+  body(): string;
+  error: (Error & { code?: string }) | undefined;
+  info: AttemptInfo | undefined;
+  socket: Duplex | undefined;
+  settled(): Promise<void>;
+  resume(): void;
+  abort(err?: Error): void;
+}
+
+function send(
+  client: UndiciOriginClient,
+  method: string,
+  path: string,
+  options: {
+    headers?: HeaderPairs;
+    body?: Readable;
+    fresh?: boolean;
+    upgrade?: string;
+    /** onData's answer (default true: keep reading). */
+    onData?: (call: Call, chunk: Buffer) => boolean;
+  } = {},
+): Call {
+  let resolveDone: () => void = () => {};
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const call: Call = {
+    events: [],
+    head: undefined,
+    chunks: [],
+    body: () => Buffer.concat(call.chunks).toString('latin1'),
+    error: undefined,
+    info: undefined,
+    socket: undefined,
+    settled: () => within(done, `${method} ${path} to end`),
+    resume: () => handle.resume(),
+    abort: (err) => handle.abort(err),
+  };
+  const sink = {
+    onHead(head: OriginResponseHead) {
+      call.events.push('head');
+      call.head = head;
+    },
+    onData(chunk: Buffer) {
+      if (call.events.at(-1) !== 'body') call.events.push('body');
+      call.chunks.push(Buffer.from(chunk));
+      return options.onData?.(call, chunk) ?? true;
+    },
+    onEnd() {
+      call.events.push('end');
+      resolveDone();
+    },
+    onError(err: Error, info: AttemptInfo) {
+      call.events.push('error');
+      call.error = err;
+      call.info = info;
+      resolveDone();
+    },
+    onUpgrade(head: OriginResponseHead, socket: Duplex) {
+      call.events.push('upgrade');
+      call.head = head;
+      call.socket = socket;
+      resolveDone();
+    },
+  };
+  const request = {
+    method,
+    path,
+    headers: options.headers ?? [['Host', 'app.test']],
+    body: options.body,
+    ...(options.fresh !== undefined ? { fresh: options.fresh } : {}),
+  };
+  const handle =
+    options.upgrade === undefined
+      ? client.request(request, sink)
+      : client.upgrade(request, options.upgrade, sink);
+  return call;
+}
+
+/** A body of `total` bytes of `byte`, pushed in 64 KiB chunks as it is read. */
+function bodyOf(total: number, byte = 0x61): Readable {
+  let left = total;
+  const chunk = Buffer.alloc(64 * 1024, byte);
+  return new Readable({
+    read() {
+      if (left <= 0) {
+        this.push(null);
+        return;
+      }
+      const n = Math.min(left, chunk.length);
+      left -= n;
+      this.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    },
+  });
+}
+
+t.test('the request on the wire; one connection reused for the next', async (t) => {
+  const origin = await rawOrigin(t, (conn) => conn.socket.write(ok('hello')));
+  const client = newClient(t, origin.port);
+  const first = send(client, 'GET', '/a?b=1', {
+    headers: [
+      ['Host', 'app.test:8080'],
+      ['X-Mixed-CASE', 'a, b'],
+      ['accept', '*/*'],
+      ['X-Latin', '\u00e9\u00a0'],
+    ],
+  });
+  await first.settled();
+  t.same(first.events, ['head', 'body', 'end']);
+  t.equal(first.body(), 'hello');
+  const wire = origin.conns[0]!.requests[0]!;
+  t.match(wire, /^GET \/a\?b=1 HTTP\/1\.1\r\n/);
+  t.match(wire, /\r\nHost: app\.test:8080\r\nX-Mixed-CASE: a, b\r\naccept: \*\/\*\r\nX-Latin: /);
+  t.ok(Buffer.from(wire, 'latin1').includes(Buffer.from([0xe9, 0xa0])), 'latin1 bytes sent');
+  const second = send(client, 'GET', '/b');
+  await second.settled();
+  t.equal(origin.conns.length, 1, 'the connection was reused');
+  const fresh = send(client, 'GET', '/c', { fresh: true });
+  await fresh.settled();
+  t.equal(origin.conns.length, 2, 'fresh: a connection of its own');
+});
+
+t.test('response heads: order, case, repeats and latin1 kept', async (t) => {
+  const origin = await rawOrigin(t, (conn) =>
+    conn.socket.write(
+      Buffer.concat([
+        Buffer.from('HTTP/1.1 201 Cr\xe9\xe9\r\nSet-Cookie: a=1\r\nX-A: \xe9\r\n', 'latin1'),
+        Buffer.from('set-cookie: b=2\r\nContent-Length: 2\r\n\r\nhi', 'latin1'),
+      ]),
+    ),
+  );
+  const call = send(newClient(t, origin.port), 'GET', '/');
+  await call.settled();
+  t.equal(call.head?.status, 201);
+  t.equal(call.head?.statusMessage, 'Cr\u00e9\u00e9');
+  t.same(call.head?.headers, [
+    ['Set-Cookie', 'a=1'],
+    ['X-A', '\u00e9'],
+    ['set-cookie', 'b=2'],
+    ['Content-Length', '2'],
+  ]);
+});
+
+t.test('framings: chunked with trailers, HEAD, 204, 304, interim 1xx', async (t) => {
+  const answers: Record<string, string> = {
+    '/chunked':
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nX-T: 1\r\n\r\n',
+    '/head': 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n',
+    '/204': 'HTTP/1.1 204 No Content\r\nContent-Length: 42\r\n\r\n',
+    '/304': 'HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n',
+    '/interim':
+      'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n' +
+      ok('final'),
+  };
+  const origin = await rawOrigin(t, (conn, request) =>
+    conn.socket.write(answers[request.split(' ')[1]!]!),
+  );
+  const client = newClient(t, origin.port);
+  for (const path of Object.keys(answers)) {
+    const call = send(client, path === '/head' ? 'HEAD' : 'GET', path);
+    await call.settled();
+    const expected: Record<string, [number, string]> = {
+      '/chunked': [200, 'hello!'],
+      '/head': [200, ''],
+      '/204': [204, ''],
+      '/304': [304, ''],
+      '/interim': [200, 'final'],
+    };
+    t.same([call.head?.status, call.body()], expected[path], path);
+    t.equal(call.events.at(-1), 'end', `${path}: ends cleanly`);
+    t.equal(call.events.filter((e) => e === 'head').length, 1, `${path}: one head`);
+  }
+  const after = send(client, 'GET', '/chunked');
+  await after.settled();
+  t.equal(after.body(), 'hello!', 'the connection is still in step');
+});
+
+t.test('a kept connection the origin closes as the next request arrives', async (t) => {
+  const origin = await rawOrigin(t, (conn) => {
+    if (conn.requests.length === 1) conn.socket.write(ok('first'));
+    else conn.socket.destroy();
+  });
+  const client = newClient(t, origin.port);
+  await send(client, 'GET', '/1').settled();
+  const second = send(client, 'GET', '/2');
+  await second.settled();
+  t.equal(second.events.at(-1), 'error');
+  t.same(second.info, { reused: true, responseStarted: false }, 'safe to retry');
+  const retry = send(client, 'GET', '/2', { fresh: true });
+  await retry.settled();
+  t.equal(retry.body(), 'first', 'the retry runs on a new connection');
+  t.equal(origin.conns.length, 2);
+});
+
+t.test('a request body streams with backpressure, framed by length or chunked', async (t) => {
+  const total = 8 * 1024 * 1024;
+  const server = http.createServer((req, res) => {
+    const hash = createHash('sha256');
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      hash.update(c);
+    });
+    req.on('end', () =>
+      res.end(`${n} ${req.headers['transfer-encoding'] ?? '-'} ${hash.digest('hex')}`),
+    );
+  });
+  const port = await listen(t, server);
+  const client = newClient(t, port);
+  const expected = createHash('sha256');
+  const sample = bodyOf(total);
+  for await (const c of sample) expected.update(c as Buffer);
+  const digest = expected.digest('hex');
+  const sized = send(client, 'POST', '/up', {
+    headers: [
+      ['Host', 'x'],
+      ['Content-Length', String(total)],
+    ],
+    body: bodyOf(total),
+  });
+  await sized.settled();
+  t.equal(sized.body(), `${total} - ${digest}`);
+  const chunked = send(client, 'PUT', '/up', { body: bodyOf(total) });
+  await chunked.settled();
+  t.equal(chunked.body(), `${total} chunked ${digest}`);
+});
+
+t.test('onData false pauses the response until resume()', async (t) => {
+  const total = 4 * 1024 * 1024;
+  const server = http.createServer((_req, res) => {
+    res.setHeader('content-length', total);
+    res.end(Buffer.alloc(total, 0x62));
+  });
+  const client = newClient(t, await listen(t, server));
+  let paused = 0;
+  const call = send(client, 'GET', '/', {
+    onData: (c) => {
+      paused++;
+      setTimeout(() => c.resume(), 1);
+      return false;
+    },
+  });
+  await call.settled();
+  t.equal(call.body().length, total);
+  t.ok(paused > 1, `paused ${paused} times`);
+});
+
+t.test('an early answer (413) before the body was read arrives whole', async (t) => {
+  const answer =
+    'HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n';
+  // In a process of its own, or its answer and close would always be read before our
+  // next write: there the kernel resets the connection while the body is being sent.
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const net = require('node:net');
+      const server = net.createServer((socket) => {
+        socket.on('error', () => {});
+        socket.once('data', () => { socket.write(${JSON.stringify(answer)}); socket.destroy(); });
+      });
+      server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.teardown(() => {
+    child.kill();
+  });
+  const [line] = (await within(once(child.stdout!, 'data'), 'the origin')) as [Buffer];
+  const client = newClient(t, Number(line.toString().trim()));
+  const outcomes: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const body = bodyOf(64 * 1024 * 1024);
+    const call = send(client, 'POST', '/upload', {
+      headers: [
+        ['Host', 'x'],
+        ['Content-Length', String(64 * 1024 * 1024)],
+      ],
+      body,
+    });
+    await call.settled();
+    body.destroy();
+    outcomes.push(
+      `${call.head?.status ?? call.error?.message} ${call.events.join(',')} ${call.body()}`,
+    );
+  }
+  t.same([...new Set(outcomes)], ['413 head,body,end too big\n'], 'every try got the 413');
+});
+
+t.test('upgrades: 101 hands the socket over; a refusal is a plain response', async (t) => {
+  const origin = await rawOrigin(t, (conn, request) => {
+    if (request.startsWith('GET /no ')) {
+      conn.socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno');
+      return;
+    }
+    conn.socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-A: 1\r\n\r\nearly',
+    );
+    conn.socket.on('data', (chunk: Buffer) => conn.socket.write(`echo:${chunk.toString()}`));
+  });
+  const client = newClient(t, origin.port);
+  const headers: HeaderPairs = [
+    ['Host', 'x'],
+    ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+  ];
+  const up = send(client, 'GET', '/ws', { headers, upgrade: 'websocket' });
+  await up.settled();
+  t.same(up.events, ['upgrade']);
+  t.equal(up.head?.status, 101);
+  t.same(up.head?.headers, [
+    ['Upgrade', 'websocket'],
+    ['Connection', 'Upgrade'],
+    ['X-A', '1'],
+  ]);
+  const socket = up.socket!;
+  t.teardown(() => socket.destroy());
+  let seen = '';
+  socket.on('data', (c: Buffer) => (seen += c.toString()));
+  socket.write('ping');
+  await within(
+    new Promise<void>((resolve) => {
+      const check = (): void => (seen === 'earlyecho:ping' ? resolve() : void setTimeout(check, 5));
+      check();
+    }),
+    'the echo',
+  );
+  t.match(origin.conns[0]!.requests[0]!, /\r\nconnection: upgrade\r\nupgrade: websocket\r\n/i);
+  const no = send(client, 'GET', '/no', { headers, upgrade: 'websocket' });
+  await no.settled();
+  t.same([no.head?.status, no.body(), no.events], [403, 'no', ['head', 'body', 'end']]);
+  t.equal(origin.conns.length, 2, 'each upgrade on a connection of its own');
+});
+
+t.test('errors: refused, invalid request, abort', async (t) => {
+  const server = net.createServer();
+  server.listen(0, LOCAL);
+  await once(server, 'listening');
+  const dead = (server.address() as net.AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  const refused = send(newClient(t, dead), 'GET', '/');
+  await refused.settled();
+  t.equal(refused.error?.code, 'ECONNREFUSED');
+  t.same(refused.info, { reused: false, responseStarted: false });
+
+  const origin = await rawOrigin(t, () => {});
+  const client = newClient(t, origin.port);
+  t.throws(() => send(client, 'GET', '/', { headers: [['X', 'a\nb']] }));
+  t.throws(() => send(client, 'G T', '/'));
+  t.throws(() => send(client, 'GET', '/a b'));
+  const hanging = send(client, 'GET', '/hang');
+  const boom = new Error('boom');
+  hanging.abort(boom);
+  await hanging.settled();
+  t.equal(hanging.error, boom, 'abort(err) is the call’s error, reported once');
+  t.same(hanging.events, ['error']);
+});
+
+// ---- differential: Node's client and ours on the same raw responses -----------------
+
+type Result =
+  | { ok: true; status: number; statusMessage: string; rawHeaders: string[]; body: string }
+  | { ok: false; code: string };
+
+/** Serves `bytes` once on 127.0.0.1 (then closes) for one request. */
+async function serveOnce(t: Test, bytes: Buffer): Promise<number> {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.resume();
+    socket.end(bytes);
+  });
+  return listen(t, server);
+}
+
+function viaNode(port: number): Promise<Result> {
+  return new Promise<Result>((resolve) => {
+    const req = http.request({ host: LOCAL, port, agent: false }, (res) => {
+      const body: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => body.push(chunk));
+      res.on('end', () =>
+        resolve({
+          ok: true,
+          status: res.statusCode!,
+          statusMessage: res.statusMessage!,
+          rawHeaders: res.rawHeaders,
+          body: Buffer.concat(body).toString('latin1'),
+        }),
+      );
+      res.on('error', (err: NodeJS.ErrnoException) =>
+        resolve({ ok: false, code: err.code ?? err.message }),
+      );
+    });
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      resolve({ ok: false, code: err.code ?? err.message }),
+    );
+    req.on('upgrade', (_res, socket) => {
+      socket.destroy();
+      resolve({ ok: false, code: 'upgrade' });
+    });
+    req.end();
+  });
+}
+
+async function viaOurs(t: Test, port: number): Promise<Result> {
+  const client = newClient(t, port);
+  const call = send(client, 'GET', '/', { headers: [['Host', 'x']] });
+  await call.settled();
+  if (call.error !== undefined) return { ok: false, code: call.error.code ?? call.error.message };
+  return {
+    ok: true,
+    status: call.head!.status,
+    statusMessage: call.head!.statusMessage,
+    rawHeaders: call.head!.headers.flat(),
+    body: call.body(),
+  };
+}
+
+/**
+ * `agree`: valid responses match exactly, invalid ones are refused by both.
+ * `not-swallowed`: we may refuse where Node accepts, but must not skip the response.
+ * `report`: a known difference, shown in the table, not asserted.
+ */
+type Judgement = 'agree' | 'not-swallowed' | 'report';
+
+const TE = 'Transfer-Encoding: chunked\r\n';
+const corpus: [string, Judgement, string][] = [
+  // Valid.
+  ['content-length', 'agree', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello'],
+  [
+    'chunked, extensions, trailers',
+    'agree',
+    `HTTP/1.1 200 OK\r\n${TE}\r\n5;a=b\r\nhello\r\n6;c\r\n world\r\n0\r\nX-T: 1\r\n\r\n`,
+  ],
+  ['close-delimited 1.0', 'agree', 'HTTP/1.0 200 OK\r\nServer: x\r\n\r\nbody until close'],
+  ['close-delimited 1.1', 'agree', 'HTTP/1.1 200 OK\r\n\r\nbody until close'],
+  [
+    '100 + 103 then 200',
+    'agree',
+    'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi',
+  ],
+  ['204', 'agree', 'HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n'],
+  ['304 with Content-Length', 'agree', 'HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n'],
+  ['missing reason phrase', 'agree', 'HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nhi'],
+  ['empty reason phrase', 'agree', 'HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nhi'],
+  ['status 999', 'agree', 'HTTP/1.1 999 Odd\r\nContent-Length: 2\r\n\r\nhi'],
+  ['tab in reason phrase', 'agree', 'HTTP/1.1 200 O\tK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['latin1 reason phrase', 'agree', 'HTTP/1.1 200 \xc9t\xe9\r\nContent-Length: 2\r\n\r\nhi'],
+  [
+    'empty header value',
+    'agree',
+    'HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Blank:  \r\nContent-Length: 2\r\n\r\nhi',
+  ],
+  [
+    'latin1 header value, 0xA0 at the edges',
+    'agree',
+    'HTTP/1.1 200 OK\r\nX: \xa0\xe9\x80\xff\xa0 \t\r\nContent-Length: 2\r\n\r\nhi',
+  ],
+  [
+    'repeated headers, case kept',
+    'agree',
+    'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n',
+  ],
+  [
+    'Transfer-Encoding: gzip',
+    'agree',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes',
+  ],
+  [
+    'Transfer-Encoding: chunked, gzip',
+    'agree',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+  ],
+  [
+    'Transfer-Encoding: gzip, chunked',
+    'agree',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+  ],
+  ['empty Transfer-Encoding', 'agree', 'HTTP/1.1 200 OK\r\nTransfer-Encoding:\r\n\r\nhi'],
+  // Invalid.
+  ['LF-only line endings', 'agree', 'HTTP/1.1 200 OK\nContent-Length: 2\n\nhi'],
+  ['one LF-only header line', 'agree', 'HTTP/1.1 200 OK\r\nX: 1\nContent-Length: 2\r\n\r\nhi'],
+  ['LF-only chunk lines', 'agree', `HTTP/1.1 200 OK\r\n${TE}\r\n2\nhi\n0\n\n`],
+  ['negative Content-Length', 'agree', 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nhi'],
+  [
+    'huge Content-Length',
+    'agree',
+    'HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nhi',
+  ],
+  ['Content-Length: +2', 'agree', 'HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nhi'],
+  [
+    'Content-Length with Transfer-Encoding',
+    'agree',
+    `HTTP/1.1 200 OK\r\nContent-Length: 2\r\n${TE}\r\n2\r\nhi\r\n0\r\n\r\n`,
+  ],
+  ['body shorter than Content-Length', 'agree', 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhi'],
+  ['chunked without the last chunk', 'agree', `HTTP/1.1 200 OK\r\n${TE}\r\n2\r\nhi\r\n`],
+  [
+    'chunk-size overflow',
+    'agree',
+    `HTTP/1.1 200 OK\r\n${TE}\r\nfffffffffffffffff\r\nhi\r\n0\r\n\r\n`,
+  ],
+  ['chunk data longer than its size', 'agree', `HTTP/1.1 200 OK\r\n${TE}\r\n2\r\nhix\r\n0\r\n\r\n`],
+  [
+    'control char in chunk extension',
+    'agree',
+    `HTTP/1.1 200 OK\r\n${TE}\r\n2;a=\x01\r\nhi\r\n0\r\n\r\n`,
+  ],
+  ['invalid trailer', 'agree', `HTTP/1.1 200 OK\r\n${TE}\r\n2\r\nhi\r\n0\r\nBad Trailer\r\n\r\n`],
+  ['space before colon', 'agree', 'HTTP/1.1 200 OK\r\nFoo : bar\r\nContent-Length: 2\r\n\r\nhi'],
+  ['header without colon', 'agree', 'HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 2\r\n\r\nhi'],
+  ['obs-fold', 'agree', 'HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nhi'],
+  ['DEL in header value', 'agree', 'HTTP/1.1 200 OK\r\nX: a\x7fb\r\nContent-Length: 2\r\n\r\nhi'],
+  ['bare CR in header value', 'agree', 'HTTP/1.1 200 OK\r\nX: a\rb\r\nContent-Length: 2\r\n\r\nhi'],
+  ['lower-case http', 'agree', 'http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['2-digit status', 'agree', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['tab after version', 'agree', 'HTTP/1.1\t200 OK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['cut inside the head', 'agree', 'HTTP/1.1 200 OK\r\nContent-Le'],
+  ['nothing at all', 'agree', ''],
+  // Node accepts a status below 100 as final; we may refuse it, but not skip it.
+  ['status 099', 'not-swallowed', 'HTTP/1.1 099 Weird\r\nContent-Length: 2\r\n\r\nhi'],
+  ['status 000', 'not-swallowed', 'HTTP/1.1 000 Zero\r\nContent-Length: 2\r\n\r\nhi'],
+  // Known, accepted differences.
+  ['HTTP/2.0 status line', 'report', 'HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['HTTP/0.9 status line', 'report', 'HTTP/0.9 200 OK\r\nContent-Length: 2\r\n\r\nhi'],
+  ['101 without Upgrade header', 'report', 'HTTP/1.1 101 Switching Protocols\r\n\r\n'],
+  ['Content-Length: 2, 2', 'report', 'HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi'],
+  [
+    'two Content-Length: 2',
+    'report',
+    'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi',
+  ],
+  [
+    'Content-Length with 16 digits',
+    'report',
+    'HTTP/1.1 200 OK\r\nContent-Length: 0000000000000002\r\n\r\nhi',
+  ],
+  ['chunk size with leading space', 'report', `HTTP/1.1 200 OK\r\n${TE}\r\n 2\r\nhi\r\n0\r\n\r\n`],
+  ['chunk size with trailing space', 'report', `HTTP/1.1 200 OK\r\n${TE}\r\n2 \r\nhi\r\n0\r\n\r\n`],
+  [
+    'chunk size, space before ;ext',
+    'report',
+    `HTTP/1.1 200 OK\r\n${TE}\r\n2 ;a=b\r\nhi\r\n0\r\n\r\n`,
+  ],
+  [
+    'chunk size with 14 digits',
+    'report',
+    `HTTP/1.1 200 OK\r\n${TE}\r\n00000000000002\r\nhi\r\n0\r\n\r\n`,
+  ],
+  ['CRLF before the status line', 'report', '\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi'],
+];
+t.test('differential against Node’s client', async (t) => {
+  const show = (r: Result): string =>
+    r.ok
+      ? `${r.status} ${JSON.stringify(r.statusMessage)} body ${JSON.stringify(r.body)}`
+      : `error ${r.code}`;
+  const rows: string[] = [];
+  for (const [name, judgement, text] of corpus) {
+    const port = await serveOnce(t, Buffer.from(text, 'latin1'));
+    const node = await within(viaNode(port), `${name} via Node`);
+    const ours = await viaOurs(t, port);
+    const same =
+      node.ok && ours.ok ? JSON.stringify(node) === JSON.stringify(ours) : node.ok === ours.ok;
+    if (!same) rows.push(`| ${name} | ${show(node)} | ${show(ours)} |`);
+    if (judgement === 'agree') {
+      if (node.ok) t.same(ours, node, `${name}: the same response as Node`);
+      else t.equal(ours.ok, false, `${name}: refused, as by Node (${node.code})`);
+    } else {
+      // Ours may be stricter, never a different accepted response.
+      t.ok(
+        !ours.ok || same,
+        `${name}: Node ${show(node)}; ours must match or refuse: ${show(ours)}`,
+      );
+    }
+  }
+  t.comment(['| case | Node | ours |', '|---|---|---|', ...rows].join('\n'));
+});
