@@ -5,11 +5,11 @@
  * exchange, so it can be inspected the same way.
  */
 import { Readable } from 'node:stream';
-import { errnoCode } from '../../shared/errors.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import { ExchangeCapture, type CapturedResponse } from './capture.js';
 import type { OriginCall } from './client.js';
 import { OriginTimeoutError } from './exchange.js';
+import { describeFailure } from './failure.js';
 import type { OriginProxy } from './proxy.js';
 
 export interface ReplayResult {
@@ -125,13 +125,10 @@ export function replayRequest(
       resolve(result);
     };
     const target = proxy.target;
-    const fail = (err: Error): void => {
-      const code = errnoCode(err);
-      const timedOut = err instanceof OriginTimeoutError;
-      done(
-        capture.response?.status ?? (timedOut ? 504 : 502),
-        `replay to ${target.label} failed: ${err.message}${code !== undefined && !timedOut && !err.message.includes(code) ? ` (${code})` : ''}`,
-      );
+    // The same words as a tunnelled request's failure (failure.ts), from error codes.
+    const fail = (err: Error, reused: boolean): void => {
+      const failure = describeFailure(err, target, reused, proxy.connectTimeoutMs);
+      done(failure.status, `replay to ${target.label} failed: ${failure.message}`);
     };
     let response: CapturedResponse | undefined;
     let call: OriginCall;
@@ -158,7 +155,7 @@ export function replayRequest(
           onError: (err, info) =>
             info.responseStarted && response !== undefined
               ? done(response.status, `the response broke: ${err.message}`)
-              : fail(err),
+              : fail(err, info.reused),
         },
       );
     } catch (err) {

@@ -10,9 +10,9 @@
  * timeout=N` less a second (undici's keep-alive timer), at most `maxIdle` are kept,
  * and an idle connection does not keep the process alive.
  */
-import { isIP, type LookupFunction, type Socket } from 'node:net';
+import { Socket, isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, buildConnector, type Dispatcher } from 'undici';
+import { Client, buildConnector, errors, type Dispatcher } from 'undici';
 import { errnoCode } from '../../shared/errors.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import type {
@@ -76,16 +76,40 @@ export class UndiciOriginClient implements OriginClient {
     this.origin = `${options.protocol}://${host}:${options.port}`;
     this.servername = isIP(options.hostname) === 0 ? options.hostname : '';
     const { lookup, autoSelectFamilyAttemptTimeoutMs: attemptMs, ca } = options;
-    this.connector = buildConnector({
-      timeout: options.connectTimeoutMs,
+    const net = {
       ...(lookup !== undefined ? { lookup } : {}),
       ...(attemptMs !== undefined
         ? { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: attemptMs }
         : {}),
-      ...(options.protocol === 'https'
-        ? { rejectUnauthorized: options.rejectUnauthorized ?? true, ...(ca ? { ca } : {}) }
-        : {}),
-    });
+    };
+    this.connector =
+      options.protocol === 'https'
+        ? buildConnector({
+            timeout: options.connectTimeoutMs,
+            ...net,
+            rejectUnauthorized: options.rejectUnauthorized ?? true,
+            ...(ca ? { ca } : {}),
+          })
+        : (opts, callback) => {
+            const socket = new EarlyAnswerSocket({ allowHalfOpen: false });
+            const ms = options.connectTimeoutMs;
+            const timer =
+              ms > 0
+                ? setTimeout(() => {
+                    const m = `connect timeout after ${ms} ms`;
+                    socket.destroy(new errors.ConnectTimeoutError(m));
+                  }, ms)
+                : undefined;
+            const settle = (err: Error | null): void => {
+              clearTimeout(timer);
+              socket.off('error', settle);
+              if (err === null) callback(null, socket);
+              else callback(err, null);
+            };
+            socket.once('connect', () => settle(null)).once('error', settle);
+            socket.setNoDelay(true).connect({ host: opts.hostname, port: options.port, ...net });
+            return socket;
+          };
   }
 
   request(request: OriginRequest, sink: ResponseSink): OriginCall {
@@ -310,10 +334,46 @@ class UndiciCall implements OriginCall, Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * A plain-http origin connection that outlives a failed write. An origin may answer
+ * before it has read the request body (a 413 for an upload) and close: our next body
+ * write then fails (EPIPE, ECONNRESET) while the answer is still unread in the kernel,
+ * and Node fails the socket's readable side too on a write error, answer and all (a 502
+ * instead of the origin's 413). Here a failed write reports success and later writes
+ * are dropped: the read side goes on, undici reads the answer, then the origin's end or
+ * reset, as usual (a request that got no answer still fails, by its read side).
+ */
+class EarlyAnswerSocket extends Socket {
+  private writeFailed = false;
+
+  override _write(chunk: unknown, encoding: BufferEncoding, cb: WriteCallback): void {
+    if (this.writeFailed) cb();
+    else super._write(chunk, encoding, this.noting(cb));
+  }
+
+  override _writev(chunks: { chunk: unknown; encoding: BufferEncoding }[], cb: WriteCallback) {
+    if (this.writeFailed) cb();
+    else super._writev!(chunks, this.noting(cb));
+  }
+
+  private noting(cb: WriteCallback): WriteCallback {
+    return (err) => {
+      if (err) this.writeFailed = true;
+      cb();
+    };
+  }
+}
+
+type WriteCallback = (err?: Error | null) => void;
+
+/** undici's raw header list as pairs, values without trailing whitespace (as Node's). */
 function pairs(raw: (Buffer | string)[]): HeaderPairs {
   const out: HeaderPairs = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
-    out.push([raw[i]!.toString('latin1'), raw[i + 1]!.toString('latin1')]);
+    const value = raw[i + 1]!.toString('latin1');
+    let end = value.length;
+    while (end > 0 && (value[end - 1] === ' ' || value[end - 1] === '\t')) end--;
+    out.push([raw[i]!.toString('latin1'), end === value.length ? value : value.slice(0, end)]);
   }
   return out;
 }
