@@ -17,7 +17,7 @@
  */
 import { pipeline, type Duplex } from 'node:stream';
 import type { ClockTimer } from '../../shared/clock.js';
-import { OriginError, StreamResetError, errnoCode } from '../../shared/errors.js';
+import { OriginError, QtErrorCode, StreamResetError, errnoCode } from '../../shared/errors.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import {
@@ -55,7 +55,7 @@ export type ExchangeState =
 /** The head (response) timeout: the origin stayed silent too long. */
 export class OriginTimeoutError extends OriginError {
   constructor(message: string) {
-    super(message, { code: 'QT_ERR_ORIGIN_TIMEOUT' });
+    super(message, { code: QtErrorCode.ORIGIN_TIMEOUT });
   }
 }
 

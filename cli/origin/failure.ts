@@ -4,7 +4,7 @@
  * status the visitor gets instead, and whether it is worth the one-time "origin
  * unreachable" warning. Decided on error classes and codes, never on message text.
  */
-import { errnoCode } from '../../shared/errors.js';
+import { QtErrorCode, errnoCode } from '../../shared/errors.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import type { OriginTarget } from './target.js';
 
@@ -33,7 +33,7 @@ export function describeFailure(
 ): Failure {
   const label = target.label;
   const code = errnoCode(err) ?? 'unknown error';
-  if (code === 'QT_ERR_ORIGIN_TIMEOUT') {
+  if (code === QtErrorCode.ORIGIN_TIMEOUT) {
     return { wireCode: ErrorCode.TIMEOUT, message: err.message, status: 504 };
   }
   const unreachable = (message: string, warning: string): Failure => ({

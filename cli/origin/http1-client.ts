@@ -7,7 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { OriginError } from '../../shared/errors.js';
+import { errors } from 'undici';
 import type {
   OriginCall,
   OriginClient,
@@ -97,8 +97,8 @@ export class Http1OriginClient implements OriginClient {
 }
 
 /** The connect timeout as undici reports it, so one describer reads both. */
-export function connectTimeout(ms: number): Error {
-  return new OriginError(`connect timeout after ${ms} ms`, { code: 'UND_ERR_CONNECT_TIMEOUT' });
+function connectTimeout(ms: number): Error {
+  return new errors.ConnectTimeoutError(`connect timeout after ${ms} ms`);
 }
 
 /** Moves `body` into `lean` as fast as its socket takes it. */
