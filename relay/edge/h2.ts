@@ -38,6 +38,7 @@ import {
 import type { MuxSession } from '../../shared/mux/session.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import { StreamResetError } from '../../shared/errors.js';
+import { realClock } from '../../shared/clock.js';
 import { normalizeHost } from './host.js';
 import { pages, renderErrorBody, type ErrorPage } from './pages.js';
 import {
@@ -404,11 +405,12 @@ export function forwardH2Request(req: H2Request, session: MuxSession, ctx: Forwa
   let bytesIn = 0;
   let bytesOut = 0;
   let status = 0;
+  const clock = ctx.clock ?? realClock;
 
   const done = (code: number, error?: string): void => {
     if (finished) return;
     finished = true;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     ctx.onDone?.(
       error === undefined
         ? { status: code, bytesIn, bytesOut }
@@ -425,7 +427,7 @@ export function forwardH2Request(req: H2Request, session: MuxSession, ctx: Forwa
     sendH2Error(visitor, message.headers, page);
     done(page.status, page.detail);
   };
-  const timer = setTimeout(() => {
+  const timer = clock.setTimeout(() => {
     if (replied) return;
     tunnel?.reset(ErrorCode.TIMEOUT, 'relay response timeout');
     fail(
@@ -484,7 +486,7 @@ export function forwardH2Request(req: H2Request, session: MuxSession, ctx: Forwa
         return;
       }
       replied = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       length = announcedLength(meta, message.method);
       status = meta.status;
       visitor.once('finish', () => done(meta.status));

@@ -9,6 +9,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { realClock, type Clock } from '../../shared/clock.js';
 import { StreamResetError, errnoCode } from '../../shared/errors.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import {
@@ -30,6 +31,8 @@ export interface ForwardContext {
   scheme: 'http' | 'https';
   /** How long to wait for the response head before answering 504. */
   responseTimeoutMs: number;
+  /** Time for the response timeout. Default the real clock. */
+  clock?: Clock;
   /** Called once per finished request, for logs and metrics. */
   onDone?: (info: ForwardResult) => void;
   /**
@@ -234,8 +237,9 @@ export function forwardRequest(
   let finished = false;
   let bytesIn = 0;
   let bytesOut = 0;
+  const clock = ctx.clock ?? realClock;
 
-  const timer = setTimeout(() => {
+  const timer = clock.setTimeout(() => {
     if (replied) return;
     stream?.reset(ErrorCode.TIMEOUT, 'relay response timeout');
     fail(
@@ -250,7 +254,7 @@ export function forwardRequest(
   const done = (status: number, error?: string): void => {
     if (finished) return;
     finished = true;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     ctx.onDone?.(
       error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error },
     );
@@ -320,7 +324,7 @@ export function forwardRequest(
         return;
       }
       replied = true;
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       writeResponseHead(res, meta);
       length = announcedLength(meta, req.method);
       status = meta.status;
@@ -417,15 +421,16 @@ export function forwardUpgrade(
   let bytesIn = headBytes.length;
   let bytesOut = 0;
   let status = 0;
+  const clock = ctx.clock ?? realClock;
   const done = (error?: string): void => {
     if (finished) return;
     finished = true;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     ctx.onDone?.(
       error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error },
     );
   };
-  const timer = setTimeout(() => {
+  const timer = clock.setTimeout(() => {
     if (replied) return;
     stream.reset(ErrorCode.TIMEOUT, 'relay response timeout');
     const page = pages.originTimeout(ctx.hostname, '');
@@ -456,7 +461,7 @@ export function forwardUpgrade(
       return;
     }
     replied = true;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     status = meta.status;
     const upgraded = meta.status === 101;
     const headers = upgraded ? meta.headers : endToEndHeaders(flattenHeaders(meta.headers));

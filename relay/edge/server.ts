@@ -11,6 +11,7 @@ import { constants as http2Constants } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { realClock, type Clock } from '../../shared/clock.js';
 import { TUNNEL_ENDPOINT_PATH } from '../../shared/protocol/tunnel.js';
 import { PEER_ENDPOINT_PATH } from '../cluster/peers.js';
 import type { Cluster } from '../cluster/cluster.js';
@@ -34,6 +35,8 @@ export interface EdgeServerOptions {
   domain: string;
   /** How long to wait for a response head before answering 504. */
   responseTimeoutMs: number;
+  /** Time for the response timeouts. Default the real clock. */
+  clock?: Clock;
   resolver: TunnelResolver;
   registry: TunnelRegistry;
   cluster: Cluster | undefined;
@@ -74,6 +77,7 @@ export interface EdgeServer {
 export function createEdgeServer(opts: EdgeServerOptions): EdgeServer {
   const { domain, resolver, registry, cluster, endpoint, queue, stats, log } = opts;
   const { responseTimeoutMs } = opts;
+  const clock = opts.clock ?? realClock;
   let shuttingDown = false;
 
   // Visitor exchanges in progress (until the visitor's response is fully written):
@@ -204,6 +208,7 @@ export function createEdgeServer(opts: EdgeServerOptions): EdgeServer {
           hostname: r.tunnel.hostname,
           scheme,
           responseTimeoutMs,
+          clock,
           // A connection that is going away refuses requests it has not read: they go
           // to another connection or replica of the same tunnel (retrySession).
           ...resolver.via(r, onDone(scheme, r.tunnel.hostname)),
@@ -245,6 +250,7 @@ export function createEdgeServer(opts: EdgeServerOptions): EdgeServer {
         hostname: r.tunnel.hostname,
         scheme,
         responseTimeoutMs,
+        clock,
         onDone: via.onDone,
         ...(via.wrapHead !== undefined ? { wrapHead: via.wrapHead } : {}),
       });
@@ -283,6 +289,7 @@ export function createEdgeServer(opts: EdgeServerOptions): EdgeServer {
         hostname: r.tunnel.hostname,
         scheme: 'https',
         responseTimeoutMs,
+        clock,
         ...resolver.via(r, onDone('https', r.tunnel.hostname)),
       });
     });
