@@ -27,27 +27,17 @@ import http2, {
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
-import { ErrorCode } from '../../shared/protocol/frame.js';
 import { RELAY_DEFAULTS } from '../config.js';
 import {
   endToEndHeaders,
   flattenHeaders,
-  isResponseHead,
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
 import type { MuxSession } from '../../shared/mux/session.js';
-import type { MuxStream } from '../../shared/mux/stream.js';
-import { StreamResetError } from '../../shared/errors.js';
-import { realClock } from '../../shared/clock.js';
 import { normalizeHost } from './host.js';
 import { pages, renderErrorBody, type ErrorPage } from './pages.js';
-import {
-  buildRequestHead,
-  openStreamFor,
-  pageForStreamError,
-  responseHeadProblem,
-  type ForwardContext,
-} from './proxy.js';
+import { forwardExchange, type ForwardContext, type VisitorSide } from './forward.js';
+import { buildRequestHead } from './proxy.js';
 
 /** ALPN protocols the HTTPS listener offers, most preferred first. */
 export const HTTPS_ALPN_PROTOCOLS = ['h2', 'http/1.1'];
@@ -379,173 +369,46 @@ function h2ResponseHeaders(head: ResponseHead): OutgoingHttpHeaders {
   return out;
 }
 
-/** The body length a response announces, where the visitor will hold us to it. */
-function announcedLength(meta: ResponseHead, method: string | undefined): number | undefined {
-  if (method === 'HEAD' || meta.status === 204 || meta.status === 304) return undefined;
-  const header = meta.headers.find(([name]) => name.toLowerCase() === 'content-length');
-  return header === undefined ? undefined : Number(header[1]);
-}
-
-/** Sessions tried for one request before answering 503 (refusals only). */
-const MAX_ATTEMPTS = 4;
-
 /**
- * Forwards one h2 stream over a tunnel stream: the request body with the visitor's
- * window opened only as the tunnel stream drains (pipe pauses the h2 stream, and Node
- * credits the visitor only for bytes read), the response with the tunnel stream paused
- * while the visitor's window is shut.
+ * Forwards one h2 stream over a tunnel stream (relay/edge/forward.ts): the request body
+ * with the visitor's window opened only as the tunnel stream drains (pipe pauses the h2
+ * stream, and Node credits the visitor only for bytes read), the response with the
+ * tunnel stream paused while the visitor's window is shut.
  */
 export function forwardH2Request(req: H2Request, session: MuxSession, ctx: ForwardContext): void {
-  const { stream: visitor, message } = req;
+  const { stream, message } = req;
   const head = buildRequestHead(message, ctx.scheme, false, ctx.stripAuthorization === true);
-  let tunnel: MuxStream | undefined;
-  let attempts = 0;
-  let replied = false;
-  let finished = false;
-  let bytesIn = 0;
-  let bytesOut = 0;
-  let status = 0;
-  const clock = ctx.clock ?? realClock;
-
-  const done = (code: number, error?: string): void => {
-    if (finished) return;
-    finished = true;
-    clock.clearTimeout(timer);
-    ctx.onDone?.(
-      error === undefined
-        ? { status: code, bytesIn, bytesOut }
-        : { status: code, bytesIn, bytesOut, error },
-    );
+  const visitor: VisitorSide = {
+    body: stream,
+    noBody: () => stream.readableEnded || stream.endAfterHeaders,
+    method: message.method,
+    get headersSent() {
+      return stream.headersSent;
+    },
+    get finished() {
+      return stream.writableFinished;
+    },
+    respond(meta) {
+      try {
+        stream.respond(h2ResponseHeaders(meta));
+        return true;
+      } catch {
+        return false; // a field h2 refuses
+      }
+    },
+    // A HEAD response announces its length but carries no bytes.
+    write: (chunk) => message.method === 'HEAD' || stream.write(chunk),
+    end: () => stream.end(),
+    sendPage: (page) => sendH2Error(stream, message.headers, page),
+    // Mid-response: a reset, so a truncated body never looks complete.
+    abort: () => stream.close(constants.NGHTTP2_INTERNAL_ERROR),
+    on(event, listener) {
+      if (event === 'drain') stream.on('drain', listener);
+      else stream.once(event, listener);
+    },
+    closedReason: 'visitor closed the stream',
   };
-  const fail = (page: ErrorPage): void => {
-    if (visitor.headersSent) {
-      // Mid-response: a reset, so a truncated body never looks complete.
-      visitor.close(constants.NGHTTP2_INTERNAL_ERROR);
-      done(status, page.detail);
-      return;
-    }
-    sendH2Error(visitor, message.headers, page);
-    done(page.status, page.detail);
-  };
-  const timer = clock.setTimeout(() => {
-    if (replied) return;
-    tunnel?.reset(ErrorCode.TIMEOUT, 'relay response timeout');
-    fail(
-      pages.originTimeout(
-        ctx.hostname,
-        `no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`,
-      ),
-    );
-  }, ctx.responseTimeoutMs);
-  timer.unref();
-
-  visitor.on('data', (chunk: Buffer) => {
-    bytesIn += chunk.length;
-  });
-
-  const start = (target: MuxSession): void => {
-    attempts++;
-    const opened = openStreamFor(target, head, ctx.hostname, ctx.wrapHead);
-    if ('page' in opened) {
-      fail(opened.page);
-      return;
-    }
-    const s = opened.stream;
-    tunnel = s;
-    if (visitor.readableEnded || visitor.endAfterHeaders) {
-      s.end();
-      visitor.resume();
-    } else visitor.pipe(s);
-
-    let length: number | undefined;
-    const lied = (): void => {
-      s.destroy();
-      visitor.close(constants.NGHTTP2_INTERNAL_ERROR);
-      done(status, 'the response body did not match its Content-Length');
-    };
-    s.once('reply', (meta: unknown) => {
-      if (s !== tunnel || finished) return;
-      const problem = responseHeadProblem(meta, false);
-      let out: OutgoingHttpHeaders | undefined;
-      if (problem === undefined && isResponseHead(meta)) {
-        try {
-          out = h2ResponseHeaders(meta);
-          visitor.respond(out);
-        } catch {
-          out = undefined;
-        }
-      }
-      if (out === undefined || !isResponseHead(meta)) {
-        s.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-        fail(
-          pages.originFailed(
-            ctx.hostname,
-            `the tunnel client sent an invalid response head (${problem ?? 'refused by HTTP/2'})`,
-          ),
-        );
-        return;
-      }
-      replied = true;
-      clock.clearTimeout(timer);
-      length = announcedLength(meta, message.method);
-      status = meta.status;
-      visitor.once('finish', () => done(meta.status));
-    });
-    s.on('data', (chunk: Buffer) => {
-      if (s !== tunnel || finished) return;
-      if (!replied) {
-        s.reset(ErrorCode.PROTOCOL_ERROR, 'response body before its head');
-        fail(pages.originFailed(ctx.hostname, 'the tunnel client sent a body before a head'));
-        return;
-      }
-      bytesOut += chunk.length;
-      if (length !== undefined && bytesOut > length) return lied();
-      if (message.method === 'HEAD') return;
-      if (!visitor.write(chunk)) s.pause();
-    });
-    visitor.on('drain', () => s.resume());
-    s.once('end', () => {
-      if (s !== tunnel || finished) return;
-      if (!replied) {
-        fail(pages.originFailed(ctx.hostname, 'the tunnel client ended it without a response'));
-        return;
-      }
-      if (length !== undefined && bytesOut !== length) lied();
-      else visitor.end();
-    });
-    s.on('error', (err) => {
-      if (s !== tunnel || finished) return;
-      if (
-        !replied &&
-        err instanceof StreamResetError &&
-        err.resetCode === ErrorCode.REFUSED_STREAM &&
-        bytesIn === 0 &&
-        attempts < MAX_ATTEMPTS
-      ) {
-        const next = ctx.retrySession?.();
-        if (next !== undefined && next !== target) {
-          visitor.unpipe(s);
-          start(next);
-          return;
-        }
-      }
-      fail(
-        replied
-          ? pages.originFailed(ctx.hostname, err.message)
-          : pageForStreamError(ctx.hostname, err),
-      );
-    });
-  };
-
-  // The visitor cancelled (RST_STREAM) or its connection went: the CLI stops the
-  // origin request.
-  visitor.once('close', () => {
-    if (finished) return;
-    tunnel?.destroy();
-    done(visitor.headersSent ? status : 499, 'visitor closed the stream');
-  });
-
-  start(session);
+  forwardExchange(visitor, head, session, ctx);
 }
 
 /**

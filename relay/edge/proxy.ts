@@ -1,16 +1,11 @@
 /**
- * Forwards one visitor request (or WebSocket upgrade) over one mux stream of the
- * tunnel's session, streaming bodies both ways with backpressure.
+ * HTTP/1.1 visitors: the request head sent to the tunnel client (forwarding headers),
+ * a request/response exchange (through relay/edge/forward.ts, shared with HTTP/2) and
+ * a WebSocket upgrade, whose stream carries raw bytes after the origin's 101.
  */
-import {
-  validateHeaderName,
-  validateHeaderValue,
-  type IncomingMessage,
-  type ServerResponse,
-} from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { realClock, type Clock } from '../../shared/clock.js';
-import { StreamResetError, errnoCode } from '../../shared/errors.js';
+import { realClock } from '../../shared/clock.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
 import {
   endToEndHeaders,
@@ -20,41 +15,20 @@ import {
   type RequestHead,
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
-import type { MuxStream } from '../../shared/mux/stream.js';
 import type { MuxSession } from '../../shared/mux/session.js';
 import { closeSoon } from './connections.js';
+import {
+  forwardExchange,
+  openStreamFor,
+  pageForStreamError,
+  responseHeadProblem,
+  type ForwardContext,
+  type VisitorSide,
+} from './forward.js';
 import { originForm } from './guard.js';
-import { pages, sendError, sendRawError, type ErrorPage } from './pages.js';
+import { pages, sendError, sendRawError } from './pages.js';
 
-export interface ForwardContext {
-  hostname: string;
-  scheme: 'http' | 'https';
-  /** How long to wait for the response head before answering 504. */
-  responseTimeoutMs: number;
-  /** Time for the response timeout. Default the real clock. */
-  clock?: Clock;
-  /** Called once per finished request, for logs and metrics. */
-  onDone?: (info: ForwardResult) => void;
-  /**
-   * Another live session of the same tunnel, for a request that the client refused
-   * unread (REFUSED_STREAM: its connection is going away or full). Absent = no retry.
-   */
-  retrySession?: () => MuxSession | undefined;
-  /** The relay checked the visitor's Authorization itself: don't pass it on. */
-  stripAuthorization?: boolean;
-  /**
-   * OPEN metadata for the head, when the stream goes to another relay of the cluster
-   * rather than to a tunnel client (it adds which hostname it is for).
-   */
-  wrapHead?: (head: RequestHead) => Record<string, unknown>;
-}
-
-export interface ForwardResult {
-  status: number;
-  bytesIn: number;
-  bytesOut: number;
-  error?: string;
-}
+export type { ForwardContext, ForwardResult } from './forward.js';
 
 /** Headers a visitor must not set: the relay replaces them with what it saw. */
 const FORWARDING_HEADERS = new Set([
@@ -130,100 +104,13 @@ export function buildRequestHead(
   };
 }
 
-/** Maps a stream failure that happened before the response head to a visitor page. */
-export function pageForStreamError(hostname: string, err: unknown): ErrorPage {
-  if (err instanceof StreamResetError) {
-    const message = err.reason;
-    switch (err.resetCode) {
-      case ErrorCode.CONNECT_ERROR:
-        return pages.originUnreachable(hostname, message);
-      case ErrorCode.TIMEOUT:
-        return pages.originTimeout(hostname, message);
-      case ErrorCode.REFUSED_STREAM:
-        return pages.tunnelBusy(hostname, message || 'too many concurrent requests');
-      default:
-        return pages.originFailed(hostname, message || 'the tunnel client reset the request');
-    }
-  }
-  const code = errnoCode(err);
-  if (
-    code === 'QT_ERR_SESSION_CLOSED' ||
-    code === 'QT_ERR_CONNECTION' ||
-    code === 'QT_ERR_HEARTBEAT'
-  ) {
-    return pages.originFailed(hostname, 'the tunnel connection was lost during the request');
-  }
-  return pages.originFailed(hostname, err instanceof Error ? err.message : String(err));
-}
-
-/** Opens a stream for the request; answers 503 itself when the tunnel can't take one. */
-export function openStreamFor(
-  session: MuxSession,
-  head: RequestHead,
-  hostname: string,
-  wrapHead?: (head: RequestHead) => Record<string, unknown>,
-): { stream: MuxStream } | { page: ErrorPage } {
-  try {
-    const meta = wrapHead !== undefined ? wrapHead(head) : head;
-    return { stream: session.openStream(meta as unknown as Record<string, unknown>) };
-  } catch (err) {
-    if (err instanceof StreamResetError) return { page: pages.tunnelBusy(hostname, err.reason) };
-    return { page: pages.tunnelOffline(hostname) };
-  }
-}
-
-/**
- * What is wrong with a tunnel client's response head, if anything. The client is not
- * trusted: a status message or header that Node would refuse to write (CR, LF, NUL...)
- * must become a 502 here, before anything is written (a throw from writeHead in an
- * event handler would take the whole relay down), and on the raw upgrade path it would
- * let the client inject headers. Content-Length must be one plain number, because the
- * relay holds the body to it.
- */
-export function responseHeadProblem(meta: unknown, upgrade: boolean): string | undefined {
-  if (!isResponseHead(meta)) return 'not a response head';
-  if (meta.status < 200 && !(upgrade && meta.status === 101)) return `status ${meta.status}`;
-  if (meta.statusMessage !== undefined && /[^\t\x20-\x7e\x80-\xff]/.test(meta.statusMessage)) {
-    return 'invalid character in the status message';
-  }
-  let lengths = 0;
-  for (const [name, value] of meta.headers) {
-    try {
-      validateHeaderName(name);
-      validateHeaderValue(name, value);
-    } catch {
-      return `invalid header ${JSON.stringify(name.slice(0, 64))}`;
-    }
-    if (name.toLowerCase() === 'content-length') {
-      if (++lengths > 1) return 'more than one Content-Length';
-      if (!/^\d{1,15}$/.test(value)) return `invalid Content-Length ${JSON.stringify(value)}`;
-    }
-  }
-  return undefined;
-}
-
-/** The body length a response announces, where the visitor will hold us to it. */
-function announcedLength(meta: ResponseHead, method: string | undefined): number | undefined {
-  if (method === 'HEAD' || meta.status === 204 || meta.status === 304) return undefined;
-  const header = meta.headers.find(([name]) => name.toLowerCase() === 'content-length');
-  return header === undefined ? undefined : Number(header[1]);
-}
-
 /** Whether a request carries a body (RFC 9112 §6.3: only with a length or a transfer coding). */
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** True for a stream the client refused before reading it (safe to send elsewhere). */
-function refused(err: unknown): boolean {
-  return err instanceof StreamResetError && err.resetCode === ErrorCode.REFUSED_STREAM;
-}
-
-/** Sessions tried for one request before answering 503 (refusals only). */
-const MAX_ATTEMPTS = 4;
-
-/** Forwards a plain HTTP request/response pair over `session`. */
+/** Forwards a plain HTTP request/response pair over `session` (relay/edge/forward.ts). */
 export function forwardRequest(
   req: IncomingMessage,
   res: ServerResponse,
@@ -231,159 +118,32 @@ export function forwardRequest(
   ctx: ForwardContext,
 ): void {
   const head = buildRequestHead(req, ctx.scheme, false, ctx.stripAuthorization === true);
-  let stream: MuxStream | undefined;
-  let attempts = 0;
-  let replied = false;
-  let finished = false;
-  let bytesIn = 0;
-  let bytesOut = 0;
-  const clock = ctx.clock ?? realClock;
-
-  const timer = clock.setTimeout(() => {
-    if (replied) return;
-    stream?.reset(ErrorCode.TIMEOUT, 'relay response timeout');
-    fail(
-      pages.originTimeout(
-        ctx.hostname,
-        `no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`,
-      ),
-    );
-  }, ctx.responseTimeoutMs);
-  timer.unref();
-
-  const done = (status: number, error?: string): void => {
-    if (finished) return;
-    finished = true;
-    clock.clearTimeout(timer);
-    ctx.onDone?.(
-      error === undefined ? { status, bytesIn, bytesOut } : { status, bytesIn, bytesOut, error },
-    );
-  };
-
-  const fail = (page: ErrorPage): void => {
-    if (res.headersSent) {
-      // A response already started: abort the connection so a truncated body never
-      // looks complete to the visitor.
-      res.destroy();
-      done(res.statusCode, page.detail);
-      return;
-    }
-    sendError(res, req.headers, page);
-    done(page.status, page.detail);
-  };
-
-  req.on('data', (chunk: Buffer) => {
-    bytesIn += chunk.length;
-  });
-
-  const start = (target: MuxSession): void => {
-    attempts++;
-    const opened = openStreamFor(target, head, ctx.hostname, ctx.wrapHead);
-    if ('page' in opened) {
-      fail(opened.page);
-      return;
-    }
-    const s = opened.stream;
-    stream = s;
-    // Visitor → CLI: the request body, with backpressure (pipe pauses req when the
-    // stream's window is exhausted). Most requests have none (HTTP/1.1 frames a request
-    // body only with Content-Length or Transfer-Encoding): their stream ends with the
-    // OPEN, and the visitor's request is drained without pipe's per-request listeners.
-    if (req.readableEnded) s.end();
-    else if (hasBody(req)) req.pipe(s);
-    else {
-      s.end();
-      req.resume();
-    }
-
-    // The tunnel client's side: a response head (REPLY), then the body. The stream is
-    // read from the start, so a client that sends body bytes before a head, or ends
-    // the stream without one, gets its visitor a 502 at once instead of a wait for
-    // the response timeout. The body is held to the announced Content-Length: one that
-    // is longer or shorter ends in an abort, so the visitor's connection (perhaps a
-    // front proxy's, reused for other visitors) never reads one response's bytes as
-    // the start of the next.
-    let length: number | undefined;
-    let status = 0;
-    const lied = (): void => {
-      s.destroy();
-      res.destroy();
-      done(status, 'the response body did not match its Content-Length');
-    };
-    s.once('reply', (meta: unknown) => {
-      if (s !== stream || finished) return;
-      const problem = responseHeadProblem(meta, false);
-      if (problem !== undefined || !isResponseHead(meta)) {
-        s.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-        fail(
-          pages.originFailed(
-            ctx.hostname,
-            `the tunnel client sent an invalid response head (${problem ?? ''})`,
-          ),
-        );
-        return;
-      }
-      replied = true;
-      clock.clearTimeout(timer);
+  const visitor: VisitorSide = {
+    body: req,
+    // HTTP/1.1 frames a request body only with Content-Length or Transfer-Encoding.
+    noBody: () => req.readableEnded || !hasBody(req),
+    method: req.method,
+    get headersSent() {
+      return res.headersSent;
+    },
+    get finished() {
+      return res.writableFinished;
+    },
+    respond(meta) {
       writeResponseHead(res, meta);
-      length = announcedLength(meta, req.method);
-      status = meta.status;
-      res.once('finish', () => done(meta.status));
-    });
-    s.on('data', (chunk: Buffer) => {
-      if (s !== stream || finished) return;
-      if (!replied) {
-        s.reset(ErrorCode.PROTOCOL_ERROR, 'response body before its head');
-        fail(pages.originFailed(ctx.hostname, 'the tunnel client sent a body before a head'));
-        return;
-      }
-      bytesOut += chunk.length;
-      if (length !== undefined && bytesOut > length) return lied();
-      if (!res.write(chunk)) s.pause();
-    });
-    res.on('drain', () => s.resume());
-    s.once('end', () => {
-      if (s !== stream || finished) return;
-      if (!replied) {
-        fail(pages.originFailed(ctx.hostname, 'the tunnel client ended it without a response'));
-        return;
-      }
-      if (length !== undefined && bytesOut !== length) lied();
-      else res.end();
-    });
-
-    s.on('error', (err) => {
-      if (s !== stream || finished) return;
-      // Refused unread (that connection is going away: a replica stopping, a client
-      // reconnecting): nothing reached the local app, so another connection of the
-      // same tunnel can take it, as long as none of the body was consumed.
-      if (!replied && refused(err) && bytesIn === 0 && attempts < MAX_ATTEMPTS) {
-        const next = ctx.retrySession?.();
-        if (next !== undefined && next !== target) {
-          req.unpipe(s);
-          start(next);
-          return;
-        }
-      }
-      fail(
-        replied
-          ? pages.originFailed(ctx.hostname, err.message)
-          : pageForStreamError(ctx.hostname, err),
-      );
-    });
+      return true;
+    },
+    write: (chunk) => res.write(chunk),
+    end: () => res.end(),
+    sendPage: (page) => sendError(res, req.headers, page),
+    abort: () => res.destroy(),
+    on(event, listener) {
+      if (event === 'drain') res.on('drain', listener);
+      else res.once(event, listener);
+    },
+    closedReason: 'visitor closed the connection',
   };
-
-  // Visitor went away before the response completed: cancel the stream so the CLI
-  // stops the origin request.
-  res.once('close', () => {
-    if (!res.writableFinished) {
-      stream?.destroy();
-      done(res.headersSent ? res.statusCode : 499, 'visitor closed the connection');
-    }
-  });
-  req.once('error', () => stream?.destroy());
-
-  start(session);
+  forwardExchange(visitor, head, session, ctx);
 }
 
 function writeResponseHead(res: ServerResponse, head: ResponseHead): void {

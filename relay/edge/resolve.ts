@@ -17,7 +17,7 @@ import { guardRequest, type GuardLimits } from './guard.js';
 import { routeHost, soleTunnelRoute, type Route } from './host.js';
 import type { RateLimiter } from './limits.js';
 import { pages, type ErrorPage } from './pages.js';
-import type { ForwardContext, ForwardResult } from './proxy.js';
+import type { ForwardContext, ForwardResult } from './forward.js';
 
 /** A tunnel held by another relay of the cluster, as the cluster resolved it. */
 export type RemoteRoute = Extract<Resolution, { kind: 'remote' }>;

@@ -23,7 +23,8 @@ import type { TunnelRegistry } from '../tunnels/registry.js';
 import { closeSoon, isClosing } from './connections.js';
 import { forwardH2Request, sendH2Error, serveApexH2, type H2Request } from './h2.js';
 import { pages, sendError, sendRawError, type ErrorPage } from './pages.js';
-import { forwardRequest, forwardUpgrade, type ForwardResult } from './proxy.js';
+import type { ForwardResult } from './forward.js';
+import { forwardRequest, forwardUpgrade } from './proxy.js';
 import {
   whenResolved,
   type TunnelResolution,
