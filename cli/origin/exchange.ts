@@ -14,6 +14,9 @@
  * A request that fails on a reused pooled connection before any response byte (the
  * origin closed it as we reused it) is retried once on a fresh connection, replaying
  * the body bytes already sent (kept up to REPLAY_LIMIT_BYTES; beyond, no retry).
+ *
+ * Over 500 lines: one state machine (ExchangeState) whose transitions are the methods
+ * below; the body pump, failure words and host check already live in their own modules.
  */
 import { pipeline, type Duplex } from 'node:stream';
 import type { ClockTimer } from '../../shared/clock.js';

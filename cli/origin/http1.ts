@@ -12,7 +12,9 @@
  * when both the request and the response went through in full; a response that ends
  * before the request body does closes the connection.
  *
- * Upgrades and https origins go through http.request in proxy.ts.
+ * Upgrades and https origins go through undici (undici-client.ts); http1-client.ts puts
+ * this client behind the OriginClient interface. Over 500 lines: one connection, one
+ * request and the pool share their state closely; split, each would expose the others'.
  *
  * Pooling follows Node's agent: idle connections are reused most recent first, closed
  * after `idleTimeoutMs` or the server's `Keep-Alive: timeout=N` hint less a second,
