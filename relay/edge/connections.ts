@@ -14,6 +14,7 @@
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { realClock, type Clock } from '../../shared/clock.js';
 import { ConcurrencyCounter } from './limits.js';
 
 /** How long a connection may linger after its error answer before it is destroyed. */
@@ -28,15 +29,19 @@ export function isClosing(socket: Duplex): boolean {
 
 /**
  * Ends `socket` after what has been written to it and destroys it `lingerMs` later at
- * the latest, whatever the peer does (no FIN, no reading, more bytes).
+ * the latest, whatever the peer does (no FIN, no reading, more bytes). `clock`: for
+ * tests; default the real one.
  */
-export function closeSoon(socket: Duplex, lingerMs = ERROR_LINGER_MS): void {
+export function closeSoon(
+  socket: Duplex,
+  lingerMs = ERROR_LINGER_MS,
+  clock: Clock = realClock,
+): void {
   if (closing.has(socket)) return;
   closing.add(socket);
   if (socket.destroyed) return;
-  const timer = setTimeout(() => socket.destroy(), lingerMs);
-  timer.unref();
-  socket.once('close', () => clearTimeout(timer));
+  const timer = clock.setTimeout(() => socket.destroy(), lingerMs).unref();
+  socket.once('close', () => clock.clearTimeout(timer));
 }
 
 export interface VisitorConnectionLimits {

@@ -34,6 +34,7 @@ import {
   type ResponseHead,
 } from '../../shared/protocol/tunnel.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { realClock, type Clock, type ClockTimer } from '../../shared/clock.js';
 import { normalizeHost } from './host.js';
 import { pages, renderErrorBody, type ErrorPage } from './pages.js';
 import { forwardExchange, type ForwardContext, type VisitorSide } from './forward.js';
@@ -90,15 +91,17 @@ export interface H2Request {
 /** A token bucket: `take()` is false once the burst is spent faster than the refill. */
 class Budget {
   private tokens: number;
-  private at = Date.now();
+  private at: number;
   constructor(
     private readonly burst: number,
     private readonly perSecond: number,
+    private readonly clock: Clock,
   ) {
     this.tokens = burst;
+    this.at = clock.now();
   }
   take(): boolean {
-    const now = Date.now();
+    const now = this.clock.now();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
     this.at = now;
     if (this.tokens < 1) return false;
@@ -126,8 +129,14 @@ export function createH2Edge(options: {
   limits?: Partial<H2Limits>;
   onRequest: (req: H2Request) => void;
   onSessionError?: (err: Error) => void;
+  /**
+   * Time for the sessions' first-request and idle timeouts and the flood budgets.
+   * Default the real clock.
+   */
+  clock?: Clock;
 }): H2Edge {
   const limits: H2Limits = { ...DEFAULT_H2_LIMITS, ...options.limits };
+  const clock = options.clock ?? realClock;
   const sessions = new Set<ServerHttp2Session>();
   // The TLS socket under each session (session.socket is a proxy that refuses end()).
   const sockets = new WeakMap<ServerHttp2Session, TLSSocket>();
@@ -165,12 +174,12 @@ export function createH2Edge(options: {
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
         const socket = sockets.get(session);
         if (socket !== undefined) setImmediate(() => socket.end());
-        setTimeout(() => session.destroy(), 1_000).unref();
+        clock.setTimeout(() => session.destroy(), 1_000).unref();
       }
     };
-    const cancels = new Budget(limits.cancelBurst, limits.cancelPerSecond);
-    const pings = new Budget(limits.controlBurst, limits.controlPerSecond);
-    const settings = new Budget(limits.controlBurst, limits.controlPerSecond);
+    const cancels = new Budget(limits.cancelBurst, limits.cancelPerSecond, clock);
+    const pings = new Budget(limits.controlBurst, limits.controlPerSecond, clock);
+    const settings = new Budget(limits.controlBurst, limits.controlPerSecond, clock);
     session.on('ping', () => {
       if (!pings.take()) calm('PING flood');
     });
@@ -180,15 +189,12 @@ export function createH2Edge(options: {
 
     // A session must produce a request soon after it began, and goes once idle.
     let open = 0;
-    let timer: NodeJS.Timeout | undefined = setTimeout(
-      () => session.destroy(),
-      limits.firstRequestTimeoutMs,
-    );
-    timer.unref();
+    let timer: ClockTimer | undefined = clock
+      .setTimeout(() => session.destroy(), limits.firstRequestTimeoutMs)
+      .unref();
     const idle = (): void => {
-      clearTimeout(timer);
-      timer = setTimeout(() => session.close(), limits.idleTimeoutMs);
-      timer.unref();
+      clock.clearTimeout(timer);
+      timer = clock.setTimeout(() => session.close(), limits.idleTimeoutMs).unref();
     };
 
     session.on(
@@ -196,7 +202,7 @@ export function createH2Edge(options: {
       (stream: ServerHttp2Stream, headers: H2Headers, _flags: number, raw: unknown) => {
         stream.on('error', () => {}); // a reset or a broken socket: 'close' does the rest
         open++;
-        clearTimeout(timer);
+        clock.clearTimeout(timer);
         timer = undefined;
         stream.once('close', () => {
           // Reset before our response head went out (rapid reset costs us a tunnel
@@ -222,7 +228,7 @@ export function createH2Edge(options: {
     );
     session.on('error', (err) => options.onSessionError?.(err));
     session.once('close', () => {
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
       sessions.delete(session);
     });
   });
