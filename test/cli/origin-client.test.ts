@@ -88,13 +88,21 @@ function ok(body: string, extra = ''): string {
 
 type Impl = 'ours' | 'undici';
 
-function newClient(t: Test, port: number, impl: Impl): OriginClient {
+function newClient(
+  t: Test,
+  port: number,
+  impl: Impl,
+  pool: { idleTimeoutMs?: number; maxIdle?: number } = {},
+): OriginClient {
+  const idleTimeoutMs = pool.idleTimeoutMs ?? 5000;
+  const maxIdle = pool.maxIdle ?? 256;
   const undici = new UndiciOriginClient({
     protocol: 'http',
     hostname: LOCAL,
     port,
     connectTimeoutMs: 5000,
-    idleTimeoutMs: 5000,
+    idleTimeoutMs,
+    maxIdle,
   });
   const client =
     impl === 'undici'
@@ -103,7 +111,8 @@ function newClient(t: Test, port: number, impl: Impl): OriginClient {
           {
             host: LOCAL,
             port,
-            idleTimeoutMs: 5000,
+            idleTimeoutMs,
+            maxIdle,
             maxHeaderBytes: 16 * 1024,
             connectTimeoutMs: 5000,
           },
@@ -527,6 +536,35 @@ for (const impl of ['ours', 'undici'] as const) {
     await retry.settled();
     t.equal(retry.body(), 'first', 'the retry runs on a new connection');
     t.equal(origin.conns.length, 2);
+  });
+
+  t.test(`${impl}: idle connections: timeout, Keep-Alive hint, dropIdle, maxIdle`, async (t) => {
+    const closed = (conn: { socket: net.Socket }): Promise<unknown> =>
+      within(once(conn.socket, 'close'), 'the origin sees the connection close');
+    // Closed after idleTimeoutMs.
+    const a = await rawOrigin(t, (conn) => conn.socket.write(ok('a')));
+    await send(newClient(t, a.port, impl, { idleTimeoutMs: 100 }), 'GET', '/').settled();
+    await closed(a.conns[0]!);
+    // The server's Keep-Alive hint (less 1 s) when shorter than idleTimeoutMs.
+    const b = await rawOrigin(t, (conn) => conn.socket.write(ok('b', 'Keep-Alive: timeout=2\r\n')));
+    await send(newClient(t, b.port, impl, { idleTimeoutMs: 60_000 }), 'GET', '/').settled();
+    await closed(b.conns[0]!);
+    // dropIdle closes what is idle.
+    const c = await rawOrigin(t, (conn) => conn.socket.write(ok('c')));
+    const client = newClient(t, c.port, impl, { idleTimeoutMs: 60_000 });
+    await send(client, 'GET', '/').settled();
+    client.dropIdle();
+    await closed(c.conns[0]!);
+    // maxIdle 1: of two connections used at once, one is kept, one closed.
+    const held: net.Socket[] = [];
+    const d = await rawOrigin(t, (conn) => {
+      held.push(conn.socket);
+      if (held.length === 2) for (const s of held) s.write(ok('d'));
+    });
+    const two = newClient(t, d.port, impl, { idleTimeoutMs: 60_000, maxIdle: 1 });
+    await Promise.all([send(two, 'GET', '/1').settled(), send(two, 'GET', '/2').settled()]);
+    await Promise.race(d.conns.map((conn) => closed(conn)));
+    t.equal(d.conns.filter((conn) => !conn.socket.destroyed).length, 1, 'one kept');
   });
 
   t.test(
