@@ -22,26 +22,14 @@ import { ConfigError, QuickTunnelError, errnoCode } from '../../shared/errors.js
 import type { ExchangeCapture } from '../origin/capture.js';
 import { replayRefusal, type ReplayEdits, type ReplayResult } from '../origin/replay.js';
 import type { RequestRow, TuiStore } from '../ui/tui/store.js';
-import {
-  details,
-  parseEdits,
-  summarize,
-  tunnelJson,
-  MAX_EDIT_BODY_BYTES,
-  type RequestSummary,
-} from './views.js';
+import { HttpError, SECURITY_HEADERS } from './http-error.js';
+import { startLiveList } from './live.js';
+import { details, parseEdits, summarize, tunnelJson, MAX_EDIT_BODY_BYTES } from './views.js';
 
 /** The default port, as ngrok's inspector. */
 export const DEFAULT_INSPECT_PORT = 4040;
 /** Ports tried after a taken one before falling back to any free port. */
 const PORT_ATTEMPTS = 10;
-/** Live-list clients at once (each an open SSE response). */
-const MAX_EVENT_CLIENTS = 16;
-/** A client that stops reading is dropped once this much is queued for it. */
-const MAX_CLIENT_BUFFER_BYTES = 4 * 1024 * 1024;
-/** Live-list updates are batched over this long. */
-const FLUSH_MS = 100;
-const KEEPALIVE_MS = 15_000;
 export const TOKEN_HEADER = 'x-quick-tunnel-token';
 
 /** One tunnel the inspector shows: its capture store (the TUI's) and how to replay. */
@@ -103,15 +91,6 @@ function loadAssets(dir: URL): { page: string; files: Map<string, Asset> } {
   };
 }
 
-const SECURITY_HEADERS = {
-  'cache-control': 'no-store',
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-};
-
 /** Listens on 127.0.0.1:`port`, or the next free port (then any free one). */
 async function listen(server: http.Server, port: number): Promise<number> {
   const tryPort = (p: number): Promise<number | undefined> =>
@@ -150,16 +129,6 @@ function sameToken(given: string | undefined, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** An API answer other than 2xx: `status` and a message for the caller. */
-class HttpError extends QuickTunnelError {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super('QT_ERR_INSPECTOR_REQUEST', message);
-  }
-}
-
 /** Starts the inspector; resolves once it listens. */
 export async function startInspector(options: InspectorOptions): Promise<InspectorHandle> {
   const assets = loadAssets(options.assetsDir ?? new URL('./assets/', import.meta.url));
@@ -170,18 +139,6 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
   let port = 0;
   const allowedHosts = (): Set<string> =>
     new Set([`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`]);
-
-  // ---- live list (SSE) ----------------------------------------------------------------
-  const clients = new Set<http.ServerResponse>();
-  let flushTimer: NodeJS.Timeout | undefined;
-  /** Per tunnel: the newest row sent, the open rows sent (to send again once finished). */
-  const tracks = options.tunnels.map((t) => ({
-    tunnel: t,
-    lastKey: 0,
-    openSent: new Set<number>(),
-    clears: t.store.clears,
-  }));
-  let lastTunnels = '';
 
   const tunnels = () => ({
     tunnels: options.tunnels.map((t) => tunnelJson(t.store, nameOf(t))),
@@ -197,106 +154,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     if (options.tunnels.length > 1) rows.sort((a, b) => a.row.key - b.row.key);
     return rows;
   };
-  const send = (res: http.ServerResponse, event: string, data: unknown): void => {
-    if (res.writableLength > MAX_CLIENT_BUFFER_BYTES) {
-      res.destroy();
-      return;
-    }
-    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  };
-  const broadcast = (event: string, data: unknown): void => {
-    for (const res of clients) send(res, event, data);
-  };
-  /** Starts tracking from the stores as they are now (what a snapshot shows). */
-  const resetTracking = (): void => {
-    for (const track of tracks) {
-      const { store } = track.tunnel;
-      track.openSent.clear();
-      track.lastKey = 0;
-      for (let i = 0; i < store.rowCount; i++) {
-        const row = store.rowAt(i)!;
-        if (row.open) track.openSent.add(row.key);
-        track.lastKey = row.key;
-      }
-      track.clears = store.clears;
-    }
-  };
-  const snapshot = () => ({
-    ...tunnels(),
-    requests: allRows().map(({ row, tunnel }) => summarize(row, nameOf(tunnel))),
-  });
-  const flush = (): void => {
-    flushTimer = undefined;
-    if (clients.size === 0) return;
-    const tunnelState = JSON.stringify(tunnels());
-    if (tracks.some((track) => track.tunnel.store.clears !== track.clears)) {
-      resetTracking();
-      lastTunnels = tunnelState;
-      broadcast('snapshot', snapshot());
-      return;
-    }
-    const changed: RequestSummary[] = [];
-    for (const track of tracks) {
-      const { store } = track.tunnel;
-      const name = nameOf(track.tunnel);
-      for (const key of track.openSent) {
-        const row = store.rowByKey(key);
-        if (row === undefined) track.openSent.delete(key);
-        else if (!row.open) {
-          changed.push(summarize(row, name));
-          track.openSent.delete(key);
-        }
-      }
-      // Rows are in key order: the new ones are at the end.
-      let i = store.rowCount;
-      while (i > 0 && store.rowAt(i - 1)!.key > track.lastKey) i--;
-      for (; i < store.rowCount; i++) {
-        const row = store.rowAt(i)!;
-        changed.push(summarize(row, name));
-        if (row.open) track.openSent.add(row.key);
-        track.lastKey = row.key;
-      }
-    }
-    if (changed.length > 0) broadcast('requests', changed);
-    if (tunnelState !== lastTunnels) {
-      lastTunnels = tunnelState;
-      broadcast('tunnels', JSON.parse(tunnelState));
-    }
-  };
-  const onChange = (): void => {
-    if (clients.size > 0 && flushTimer === undefined) {
-      flushTimer = setTimeout(flush, FLUSH_MS);
-      flushTimer.unref();
-    }
-  };
-  const unsubscribes = options.tunnels.map((t) => t.store.subscribe(onChange));
-  // Status changes the store does not announce (live connections), and keep-alives.
-  let ticks = 0;
-  const ticker = setInterval(() => {
-    if (clients.size === 0) return;
-    flush();
-    if (++ticks % Math.round(KEEPALIVE_MS / 1000) === 0) {
-      for (const res of clients) res.write(': keep-alive\n\n');
-    }
-  }, 1000);
-  ticker.unref();
-
-  const openEvents = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    if (clients.size >= MAX_EVENT_CLIENTS) {
-      throw new HttpError(503, `at most ${MAX_EVENT_CLIENTS} inspector pages at once`);
-    }
-    res.writeHead(200, {
-      ...SECURITY_HEADERS,
-      'content-type': 'text/event-stream; charset=utf-8',
-      connection: 'keep-alive',
-    });
-    if (clients.size === 0) resetTracking();
-    clients.add(res);
-    lastTunnels = JSON.stringify(tunnels());
-    send(res, 'snapshot', snapshot());
-    req.socket.setTimeout(0);
-    res.once('close', () => clients.delete(res));
-  };
+  const live = startLiveList(options.tunnels, nameOf, tunnels, allRows);
 
   // ---- API ----------------------------------------------------------------------------
   const rowFor = (id: string): { row: RequestRow; tunnel: InspectorTunnel } => {
@@ -426,7 +284,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     }
     if (path === '/api/events') {
       if (method !== 'GET') throw new HttpError(405, 'GET only');
-      openEvents(req, res);
+      live.open(req, res);
       return;
     }
     if (path === '/api/requests' || path === '/api/requests/http') {
@@ -496,11 +354,7 @@ export async function startInspector(options: InspectorOptions): Promise<Inspect
     token,
     close() {
       closing ??= new Promise<void>((resolve) => {
-        for (const unsubscribe of unsubscribes) unsubscribe();
-        clearInterval(ticker);
-        if (flushTimer !== undefined) clearTimeout(flushTimer);
-        for (const res of clients) res.end();
-        clients.clear();
+        live.close();
         server.close(() => resolve());
         server.closeAllConnections();
       });
