@@ -171,8 +171,17 @@ export class ProtocolError extends QuickTunnelError {
 
 /** The relay refused our credential, or a visitor/client presented a bad one. */
 export class AuthError extends QuickTunnelError {
-  constructor(message: string, options: { cause?: unknown; hint?: string | undefined } = {}) {
+  /**
+   * True when what was refused is the relay access token (`--token`), as the relay said
+   * with its wire code (TOKEN_REJECTED), not a named tunnel's credential.
+   */
+  readonly relayTokenRefused: boolean;
+  constructor(
+    message: string,
+    options: { cause?: unknown; hint?: string | undefined; relayTokenRefused?: boolean } = {},
+  ) {
     super('QT_ERR_AUTH', message, { cause: options.cause, retryable: false, hint: options.hint });
+    this.relayTokenRefused = options.relayTokenRefused ?? false;
   }
 }
 

@@ -109,10 +109,7 @@ export async function acmeSettingsFromFlags(
   const directoryUrl =
     flags.directory ??
     (flags.staging === true ? LETS_ENCRYPT_STAGING_DIRECTORY : LETS_ENCRYPT_DIRECTORY);
-  try {
-    const u = new URL(directoryUrl);
-    if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('scheme');
-  } catch {
+  if (!/^https?:$/.test(URL.parse(directoryUrl)?.protocol ?? '')) {
     throw new ConfigError(`--acme-directory must be an https:// URL, got '${directoryUrl}'`);
   }
   if ((flags.eabKid === undefined) !== (flags.eabHmacKey === undefined)) {

@@ -262,7 +262,11 @@ export async function handshake(
     return { session, assignment: parseAssignment(answer) };
   } catch (err) {
     session.close();
-    if (err instanceof QuickTunnelError && err.code === 'QT_ERR_AUTH') {
+    if (
+      err instanceof QuickTunnelError &&
+      err.code === 'QT_ERR_AUTH' &&
+      !(err instanceof AuthError)
+    ) {
       throw new AuthError(err.message, { cause: err });
     }
     throw err;

@@ -4,6 +4,7 @@
  */
 import { AuthError, QuickTunnelError } from '../../shared/errors.js';
 import type { RelaySettings } from '../config.js';
+import { RelayApiError } from './api.js';
 
 type Sources = Pick<RelaySettings, 'relay' | 'token' | 'from' | 'caFile' | 'caFingerprint'>;
 
@@ -20,11 +21,21 @@ function tokenHint(source: string | undefined): string {
   );
 }
 
+/**
+ * The relay refused its access token: said by the handshake's wire code (AuthError), or
+ * by the control API's QT_ERR_AUTH (the CLI sends no admin token; a named tunnel's
+ * credential is QT_ERR_CREDENTIAL there).
+ */
+function relayTokenRefused(err: QuickTunnelError): boolean {
+  if (err instanceof AuthError) return err.relayTokenRefused;
+  return err instanceof RelayApiError && err.code === 'QT_ERR_AUTH';
+}
+
 /** `err`, or a clearer error naming the setting's source when it is a token or TLS refusal. */
 export function explainRelayError(err: unknown, settings: Sources): unknown {
   if (!(err instanceof QuickTunnelError)) return err;
   const where = settings.relay === undefined ? 'the relay' : `the relay ${settings.relay.host}`;
-  if (err.code === 'QT_ERR_AUTH' && /access token/.test(err.message)) {
+  if (relayTokenRefused(err)) {
     if (settings.token === undefined) {
       return new AuthError(`${where} requires an access token`, {
         cause: err,

@@ -66,8 +66,13 @@ async function peerCertificate(relay: URL, proxy?: URL): Promise<X509Certificate
     conn.once('secureConnect', () => {
       const raw = conn.getPeerCertificate().raw;
       conn.destroy();
-      if (raw === undefined) reject(new Error(`${relay.host} presented no certificate`));
-      else resolve(new X509Certificate(raw));
+      if (raw === undefined) {
+        reject(
+          new QuickTunnelError('QT_ERR_TLS', `${relay.host} presented no certificate`, {
+            retryable: false,
+          }),
+        );
+      } else resolve(new X509Certificate(raw));
     });
     conn.once('error', (err) => reject(describeDialError(err, relay.host)));
   });

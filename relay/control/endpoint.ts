@@ -214,7 +214,7 @@ export class TunnelEndpoint {
     if (!tokenAccepted(request.token, this.opts.tokens)) {
       if (request.token !== undefined) throttle?.fail(remoteAddress, 'relay token');
       throw new HelloRejection(
-        ErrorCode.AUTH_FAILED,
+        ErrorCode.TOKEN_REJECTED,
         request.token === undefined
           ? 'this relay requires an access token: pass --token TOKEN (or set QUICK_TUNNEL_TOKEN)'
           : 'the relay rejected the access token: check --token / QUICK_TUNNEL_TOKEN',

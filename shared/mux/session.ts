@@ -13,6 +13,7 @@
 import { EventEmitter } from 'node:events';
 import { realClock, type Clock, type ClockTimer } from '../clock.js';
 import {
+  AuthError,
   ConnectionError,
   ProtocolError,
   QuickTunnelError,
@@ -771,8 +772,8 @@ export class MuxSession extends EventEmitter<SessionEvents> {
       const err =
         code === ErrorCode.VERSION_MISMATCH
           ? new ProtocolError(message, { code: 'QT_ERR_VERSION_MISMATCH' })
-          : code === ErrorCode.AUTH_FAILED
-            ? new QuickTunnelError('QT_ERR_AUTH', message)
+          : code === ErrorCode.AUTH_FAILED || code === ErrorCode.TOKEN_REJECTED
+            ? new AuthError(message, { relayTokenRefused: code === ErrorCode.TOKEN_REJECTED })
             : new QuickTunnelError(
                 'QT_ERR_REJECTED',
                 message || `refused (${errorCodeName(code)})`,

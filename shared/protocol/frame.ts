@@ -66,6 +66,11 @@ export const ErrorCode = {
   TIMEOUT: 12,
   /** Application-level refusal during the handshake (name taken, bad request...). */
   REJECTED: 13,
+  /**
+   * The relay access token is missing or wrong (the handshake's AUTH_FAILED is then a
+   * named tunnel's credential, or a cluster peer's secret).
+   */
+  TOKEN_REJECTED: 14,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

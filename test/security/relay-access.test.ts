@@ -11,6 +11,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
 import { dialRelay, localhostAwareLookup } from '../../cli/tunnel/client.js';
+import { AuthError } from '../../shared/errors.js';
 import { ErrorCode, FrameType } from '../../shared/protocol/frame.js';
 import { TUNNEL_ENDPOINT_PATH, type TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { spawnCli, spawnRelay } from '../helpers/processes.js';
@@ -31,7 +32,7 @@ async function dial(
   t: Test,
   env: TestRelay,
   request: Omit<TunnelRequest, 'clientVersion'>,
-): Promise<{ hostname: string } | { code: string; message: string }> {
+): Promise<{ hostname: string } | { code: string; message: string; relayTokenRefused?: boolean }> {
   try {
     const conn = await dialRelay({
       relay: env.url,
@@ -42,14 +43,23 @@ async function dial(
     return { hostname: conn.assignment.hostname };
   } catch (err) {
     const e = err as Error & { code?: string };
-    return { code: e.code ?? '', message: e.message };
+    return {
+      code: e.code ?? '',
+      message: e.message,
+      ...(err instanceof AuthError ? { relayTokenRefused: err.relayTokenRefused } : {}),
+    };
   }
 }
 
 t.test('relay tokens and named credentials', async (t) => {
   const { logger, lines } = captureLogger();
   const env = await startTestRelay(t, { tokens: [TOKEN_A, TOKEN_B], logger });
-  t.match(await dial(t, env, {}), { code: 'QT_ERR_AUTH', message: /requires an access token/ });
+  // The relay says which secret it refused by its wire code (TOKEN_REJECTED vs AUTH_FAILED).
+  t.match(await dial(t, env, {}), {
+    code: 'QT_ERR_AUTH',
+    message: /requires an access token/,
+    relayTokenRefused: true,
+  });
   t.match(await dial(t, env, { token: 'wrong' }), {
     code: 'QT_ERR_AUTH',
     message: /rejected the access token/,
@@ -60,21 +70,26 @@ t.test('relay tokens and named credentials', async (t) => {
   t.match(await dial(t, env, { token: TOKEN_A }), { hostname: /\.qt\.localhost$/ });
   t.match(await dial(t, env, { token: TOKEN_B }), { hostname: /\.qt\.localhost$/ });
 
-  // Raw: a HELLO without a token gets GOAWAY AUTH_FAILED and the socket closes.
+  // Raw: a HELLO without a token gets GOAWAY TOKEN_REJECTED and the socket closes.
   const raw = await rawTunnelClient(t, env);
   await raw.hello({ clientVersion: 'raw', token: 42 });
-  t.equal(raw.goAway()?.code, ErrorCode.AUTH_FAILED, 'raw client: GOAWAY AUTH_FAILED');
+  t.equal(raw.goAway()?.code, ErrorCode.TOKEN_REJECTED, 'raw client: GOAWAY TOKEN_REJECTED');
   await raw.closed;
 
   // Named tunnels: the credential, not the name, decides.
   const { credential } = await env.relay.named.create('owned');
-  t.match(await dial(t, env, { token: TOKEN_A, name: 'owned' }), { code: 'QT_ERR_AUTH' });
+  t.match(await dial(t, env, { token: TOKEN_A, name: 'owned' }), {
+    code: 'QT_ERR_AUTH',
+    relayTokenRefused: false,
+  });
   t.match(await dial(t, env, { token: TOKEN_A, name: 'owned', credential: `${credential}x` }), {
     code: 'QT_ERR_AUTH',
+    relayTokenRefused: false,
   });
   t.match(await dial(t, env, { name: 'owned', credential }), {
     code: 'QT_ERR_AUTH',
     message: /requires an access token/,
+    relayTokenRefused: true,
   });
   t.match(await dial(t, env, { token: TOKEN_A, name: 'owned', credential }), {
     hostname: `owned.${TEST_DOMAIN}`,
