@@ -914,9 +914,11 @@ t.test('backpressure', async (t) => {
   });
 
   t.test('pause in onHead: no body until resume', async (t) => {
+    let bodyWritten = (): void => {};
+    const written = new Promise<void>((resolve) => (bodyWritten = resolve));
     const origin = await rawOrigin(t, (conn) => {
       conn.socket.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n');
-      setTimeout(() => conn.socket.write('0123456789'), 10);
+      setTimeout(() => conn.socket.write('0123456789', bodyWritten), 10);
     });
     const pool = newPool(t, origin.port);
     let resumed = false;
@@ -927,9 +929,10 @@ t.test('backpressure', async (t) => {
         if (!resumed) bodyBeforeResume++;
       },
     });
-    // The body is on its way: wait until the server wrote it, then a little more.
-    await origin.until(() => origin.conns.length === 1, 'the connection');
-    await new Promise((resolve) => setTimeout(resolve, 60));
+    // A barrier instead of a sleep: once the server handed the body to the kernel, it is
+    // readable on the client's socket; the next polls of the event loop would deliver it.
+    await within(written, 'the server to write the body');
+    for (let i = 0; i < 3; i++) await settle();
     t.same(shape(call), ['connect', 'head'], 'nothing after the head while paused');
     resumed = true;
     call.request.resume();

@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { connectTunnel, startOrigin, startTestRelay } from '../helpers/relay-env.js';
-import { bodyOf, delay, rawRequest, startControl, startRecordingOrigin } from './support.js';
+import { bodyOf, rawRequest, startControl, startRecordingOrigin } from './support.js';
 
 const SMUGGLED = '/smuggled';
 
@@ -339,8 +339,8 @@ t.test('request smuggling and framing ambiguities are refused', async (t) => {
         t.equal(r.status, c.status, `answered ${c.status}`);
         t.same(r.statuses, [c.status], 'exactly one response: nothing after it was read');
         t.ok(r.closedByPeer, 'the relay closed the connection');
-        // Let anything that was forwarded reach the origin before judging.
-        await delay(100);
+        // Anything that was forwarded reaches the origin before the barrier does.
+        await origin.barrier(env, host);
         const reached = origin.requests.slice(before);
         t.same(
           reached.filter((r) => r.url === SMUGGLED),
@@ -418,7 +418,7 @@ t.test('what the relay forwards is re-framed by itself', async (t) => {
       ),
     });
     t.equal(r.status, 200);
-    await delay(50);
+    await origin.barrier(env, host);
     const seen = origin.requests.slice(before);
     t.equal(seen.length, 1, 'the origin sees exactly one request');
     t.equal(seen[0]?.body, 'hello world', 'the body, decoded');
@@ -437,7 +437,7 @@ t.test('what the relay forwards is re-framed by itself', async (t) => {
         h(['GET /second HTTP/1.1', `Host: ${host}`, 'Connection: close']),
     });
     t.same(r.statuses, [200, 200], 'two requests, two responses');
-    await delay(50);
+    await origin.barrier(env, host);
     const seen = origin.requests.slice(before).map((s) => `${s.method} ${s.url} ${s.body}`);
     t.same(seen.sort(), ['GET /second ', 'POST /first hello'], 'each arrives on its own');
   });
@@ -461,7 +461,7 @@ t.test('what the relay forwards is re-framed by itself', async (t) => {
       ]),
     });
     t.equal(r.status, 200);
-    await delay(50);
+    await origin.barrier(env, host);
     const seen = origin.requests.slice(before)[0];
     const hdr = seen?.headers ?? {};
     for (const name of [
@@ -485,7 +485,7 @@ t.test('what the relay forwards is re-framed by itself', async (t) => {
       send: h([`GET http://${host}/abs?q=1 HTTP/1.1`, `Host: ${host}`, 'Connection: close']),
     });
     t.equal(r.status, 200);
-    await delay(50);
+    await origin.barrier(env, host);
     t.equal(origin.requests.slice(before)[0]?.url, '/abs?q=1');
   });
 
@@ -590,7 +590,7 @@ t.test('header and URL limits: 431 / 414', async (t) => {
         });
         t.equal(r.status, c.status, `answered ${c.status}`);
         t.ok(r.closedByPeer, 'connection closed');
-        await delay(20);
+        await origin.barrier(env, host);
         t.equal(origin.requests.length - before, c.status === 200 ? 1 : 0, 'origin count');
         await control.check(t, c.name);
       });

@@ -5,7 +5,7 @@
  * the relay forwards, a raw WebSocket client that speaks hand-made mux frames to the
  * tunnel endpoint, a log capture, and memory measurement.
  */
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import type http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -370,7 +370,17 @@ export interface RecordingOrigin {
   raw: string[];
   /** Requests completed or aborted (counted even when `lean`). */
   count: number;
+  /**
+   * A barrier instead of a sleep: one more request through the tunnel `hostname` (HTTPS
+   * listener), resolved once the origin has seen it end. Whatever the relay forwarded
+   * before it went the same way first, so after it `requests` holds everything that was
+   * going to arrive. Barrier requests are not recorded.
+   */
+  barrier(env: TestRelay, hostname: string): Promise<void>;
 }
+
+/** Path prefix of `RecordingOrigin.barrier` requests. */
+const BARRIER_PATH = '/_test-barrier/';
 
 /**
  * An origin that answers `origin saw <method> <url>` and records every request; `lean`
@@ -384,7 +394,16 @@ export async function startRecordingOrigin(
   const parseErrors: string[] = [];
   const raw: string[] = [];
   const lean = options.lean === true;
+  const barriers = new EventEmitter();
+  let barrierCount = 0;
   const { server, port } = await startOrigin(t, (req, res) => {
+    if (req.url?.startsWith(BARRIER_PATH) === true) {
+      const url = req.url;
+      req.resume();
+      req.on('close', () => barriers.emit(url));
+      req.on('end', () => res.end('barrier'));
+      return;
+    }
     const chunks: Buffer[] = [];
     const seen: SeenRequest = {
       method: req.method ?? '',
@@ -427,7 +446,22 @@ export async function startRecordingOrigin(
     }
     socket.destroy();
   });
-  const origin: RecordingOrigin = { port, requests, parseErrors, raw, count: 0 };
+  const origin: RecordingOrigin = {
+    port,
+    requests,
+    parseErrors,
+    raw,
+    count: 0,
+    async barrier(env, hostname) {
+      const path = `${BARRIER_PATH}${++barrierCount}`;
+      const seen = once(barriers, path);
+      const r = await get(env, hostname, { path });
+      if ('error' in r || r.status !== 200) {
+        throw new Error(`barrier request failed: ${'error' in r ? r.error : r.status}`);
+      }
+      await seen;
+    },
+  };
   return origin;
 }
 
