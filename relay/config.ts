@@ -12,6 +12,7 @@
 import type { Logger } from 'pino';
 import pino from 'pino';
 import { ConfigError } from '../shared/errors.js';
+import { realClock, type Clock } from '../shared/clock.js';
 import type { MuxOptions } from '../shared/mux/session.js';
 import type { AcmeSettings } from './acme/manager.js';
 import type { ClusterConfig } from './cluster/cluster.js';
@@ -75,6 +76,11 @@ export interface RelayConfig {
   maxVisitorConnectionsPerIp?: number;
   mux?: MuxOptions;
   logger?: Logger;
+  /**
+   * Time for the reconnect hold, the visitor edge's timeouts and the tunnel sessions'
+   * keepalive (tests pass a FakeClock). Default the real clock.
+   */
+  clock?: Clock;
   /** Tokens for the admin endpoints (`GET /api/tunnels`, `/metrics`); none = those are off. */
   adminTokens?: readonly string[];
   /** Named-tunnel store; default: `tunnels.json` in the data dir (memory without one). */
@@ -178,6 +184,7 @@ export interface ResolvedRelayConfig {
   readonly visitorConnections: Readonly<VisitorConnectionLimits>;
   readonly mux: MuxOptions;
   readonly logger: Logger;
+  readonly clock: Clock;
   readonly store: TunnelStore | undefined;
   readonly soleTunnelOnIpHosts: boolean;
   readonly extraHttpHosts: readonly string[];
@@ -382,6 +389,7 @@ export function resolveRelayConfig(config: RelayConfig): ResolvedRelayConfig {
     }),
     mux: config.mux ?? {},
     logger: config.logger ?? pino({ level: 'silent' }),
+    clock: config.clock ?? realClock,
     store: config.store,
     soleTunnelOnIpHosts: config.soleTunnelOnIpHosts === true,
     extraHttpHosts,

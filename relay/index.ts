@@ -123,6 +123,7 @@ async function startWithDataDir(
   let queue: WebhookQueue | undefined;
   const registry = new TunnelRegistry({
     holdMs: config.holdMs,
+    clock: config.clock,
     restarted,
     // After this tick: the endpoint sets the tunnel's access rules right after attaching.
     onRegistered: (tunnel) => queueMicrotask(() => queue?.connected(tunnel)),
@@ -209,7 +210,7 @@ async function startWithDataDir(
     relayVersion: VERSION,
     urlsFor,
     domain,
-    mux: config.mux,
+    mux: { clock: config.clock, ...config.mux },
     log,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     creationsPerMinute: config.creationsPerMinute,
@@ -244,6 +245,7 @@ async function startWithDataDir(
   const edge = createEdgeServer({
     domain,
     responseTimeoutMs: config.responseTimeoutMs,
+    clock: config.clock,
     resolver: createTunnelResolver({
       domain,
       guard: config.guard,

@@ -98,6 +98,7 @@ export async function listenForVisitors(
           limits: config.http2,
           onRequest: edge.onH2Request,
           onSessionError: (err) => log.debug({ err }, 'h2 visitor session'),
+          clock: config.clock,
         });
         routeAlpn(server, h2Edge);
       }
