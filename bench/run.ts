@@ -14,6 +14,7 @@
  */
 import { clusterBench } from './cluster.js';
 import { e2eBench } from './e2e.js';
+import { gcBench } from './gc.js';
 import { muxBench } from './mux.js';
 import { pageBench } from './page.js';
 import { BenchParams, type ParamSpec } from './params.js';
@@ -36,6 +37,7 @@ const CASES: readonly BenchCase[] = [
   tuiBench,
   ...scaleBenches,
   clusterBench,
+  gcBench,
 ];
 
 const GLOBAL_PARAMS: Record<string, ParamSpec> = {

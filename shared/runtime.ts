@@ -26,8 +26,8 @@
  *     cap keeps that p99 at ~9 ms and still saves ~15 MiB (e2e peak RSS 142–161 →
  *     122–143 MiB). V8 has no runtime setting for a size limit, so a 100 ms timer turns
  *     growth off once the young generation reaches the cap (and on again if V8 shrinks
- *     it); doubling from there takes V8 several scavenges, and test/shared/runtime.test.ts
- *     checks that the timer keeps up under steady load.
+ *     it); doubling from there takes V8 several scavenges, and `npm run bench -- gc`
+ *     measures whether the timer keeps up under steady load.
  *
  * These flags are read by V8 when it sweeps or grows the heap, so setting them at runtime
  * is safe (unlike `--single-threaded-gc` or `--max-semi-space-size`, which V8 fixes at
