@@ -13,16 +13,17 @@
  * `X-Quick-Tunnel-Queued-At`. A 5xx, a reset or no answer is retried with exponential
  * backoff, then the item is kept as failed. At-least-once: the only item a crash can
  * deliver twice is the one in flight, with the same delivery id.
+ *
+ * Over 500 lines on purpose: one class whose intake (offer), delivery loop and views
+ * share per-tunnel state (pending writes, running loops, sleepers, access rules); what
+ * stands alone is in disk.ts (storage), delivery.ts (one attempt), pages.ts, responders.ts.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { errnoCode, StreamResetError } from '../../shared/errors.js';
+import { errnoCode } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
-import { ErrorCode } from '../../shared/protocol/frame.js';
-import { isResponseHead, type RequestHead } from '../../shared/protocol/tunnel.js';
 import { RELAY_DEFAULTS } from '../config.js';
 import { checkAccess, compileAccess, type CompiledAccess } from '../edge/access.js';
 import { pages, type ErrorPage } from '../edge/pages.js';
@@ -32,6 +33,7 @@ import type { Tunnel, TunnelRegistry } from '../tunnels/registry.js';
 import type { TunnelRecord } from '../tunnels/store.js';
 import { QueueDisk, QueueStorageFullError, type QueueItem, type TunnelQueueDir } from './disk.js';
 import { writeDurably } from './durable.js';
+import { deliverOnce, readBody } from './delivery.js';
 import { queuePages } from './pages.js';
 import type { QueueResponder } from './responders.js';
 
@@ -86,12 +88,6 @@ export interface QueueView {
   limits: { maxBodyBytes: number; maxItems: number; maxAgeSeconds: number };
   items: QueueItemView[];
 }
-
-type Outcome =
-  | { kind: 'delivered'; status: number }
-  | { kind: 'failed'; message: string; status?: number }
-  /** The connection went away (or refused the stream): not the app's fault, no attempt used. */
-  | { kind: 'offline'; message: string };
 
 const ACCESS_FILE = 'access.json';
 
@@ -553,7 +549,10 @@ export class WebhookQueue {
       // Delivered when a client connects again (here, or on another relay of the cluster).
       if (session === undefined || this.closed) return;
       this.delivering.set(id, item);
-      const outcome = await this.deliverOnce(session, q, item, via?.wrapHead);
+      const outcome = await deliverOnce(session, q, item, {
+        timeoutMs: this.limits.deliveryTimeoutMs,
+        wrapHead: via?.wrapHead,
+      });
       this.delivering.set(id, undefined);
       if (this.closed) return;
       if (outcome.kind === 'delivered') {
@@ -624,108 +623,6 @@ export class WebhookQueue {
       this.sleepers.add(s);
     });
   }
-
-  /** Sends `item` over `session` once and reports how it went. */
-  private async deliverOnce(
-    session: MuxSession,
-    q: TunnelQueueDir,
-    item: QueueItem,
-    wrapHead?: (head: Record<string, unknown>) => Record<string, unknown>,
-  ): Promise<Outcome> {
-    let body: Buffer;
-    try {
-      body = await q.readBody(item);
-    } catch (err) {
-      return {
-        kind: 'failed',
-        message: `the stored request is unreadable: ${(err as Error).message}`,
-      };
-    }
-    const { meta } = item;
-    const head: RequestHead = {
-      method: meta.method,
-      url: meta.url,
-      httpVersion: meta.httpVersion,
-      headers: [
-        ...meta.headers,
-        ['X-Quick-Tunnel-Delivery-Id', meta.id],
-        ['X-Quick-Tunnel-Queued-At', meta.queuedAt],
-      ],
-      upgrade: false,
-      remoteAddress: meta.remoteAddress,
-      scheme: meta.scheme,
-      queued: { deliveryId: meta.id, queuedAt: meta.queuedAt },
-    };
-    let stream;
-    try {
-      const meta = head as unknown as Record<string, unknown>;
-      stream = session.openStream(wrapHead !== undefined ? wrapHead(meta) : meta);
-    } catch (err) {
-      return { kind: 'offline', message: (err as Error).message };
-    }
-    const s = stream;
-    return new Promise<Outcome>((resolve) => {
-      let status: number | undefined;
-      let settled = false;
-      const settle = (o: Outcome): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        resolve(o);
-      };
-      const timer = setTimeout(() => {
-        s.reset(ErrorCode.TIMEOUT, 'no response to a queued delivery');
-        settle({
-          kind: 'failed',
-          message: `no response within ${Math.round(this.limits.deliveryTimeoutMs / 1000)} s`,
-        });
-      }, this.limits.deliveryTimeoutMs);
-      timer.unref();
-      s.once('reply', (meta: unknown) => {
-        if (!isResponseHead(meta)) {
-          s.reset(ErrorCode.PROTOCOL_ERROR, 'invalid response head');
-          settle({ kind: 'failed', message: 'the tunnel client sent an invalid response head' });
-          return;
-        }
-        status = meta.status;
-        clearTimeout(timer);
-      });
-      s.on('data', () => {}); // the answer's body is not kept
-      s.once('end', () => {
-        if (status === undefined) settle({ kind: 'failed', message: 'ended without a response' });
-        else if (status >= 500) settle({ kind: 'failed', message: `HTTP ${status}`, status });
-        else settle({ kind: 'delivered', status });
-      });
-      s.on('error', (err) => {
-        if (status !== undefined && status < 500) {
-          settle({ kind: 'delivered', status });
-          return;
-        }
-        const code = errnoCode(err);
-        if (
-          (err instanceof StreamResetError && err.resetCode === ErrorCode.REFUSED_STREAM) ||
-          code === 'QT_ERR_SESSION_CLOSED' ||
-          code === 'QT_ERR_CONNECTION' ||
-          code === 'QT_ERR_HEARTBEAT'
-        ) {
-          // Counted as no attempt: the connection went, not the app.
-          settle({ kind: 'offline', message: err.message });
-          return;
-        }
-        settle(
-          status !== undefined
-            ? { kind: 'failed', message: `HTTP ${status}`, status }
-            : { kind: 'failed', message: err.message },
-        );
-      });
-      s.once('close', () => {
-        if (status === undefined) settle({ kind: 'offline', message: 'the stream closed' });
-        else if (status < 500) settle({ kind: 'delivered', status });
-        else settle({ kind: 'failed', message: `HTTP ${status}`, status });
-      });
-      s.end(body);
-    });
-  }
 }
 
 /** Refuses everyone (used when a tunnel's stored access rules cannot be read). */
@@ -733,42 +630,3 @@ const REFUSE_ALL: CompiledAccess = (() => {
   const c = compileAccess({ allowIps: ['255.255.255.255/32'] });
   return { ...c, basicAuth: Buffer.alloc(32) };
 })();
-
-/** Reads a request body up to `max` bytes; undefined when it is larger (reading stops). */
-function readBody(req: Readable, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > max) {
-        cleanup();
-        req.pause();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = (err: Error): void => {
-      cleanup();
-      reject(err);
-    };
-    // 'end' comes before 'close' (and cleans up): a close first means the body was cut.
-    const onClose = (): void =>
-      onError(new Error('the sender went away before the end of the body'));
-    const cleanup = (): void => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('close', onClose);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('close', onClose);
-  });
-}
