@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import type http from 'node:http';
 import type net from 'node:net';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import { realClock, type Clock } from '../../shared/clock.js';
 import { ConnectionError, errnoCode } from '../../shared/errors.js';
 
 /** How long the proxy has to answer the CONNECT (connect + response head). */
@@ -33,6 +34,7 @@ class RelayProxyAgent extends HttpsProxyAgent<string> {
     proxy: URL,
     private readonly secure: boolean,
     private readonly timeoutMs: number,
+    private readonly clock: Clock,
   ) {
     super(proxy, { keepAlive: false });
   }
@@ -52,7 +54,7 @@ class RelayProxyAgent extends HttpsProxyAgent<string> {
     };
     req.once('proxyConnect', onAnswer);
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(), this.timeoutMs);
+    const timer = this.clock.setTimeout(() => abort.abort(), this.timeoutMs);
     // super.connect opens its socket to the proxy synchronously from connectOpts: the
     // signal is there for exactly this connection.
     this.connectOpts.signal = abort.signal;
@@ -74,7 +76,7 @@ class RelayProxyAgent extends HttpsProxyAgent<string> {
         code: 'QT_ERR_PROXY',
       });
     } finally {
-      clearTimeout(timer);
+      this.clock.clearTimeout(timer);
       req.off('proxyConnect', onAnswer);
     }
     const status = answer?.statusCode ?? 0;
@@ -94,13 +96,15 @@ class RelayProxyAgent extends HttpsProxyAgent<string> {
 /**
  * An agent whose connections go through `proxy` via CONNECT; `secure`: the relay is
  * https (TLS inside the tunnel). Errors are QuickTunnelErrors with code QT_ERR_PROXY.
+ * `clock` times the proxy's answer (tests); default the real clock.
  */
 export function proxyAgent(
   proxy: URL,
   secure: boolean,
   timeoutMs = PROXY_CONNECT_TIMEOUT_MS,
+  clock: Clock = realClock,
 ): http.Agent {
-  return new RelayProxyAgent(proxy, secure, timeoutMs);
+  return new RelayProxyAgent(proxy, secure, timeoutMs, clock);
 }
 
 /**
@@ -112,8 +116,9 @@ export async function connectThroughProxy(
   host: string,
   port: number,
   timeoutMs = PROXY_CONNECT_TIMEOUT_MS,
+  clock: Clock = realClock,
 ): Promise<net.Socket> {
-  const agent = new RelayProxyAgent(proxy, false, timeoutMs);
+  const agent = new RelayProxyAgent(proxy, false, timeoutMs, clock);
   // connect() only emits on the request and listens for its 'socket': no request here.
   const req = new EventEmitter() as unknown as http.ClientRequest;
   return agent.connect(req, { host, port, secureEndpoint: false });

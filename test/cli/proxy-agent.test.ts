@@ -15,9 +15,10 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { relayProxy } from '../../cli/config.js';
 import { dialRelay } from '../../cli/tunnel/client.js';
 import { pinnedRelayCa } from '../../cli/tunnel/pin.js';
-import { proxyAgent } from '../../cli/tunnel/proxy-agent.js';
+import { connectThroughProxy, proxyAgent } from '../../cli/tunnel/proxy-agent.js';
 import { ConfigError, QuickTunnelError } from '../../shared/errors.js';
 import { TEST_DOMAIN, testCertificate } from '../helpers/certs.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 interface TestProxy {
   url: URL;
@@ -201,6 +202,32 @@ t.test('a proxy that never answers, and one that is down', async (t) => {
     get(target.port, target.ca, proxyAgent(new URL(`http://127.0.0.1:${port}`), true)),
     { code: 'QT_ERR_PROXY', message: `cannot reach the proxy 127.0.0.1:${port}: ECONNREFUSED` },
   );
+});
+
+t.test("the time limit on the proxy's answer runs on the clock, not 1 ms early", async (t) => {
+  const clock = new FakeClock();
+  const stalled = await startProxy(t, () => 'stall');
+  let settled = false;
+  const connecting = connectThroughProxy(stalled.url, `relay.${TEST_DOMAIN}`, 443, 10_000, clock);
+  void connecting.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  t.same(clock.pendingDelays(), [10_000], 'the time limit');
+  // Bounded: the proxy receives the CONNECT (and never answers it).
+  for (let i = 0; i < 2_000 && stalled.asked.length === 0; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  t.same(stalled.asked, [`relay.${TEST_DOMAIN}:443`]);
+  clock.advance(9_999);
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+  t.equal(settled, false, 'still waiting 1 ms before the limit');
+  clock.advance(1);
+  await t.rejects(connecting, {
+    code: 'QT_ERR_PROXY',
+    message: `the proxy ${stalled.url.host} did not answer within 10000 ms`,
+  });
+  t.equal(clock.pending, 0, 'no timer left');
 });
 
 t.test('--ca-fingerprint through the proxy: the pin is checked on a CONNECT tunnel', async (t) => {
