@@ -20,9 +20,10 @@
  * after `idleTimeoutMs` or the server's `Keep-Alive: timeout=N` hint less a second,
  * and at most `maxIdle` are kept.
  */
-import net, { type LookupFunction, type Socket } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import { IdTable } from '../../shared/id-table.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
+import { EarlyAnswerSocket } from './early-answer-socket.js';
 import { ResponseParseError, ResponseParser, type ParsedResponseHead } from './response-parser.js';
 
 /** What one request reports back, in order: [onConnect], onHead, onBody*, onComplete | onError. */
@@ -189,14 +190,14 @@ export class Http1Request {
         return true;
       }
       this.bodyBytes += chunk.length;
-      return socket.write(chunk, connection.onWritten);
+      return socket.write(chunk);
     }
     if (this.framing.kind === 'none') return true;
     this.bodyBytes += chunk.length;
     socket.cork();
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
     socket.write(chunk);
-    const ok = socket.write(CHUNK_END, connection.onWritten);
+    const ok = socket.write(CHUNK_END);
     socket.uncork();
     return ok;
   }
@@ -211,7 +212,7 @@ export class Http1Request {
     if (this.done || this.bodyEnded) return;
     this.bodyEnded = true;
     if (this.framing.kind === 'chunked' && !this.connection.writeFailed) {
-      this.connection.socket.write(LAST_CHUNK, this.connection.onWritten);
+      this.connection.socket.write(LAST_CHUNK);
     }
   }
 
@@ -265,39 +266,26 @@ export class Http1Request {
   }
 }
 
-/** Node's stream state fields this file changes (see Http1Connection's constructor). */
-interface StreamStates {
-  _readableState?: { autoDestroy: boolean; errored: unknown };
-  _writableState?: { autoDestroy: boolean };
-}
-
 /**
  * @internal One keep-alive connection, running one request at a time.
  *
- * A write error does not end it at once. An origin may answer before it has read the
- * request body (a 413 or 401 for an upload) and close the connection: our next body
- * write then fails (EPIPE, ECONNRESET) while the answer is still unread in the kernel,
- * and Node's default (destroy the socket on any write error) would lose it and turn
- * the origin's answer into a 502. So the socket does not destroy itself on errors
- * (read errors and failed connects still destroy it, explicitly, in net), and after a
- * write error the readable side is un-marked as failed, so what arrives is still read:
- * the answer, then the end of the connection or a read error, each handled as usual.
+ * A write error does not end it at once (early-answer-socket.ts): an origin that
+ * answers before it has read the request body (a 413 for an upload) and closes still
+ * gets its answer read; the end of the connection or a read error is handled as usual.
  */
 class Http1Connection {
   /** Unique within its pool. */
   readonly id: number;
-  readonly socket: Socket;
+  readonly socket: EarlyAnswerSocket;
   readonly parser: ResponseParser;
   private readonly pool: Http1Pool;
   private current: Http1Request | undefined;
-  /** The first error a write of ours failed with; nothing more is written after it. */
-  private writeError: Error | undefined;
   private keepAlive = false;
   private idleMs = 0;
   /** The current response completed inside the `execute` now running. */
   private completedInExecute = false;
 
-  constructor(pool: Http1Pool, socket: Socket, maxHeaderBytes: number, id: number) {
+  constructor(pool: Http1Pool, socket: EarlyAnswerSocket, maxHeaderBytes: number, id: number) {
     this.id = id;
     this.pool = pool;
     this.socket = socket;
@@ -315,15 +303,9 @@ class Http1Connection {
       },
       { maxHeaderBytes },
     );
-    const states = socket as unknown as StreamStates;
-    if (states._readableState !== undefined) states._readableState.autoDestroy = false;
-    if (states._writableState !== undefined) states._writableState.autoDestroy = false;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
-    socket.on('error', (err) => {
-      if (err !== this.writeError || socket.destroyed) this.onClosed(err);
-      else if (states._readableState !== undefined) states._readableState.errored = null;
-    });
+    socket.on('error', (err) => this.onClosed(err));
     socket.on('close', () => this.onClosed(undefined));
     socket.on('timeout', () => {
       if (this.current === undefined) socket.destroy();
@@ -335,17 +317,12 @@ class Http1Connection {
     this.current = request;
     this.keepAlive = false;
     this.parser.expect(method);
-    this.socket.write(head, 'latin1', this.onWritten);
+    this.socket.write(head, 'latin1');
   }
 
   get writeFailed(): boolean {
-    return this.writeError !== undefined;
+    return this.socket.writeFailed;
   }
-
-  /** Callback of each of our writes: notes the first failure (see the class comment). */
-  readonly onWritten = (err: Error | null | undefined): void => {
-    if (err && this.writeError === undefined) this.writeError = err;
-  };
 
   /** The request this connection runs now reports to `sink`. */
   serving(sink: Http1Sink): boolean {
@@ -409,7 +386,7 @@ class Http1Connection {
     request.close();
     // A response that ended before the request body did: the rest of the body is not
     // wanted, and the connection cannot carry another request after half a body.
-    const sent = request.sent && this.writeError === undefined;
+    const sent = request.sent && !this.socket.writeFailed;
     if (reusable && sent && this.keepAlive && this.idleMs > 0 && !this.socket.destroyed) {
       // The request may have paused the socket for backpressure and will not resume it.
       if (this.socket.isPaused()) this.socket.resume();
@@ -519,10 +496,10 @@ export class Http1Pool {
 
   private connect(sink: Http1Sink): Http1Connection {
     const { host, port, lookup, autoSelectFamily, autoSelectFamilyAttemptTimeout } = this.options;
-    const socket = net.connect({
+    const socket = new EarlyAnswerSocket({ allowHalfOpen: false });
+    socket.setNoDelay(true).connect({
       host,
       port,
-      noDelay: true,
       ...(lookup !== undefined ? { lookup } : {}),
       ...(autoSelectFamily !== undefined ? { autoSelectFamily } : {}),
       ...(autoSelectFamilyAttemptTimeout !== undefined ? { autoSelectFamilyAttemptTimeout } : {}),

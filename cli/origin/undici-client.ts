@@ -10,11 +10,12 @@
  * timeout=N` less a second (undici's keep-alive timer), at most `maxIdle` are kept,
  * and an idle connection does not keep the process alive.
  */
-import { Socket, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, buildConnector, errors, type Dispatcher } from 'undici';
 import { errnoCode } from '../../shared/errors.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
+import { EarlyAnswerSocket } from './early-answer-socket.js';
 import type {
   AttemptInfo,
   OriginCall,
@@ -333,38 +334,6 @@ class UndiciCall implements OriginCall, Dispatcher.DispatchHandler {
     this.owner.ended(this.connection, reusable);
   }
 }
-
-/**
- * A plain-http origin connection that outlives a failed write. An origin may answer
- * before it has read the request body (a 413 for an upload) and close: our next body
- * write then fails (EPIPE, ECONNRESET) while the answer is still unread in the kernel,
- * and Node fails the socket's readable side too on a write error, answer and all (a 502
- * instead of the origin's 413). Here a failed write reports success and later writes
- * are dropped: the read side goes on, undici reads the answer, then the origin's end or
- * reset, as usual (a request that got no answer still fails, by its read side).
- */
-class EarlyAnswerSocket extends Socket {
-  private writeFailed = false;
-
-  override _write(chunk: unknown, encoding: BufferEncoding, cb: WriteCallback): void {
-    if (this.writeFailed) cb();
-    else super._write(chunk, encoding, this.noting(cb));
-  }
-
-  override _writev(chunks: { chunk: unknown; encoding: BufferEncoding }[], cb: WriteCallback) {
-    if (this.writeFailed) cb();
-    else super._writev!(chunks, this.noting(cb));
-  }
-
-  private noting(cb: WriteCallback): WriteCallback {
-    return (err) => {
-      if (err) this.writeFailed = true;
-      cb();
-    };
-  }
-}
-
-type WriteCallback = (err?: Error | null) => void;
 
 /** undici's raw header list as pairs, values without trailing whitespace (as Node's). */
 function pairs(raw: (Buffer | string)[]): HeaderPairs {
