@@ -17,6 +17,7 @@ import {
 } from '../../cli/origin/http1.js';
 import type { ParsedResponseHead } from '../../cli/origin/response-parser.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
+import { withinOrThrow } from '../helpers/wait.js';
 
 const LOCAL = '127.0.0.1';
 /** Upper bound on any single wait: far more than anything here takes on loopback. */
@@ -25,15 +26,6 @@ const WAIT_MS = 3000;
 type CodedError = Error & { code?: string };
 
 // ---- waiting ------------------------------------------------------------------------
-
-/** Rejects when `p` has not settled within `ms`. */
-function within<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Polls `pred` every few ms, at most `ms` in all (for what has no event of its own). */
 async function poll(pred: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
@@ -123,7 +115,7 @@ async function rawOrigin(t: Test, onRequest: OnRequest = answerWithPath): Promis
         };
         waiters.add(waiter);
       });
-      return within(p, what, ms).finally(() => waiters.delete(waiter));
+      return withinOrThrow(p, ms, what).finally(() => waiters.delete(waiter));
     },
   };
   const server = net.createServer((socket) => {
@@ -248,7 +240,7 @@ function send(
     responseStarted: undefined as boolean | undefined,
     socket: undefined as net.Socket | undefined,
     socketClose: undefined as Promise<void> | undefined,
-    settled: () => within(done, `${method} ${path} to complete or fail`),
+    settled: () => withinOrThrow(done, WAIT_MS, `${method} ${path} to complete or fail`),
   } as Call;
   const sink: Http1Sink = {
     onConnect(socket) {
@@ -302,7 +294,7 @@ async function nextOnNewConnection(
 /** Resolves when the connection `call` opened has closed (its 'close' event was emitted). */
 function clientClosed(call: Call, what = 'the client socket to close'): Promise<void> {
   if (call.socketClose === undefined) throw new Error('the request opened no connection');
-  return within(call.socketClose, what);
+  return withinOrThrow(call.socketClose, WAIT_MS, what);
 }
 
 /** Request headers for a body of `bytes` bytes announced by Content-Length. */
@@ -931,7 +923,7 @@ t.test('backpressure', async (t) => {
     });
     // A barrier instead of a sleep: once the server handed the body to the kernel, it is
     // readable on the client's socket; the next polls of the event loop would deliver it.
-    await within(written, 'the server to write the body');
+    await withinOrThrow(written, WAIT_MS, 'the server to write the body');
     for (let i = 0; i < 3; i++) await settle();
     t.same(shape(call), ['connect', 'head'], 'nothing after the head while paused');
     resumed = true;
@@ -1509,7 +1501,7 @@ t.test('request bodies', async (t) => {
       }),
     );
     server!.resume();
-    await within(drained, 'drain');
+    await withinOrThrow(drained, WAIT_MS, 'drain');
     while (written < total) {
       post.request.write(chunk);
       expected.update(chunk);
@@ -1547,7 +1539,11 @@ t.test('request bodies', async (t) => {
     t.teardown(() => {
       child.kill();
     });
-    const [line] = (await within(once(child.stdout!, 'data'), 'the origin to listen')) as [Buffer];
+    const [line] = (await withinOrThrow(
+      once(child.stdout!, 'data'),
+      WAIT_MS,
+      'the origin to listen',
+    )) as [Buffer];
     return Number(line.toString().trim());
   };
   /** Writes a 64 MiB body as fast as the socket takes it until the request settles. */

@@ -18,14 +18,14 @@ import { connectTunnel, startTestRelay } from '../helpers/relay-env.js';
 import {
   bodyOf,
   captureLogger,
-  delay,
   get,
   headerOf,
   rawRequest,
   rawTunnelClient,
   startControl,
   startRecordingOrigin,
-} from './support.js';
+} from '../helpers/hostile.js';
+import { delay } from '../helpers/wait.js';
 
 const USER = 'demo';
 const PASSWORD = 'hunter2-Pl4nted-Secret';

@@ -11,8 +11,9 @@ import t from 'tap';
 import { basicAuthDigest } from '../../relay/edge/access.js';
 import { connectH2, visitH2 } from '../helpers/h2-visitor.js';
 import { connectTunnel, startOrigin, startTestRelay } from '../helpers/relay-env.js';
-import { Flag, FrameType, frame, hpack, rawH2, requestBlock } from './h2-raw.js';
-import { MiB, delay, eventually, relayStreams, startControl, within } from './support.js';
+import { Flag, FrameType, frame, hpack, rawH2, requestBlock } from '../helpers/h2-raw.js';
+import { MiB, relayStreams, startControl } from '../helpers/hostile.js';
+import { delay, eventually, within } from '../helpers/wait.js';
 
 t.test('authority, SNI, access checks and limits over h2', async (t) => {
   const env = await startTestRelay(t);

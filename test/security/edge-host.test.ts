@@ -12,12 +12,12 @@ import { TEST_DOMAIN, connectTunnel, startTestRelay } from '../helpers/relay-env
 import { basicAuthDigest } from '../../shared/access.js';
 import {
   bodyOf,
-  delay,
   rawRequest,
   startControl,
   startRecordingOrigin,
   type RawResult,
-} from './support.js';
+} from '../helpers/hostile.js';
+import { delay } from '../helpers/wait.js';
 
 const head = (lines: string[]): string => `${lines.join('\r\n')}\r\nConnection: close\r\n\r\n`;
 

@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { connectTunnel, startOrigin, startTestRelay } from '../helpers/relay-env.js';
-import { bodyOf, rawRequest, startControl, startRecordingOrigin } from './support.js';
+import { bodyOf, rawRequest, startControl, startRecordingOrigin } from '../helpers/hostile.js';
 
 const SMUGGLED = '/smuggled';
 

@@ -11,7 +11,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import t from 'tap';
 import { TEST_DOMAIN, startTestRelay } from '../helpers/relay-env.js';
-import { rawRequest, rawTunnelClient, startControl, within } from './support.js';
+import { rawRequest, rawTunnelClient, startControl } from '../helpers/hostile.js';
+import { within } from '../helpers/wait.js';
 
 /** The bytes of a real TLS ClientHello for `servername` (captured from tls.connect). */
 async function clientHello(servername: string): Promise<Buffer> {

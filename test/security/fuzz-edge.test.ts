@@ -11,16 +11,16 @@
  */
 import t from 'tap';
 import { TEST_DOMAIN, connectTunnel, startTestRelay } from '../helpers/relay-env.js';
-import { Prng } from '../shared/support/prng.js';
+import { Prng } from '../helpers/prng.js';
 import {
   MiB,
-  eventually,
   rawRequest,
   relayStreams,
   settledHeap,
   startControl,
   startRecordingOrigin,
-} from './support.js';
+} from '../helpers/hostile.js';
+import { eventually } from '../helpers/wait.js';
 
 // Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
 t.setTimeout(360_000);

@@ -18,11 +18,9 @@ import {
   encodeU32,
 } from '../../shared/protocol/frame.js';
 import { startTestRelay } from '../helpers/relay-env.js';
-import { Prng } from '../shared/support/prng.js';
+import { Prng } from '../helpers/prng.js';
 import {
   MiB,
-  delay,
-  eventually,
   helloPayload,
   rawRequest,
   rawTunnelClient,
@@ -30,8 +28,8 @@ import {
   settledHeap,
   startControl,
   type RawTunnelClient,
-  within,
-} from './support.js';
+} from '../helpers/hostile.js';
+import { delay, eventually, within } from '../helpers/wait.js';
 
 // Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
 t.setTimeout(360_000);

@@ -12,7 +12,8 @@ import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import t from 'tap';
 import { startTestRelay, type TestRelay } from '../helpers/relay-env.js';
-import { delay, eventually, startControl } from './support.js';
+import { startControl } from '../helpers/hostile.js';
+import { delay, eventually } from '../helpers/wait.js';
 
 const fds = (): number => readdirSync('/proc/self/fd').length;
 

@@ -22,7 +22,7 @@ import {
   tempDir,
   type TestRelay,
 } from '../helpers/relay-env.js';
-import { captureLogger, get, rawTunnelClient, startControl } from './support.js';
+import { captureLogger, get, rawTunnelClient, startControl } from '../helpers/hostile.js';
 
 const TOKEN_A = 'tok-A-Pl4nted-0123456789';
 const TOKEN_B = 'tok-B-Pl4nted-9876543210';

@@ -24,7 +24,7 @@ import {
   startTestRelay,
   tempDir,
 } from '../helpers/relay-env.js';
-import { captureLogger, get, rawRequest, startRecordingOrigin } from './support.js';
+import { captureLogger, get, rawRequest, startRecordingOrigin } from '../helpers/hostile.js';
 
 t.test('forwarding headers are the relay’s, and Host cannot be removed', async (t) => {
   const env = await startTestRelay(t);

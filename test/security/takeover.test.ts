@@ -11,7 +11,7 @@ import { RelayApiError, relayApi } from '../../cli/tunnel/api.js';
 import { dialRelay, type TunnelConnection } from '../../cli/tunnel/client.js';
 import type { TunnelRequest } from '../../shared/protocol/tunnel.js';
 import { startTestRelay, type TestRelay } from '../helpers/relay-env.js';
-import { delay, eventually } from './support.js';
+import { delay, eventually } from '../helpers/wait.js';
 
 async function dial(env: TestRelay, request: Omit<TunnelRequest, 'clientVersion'>) {
   return dialRelay({ relay: env.url, request: { clientVersion: 'test', ...request }, ca: env.ca });

@@ -27,7 +27,6 @@ import { TUNNEL_ENDPOINT_PATH } from '../../shared/protocol/tunnel.js';
 import { TEST_DOMAIN, startTestRelay, type TestRelay } from '../helpers/relay-env.js';
 import {
   MiB,
-  eventually,
   get,
   helloPayload,
   parseResponses,
@@ -36,8 +35,8 @@ import {
   settledHeap,
   startControl,
   type RawTunnelClient,
-  within,
-} from './support.js';
+} from '../helpers/hostile.js';
+import { eventually, within } from '../helpers/wait.js';
 
 const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
 const REPLY_OK = json({ status: 200, headers: [['content-type', 'text/plain']] });

@@ -12,7 +12,7 @@ import net from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
 import { connectTunnel, startTestRelay, type TestRelay } from '../helpers/relay-env.js';
-import { rawRequest } from './support.js';
+import { rawRequest } from '../helpers/hostile.js';
 
 interface DiscardingOrigin {
   port: number;

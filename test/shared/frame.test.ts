@@ -20,7 +20,7 @@ import {
   writeFrame,
 } from '../../shared/protocol/frame.js';
 import { isHelloMessage, parseJson } from '../../shared/protocol/messages.js';
-import { Prng } from './support/prng.js';
+import { Prng } from '../helpers/prng.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const MAX = 64 * 1024;

@@ -6,8 +6,8 @@ import { once } from 'node:events';
 import t from 'tap';
 import { FrameType, encodeFrame } from '../../shared/protocol/frame.js';
 import { muxPair } from '../helpers/mux-pair.js';
-import { echoStreams, sha256 } from './support/streams.js';
-import { rawServer } from './support/raw-peer.js';
+import { echoStreams, sha256 } from '../helpers/mux-streams.js';
+import { rawServer } from '../helpers/raw-peer.js';
 
 const KiB = 1024;
 

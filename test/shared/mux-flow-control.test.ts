@@ -13,8 +13,8 @@ import type { MuxStream } from '../../shared/mux/stream.js';
 import type { FrameTransport } from '../../shared/mux/transport.js';
 import { FRAME_HEADER_SIZE, FrameType, encodeU32 } from '../../shared/protocol/frame.js';
 import { muxPair, type PairKind } from '../helpers/mux-pair.js';
-import { rawServer } from './support/raw-peer.js';
-import { echoStreams, hashReader, roundTrip, sha256 } from './support/streams.js';
+import { rawServer } from '../helpers/raw-peer.js';
+import { echoStreams, hashReader, roundTrip, sha256 } from '../helpers/mux-streams.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

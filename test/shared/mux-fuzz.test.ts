@@ -17,8 +17,8 @@ import {
   encodeFrame,
   encodeU32,
 } from '../../shared/protocol/frame.js';
-import { Prng } from './support/prng.js';
-import { rawClient, rawServer, type RawPeer } from './support/raw-peer.js';
+import { Prng } from '../helpers/prng.js';
+import { rawClient, rawServer, type RawPeer } from '../helpers/raw-peer.js';
 
 const SEED = 0x9e3779b9;
 const CASES = 10_000;

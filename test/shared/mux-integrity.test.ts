@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { dataFramePool } from '../../shared/mux/session.js';
 import { muxPair, type PairKind } from '../helpers/mux-pair.js';
-import { Prng } from './support/prng.js';
-import { echoStreams, roundTrip, sha256 } from './support/streams.js';
+import { Prng } from '../helpers/prng.js';
+import { echoStreams, roundTrip, sha256 } from '../helpers/mux-streams.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

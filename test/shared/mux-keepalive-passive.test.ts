@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import t from 'tap';
 import type { ConnectionError } from '../../shared/errors.js';
 import { FrameType } from '../../shared/protocol/frame.js';
-import { rawServer } from './support/raw-peer.js';
+import { rawServer } from '../helpers/raw-peer.js';
 
 const keepAlive = { keepAliveIntervalMs: 4_000, keepAliveTimeoutMs: 10_000 };
 

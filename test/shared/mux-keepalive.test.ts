@@ -9,8 +9,8 @@ import { ConnectionError } from '../../shared/errors.js';
 import { FrameType } from '../../shared/protocol/frame.js';
 import { muxPair, sessionPair, type PairKind } from '../helpers/mux-pair.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { rawServer } from './support/raw-peer.js';
-import { closeError } from './support/streams.js';
+import { rawServer } from '../helpers/raw-peer.js';
+import { closeError } from '../helpers/mux-streams.js';
 
 const kinds: PairKind[] = ['memory', 'tls-ws'];
 const keepAlive = { keepAliveIntervalMs: 5_000, keepAliveTimeoutMs: 12_000 };

@@ -12,7 +12,7 @@ import { HelloRejection, type MuxSession } from '../../shared/mux/session.js';
 import type { MuxStream } from '../../shared/mux/stream.js';
 import { ErrorCode, FrameType, encodeCodeMessage } from '../../shared/protocol/frame.js';
 import { muxPair, sessionPair, type PairKind } from '../helpers/mux-pair.js';
-import { rawServer } from './support/raw-peer.js';
+import { rawServer } from '../helpers/raw-peer.js';
 import {
   closeError,
   echoStreams,
@@ -21,7 +21,7 @@ import {
   roundTrip,
   sha256,
   writeAll,
-} from './support/streams.js';
+} from '../helpers/mux-streams.js';
 
 const MiB = 1024 * 1024;
 const kinds: PairKind[] = ['memory', 'tls-ws'];

@@ -15,7 +15,7 @@ import {
   encodeU32,
 } from '../../shared/protocol/frame.js';
 import { muxPair } from '../helpers/mux-pair.js';
-import { rawClient, rawServer, type RawPeer } from './support/raw-peer.js';
+import { rawClient, rawServer, type RawPeer } from '../helpers/raw-peer.js';
 
 const KiB = 1024;
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));

@@ -6,7 +6,7 @@
  * codes and GOAWAY, and acknowledges the relay's SETTINGS as a real client does.
  */
 import tls from 'node:tls';
-import type { TestRelay } from '../helpers/relay-env.js';
+import type { TestRelay } from './relay-env.js';
 
 export const FrameType = {
   DATA: 0,

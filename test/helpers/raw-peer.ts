@@ -4,18 +4,18 @@
  * Used by the fuzz, malformed-input and exact flow-control tests.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { MuxSession, type MuxOptions, type Role } from '../../../shared/mux/session.js';
-import type { MuxStream } from '../../../shared/mux/stream.js';
-import { memoryTransportPair, type FrameTransport } from '../../../shared/mux/transport.js';
+import { MuxSession, type MuxOptions, type Role } from '../../shared/mux/session.js';
+import type { MuxStream } from '../../shared/mux/stream.js';
+import { memoryTransportPair, type FrameTransport } from '../../shared/mux/transport.js';
 import {
   FRAME_HEADER_SIZE,
   FrameType,
   PROTOCOL_VERSION,
   decodeCodeMessage,
   encodeFrame,
-} from '../../../shared/protocol/frame.js';
-import type { HelloMessage } from '../../../shared/protocol/messages.js';
-import { FakeClock } from '../../helpers/fake-clock.js';
+} from '../../shared/protocol/frame.js';
+import type { HelloMessage } from '../../shared/protocol/messages.js';
+import { FakeClock } from './fake-clock.js';
 
 /** A frame as the raw peer saw it (header fields read without validation). */
 export interface RawFrame {

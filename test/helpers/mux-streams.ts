@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
-import type { MuxSession } from '../../../shared/mux/session.js';
-import type { MuxStream } from '../../../shared/mux/stream.js';
+import type { MuxSession } from '../../shared/mux/session.js';
+import type { MuxStream } from '../../shared/mux/stream.js';
 import type { Prng } from './prng.js';
 
 export function sha256(buf: Buffer): string {

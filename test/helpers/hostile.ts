@@ -31,22 +31,8 @@ import {
   startOrigin,
   type ConnectedTunnel,
   type TestRelay,
-} from '../helpers/relay-env.js';
-
-export const delay = (ms: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * `promise`'s value, or undefined once `ms` pass first. The timer is cleared either way,
- * so a race that is won early keeps nothing alive.
- */
-export function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
+} from './relay-env.js';
+import { delay } from './wait.js';
 
 // ---- raw visitors ------------------------------------------------------------------
 
@@ -510,16 +496,6 @@ export async function settledHeap(): Promise<{ heapUsed: number; rss: number }> 
 }
 
 export const MiB = 1024 * 1024;
-
-/** Waits until `cond()` holds, polling every 20 ms; false if `limitMs` passes first. */
-export async function eventually(cond: () => boolean, limitMs = 5_000): Promise<boolean> {
-  const until = performance.now() + limitMs;
-  while (performance.now() < until) {
-    if (cond()) return true;
-    await delay(20);
-  }
-  return cond();
-}
 
 /** Mux streams open on the relay, over every registered tunnel connection. */
 export function relayStreams(env: TestRelay): number {
