@@ -1105,6 +1105,33 @@ t.test('https origin: extra CA, insecure, and a clear refusal otherwise', async 
   });
 });
 
+t.test('https origin (undici): bodies both ways on one kept connection', async (t) => {
+  const { cert, key } = await generateCertificate('localhost');
+  let connections = 0;
+  const server = https.createServer({ cert, key }, (req, res) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      hash.update(chunk);
+    });
+    req.on('end', () => res.end(`${req.method} ${bytes} ${hash.digest('hex')}`));
+  });
+  server.on('secureConnection', () => connections++);
+  const port = await listen(t, server);
+  const { relay } = await rig(t, `https://localhost:${port}`, { ca: cert });
+  const body = Buffer.alloc(1024 * 1024, 0x62);
+  const digest = createHash('sha256').update(body).digest('hex');
+  const post = await send(relay, headWithLength('POST', '/up', body.length), body);
+  t.equal(post.body.toString(), `POST ${body.length} ${digest}`);
+  // No length: sent chunked, as Node frames a POST.
+  const chunked = await send(relay, head({ method: 'POST', url: '/chunked' }), body);
+  t.equal(chunked.body.toString(), `POST ${body.length} ${digest}`);
+  const get = await send(relay, head());
+  t.match(get.body.toString(), /^GET 0 /);
+  t.equal(connections, 1, 'one TLS connection for all three');
+});
+
 t.test('close() aborts open requests and refuses new streams', async (t) => {
   const { port } = await origin(t, () => {});
   const { relay, proxy, waitFor, requestEvent } = await rig(t, `127.0.0.1:${port}`);
