@@ -8,6 +8,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { ClockTimer } from '../shared/clock.js';
 import type { MuxSession } from '../shared/mux/session.js';
 import type { FrameTransport } from '../shared/mux/transport.js';
 import { TUNNEL_ENDPOINT_PATH } from '../shared/protocol/tunnel.js';
@@ -356,10 +357,13 @@ async function startWithDataDir(
         // half the grace time (at most 5 s), so they do not all arrive there at once.
         const spreadMs = cluster === undefined ? 0 : Math.min(graceMs / 2, 5_000);
         const drained = Promise.all([endpoint.drain(spreadMs), edge.whenIdle()]);
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([drained, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+        let timer: ClockTimer | undefined;
+        await Promise.race([
+          drained,
+          new Promise((r) => (timer = config.clock.setTimeout(() => r(undefined), graceMs))),
+        ]);
         edge.forgetIdleWaiters();
-        clearTimeout(timer);
+        config.clock.clearTimeout(timer);
         endpoint.close();
         await queue?.close();
         await cluster?.close();

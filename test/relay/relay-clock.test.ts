@@ -2,8 +2,9 @@
  * startRelay's `clock` reaches the parts that wait: a whole relay in-process (real
  * HTTPS listener, real tunnel client over a TLS WebSocket, real origin) on a FakeClock.
  * The edge's response timeout answers 504 exactly at responseTimeoutMs, the registry
- * holds a request for a tunnel that just dropped exactly holdMs, and an HTTP/2 session
- * gets its first-request timer on the same clock. The relay's mux keepalive is off here:
+ * holds a request for a tunnel that just dropped exactly holdMs, an HTTP/2 session gets
+ * its first-request timer on the same clock, and close(graceMs) waits for an exchange in
+ * flight exactly graceMs. The relay's mux keepalive is off here:
  * jumping 30 s of fake time with no traffic would (rightly) count as a missed heartbeat.
  */
 import { once } from 'node:events';
@@ -101,3 +102,27 @@ t.test('an HTTP/2 session gets its first-request timer on the relay clock', asyn
   await closed;
   t.pass('the relay dropped the silent session');
 });
+
+t.test(
+  'close(graceMs) waits for an exchange in flight exactly graceMs on the relay clock',
+  async (t) => {
+    const { clock, env } = await relayOnClock(t);
+    const held: http.ServerResponse[] = [];
+    const origin = await startOrigin(t, (_req, res) => held.push(res)); // never answers
+    const tunnel = await connectTunnel(t, env, `http://127.0.0.1:${origin.port}`);
+    const arrived = once(origin.server, 'request');
+    const visitor = pendingVisit(env, tunnel.hostname);
+    visitor.answer.catch(() => {}); // cut when the relay closes
+    await arrived;
+
+    let closed = false;
+    const closing = env.relay.close(5_000).then(() => (closed = true));
+    await until(() => clock.pendingDelays().includes(5_000), 'the grace timer');
+    clock.advance(4_999);
+    await settle();
+    t.equal(closed, false, 'still draining 1 ms before the grace is over');
+    clock.advance(1);
+    await closing;
+    t.equal(closed, true, 'closed once it is');
+  },
+);
