@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- NAME... ] [--param value...]`: runs the registered benchmark cases
- * in sequence (all of them, or those named). Each case prints human-readable lines on
+ * in sequence (all of them, or those named; `scale` names the scale cases). Each case prints human-readable lines on
  * stderr and one JSON line on stdout, so `npm run -s bench > results.jsonl` keeps only
  * the machine-readable results for a comparison script.
  *
@@ -40,12 +40,19 @@ const CASES: readonly BenchCase[] = [
   gcBench,
 ];
 
+/** A group name on the command line selects its cases (`scale`: those of bench/scale/). */
+const GROUPS: Record<string, readonly string[]> = { scale: scaleBenches.map((c) => c.name) };
+
 const GLOBAL_PARAMS: Record<string, ParamSpec> = {
   help: { default: 'false', help: 'list the cases and their parameters' },
 };
 
 function usage(): string {
-  const lines = ['usage: npm run bench -- [CASE...] [--param value...]', ''];
+  const lines = ['usage: npm run bench -- [CASE...] [--param value...]'];
+  for (const [group, members] of Object.entries(GROUPS)) {
+    lines.push(`  ${group} = ${members.join(' ')}`);
+  }
+  lines.push('');
   for (const c of CASES) {
     lines.push(`${c.name}: ${c.description}`);
     for (const [name, spec] of Object.entries(c.params)) {
@@ -62,12 +69,13 @@ async function main(): Promise<number> {
     process.stderr.write(`${usage()}\n`);
     return 0;
   }
-  const unknownCases = names.filter((n) => !CASES.some((c) => c.name === n));
+  const wanted = names.flatMap((n) => GROUPS[n] ?? [n]);
+  const unknownCases = wanted.filter((n) => !CASES.some((c) => c.name === n));
   if (unknownCases.length > 0) {
     process.stderr.write(`unknown benchmark ${unknownCases.join(', ')}\n\n${usage()}\n`);
     return 1;
   }
-  const selected = names.length === 0 ? CASES : CASES.filter((c) => names.includes(c.name));
+  const selected = wanted.length === 0 ? CASES : CASES.filter((c) => wanted.includes(c.name));
   // A typo in a parameter would silently run the default: refuse it instead.
   const known = new Set([
     ...Object.keys(GLOBAL_PARAMS),
