@@ -18,17 +18,10 @@ import type { AttemptInfo, OriginClient, OriginResponseHead } from '../../cli/or
 import { Http1OriginClient } from '../../cli/origin/http1-client.js';
 import { UndiciOriginClient } from '../../cli/origin/undici-client.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
+import { eventually, withinOrThrow } from '../helpers/wait.js';
 
 const LOCAL = '127.0.0.1';
 const WAIT_MS = 5000;
-
-function within<T>(p: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 async function listen(t: Test, server: net.Server): Promise<number> {
   const sockets = new Set<net.Socket>();
@@ -158,7 +151,7 @@ function send(
     error: undefined,
     info: undefined,
     socket: undefined,
-    settled: () => within(done, `${method} ${path} to end`),
+    settled: () => withinOrThrow(done, WAIT_MS, `${method} ${path} to end`),
     resume: () => handle.resume(),
     abort: (err) => handle.abort(err),
   };
@@ -540,7 +533,7 @@ for (const impl of ['ours', 'undici'] as const) {
 
   t.test(`${impl}: idle connections: timeout, Keep-Alive hint, dropIdle, maxIdle`, async (t) => {
     const closed = (conn: { socket: net.Socket }): Promise<unknown> =>
-      within(once(conn.socket, 'close'), 'the origin sees the connection close');
+      withinOrThrow(once(conn.socket, 'close'), WAIT_MS, 'the origin sees the connection close');
     // Closed after idleTimeoutMs.
     const a = await rawOrigin(t, (conn) => conn.socket.write(ok('a')));
     await send(newClient(t, a.port, impl, { idleTimeoutMs: 100 }), 'GET', '/').settled();
@@ -644,7 +637,9 @@ for (const impl of ['ours', 'undici'] as const) {
     t.teardown(() => {
       child.kill();
     });
-    const [line] = (await within(once(child.stdout!, 'data'), 'the origin')) as [Buffer];
+    const [line] = (await withinOrThrow(once(child.stdout!, 'data'), WAIT_MS, 'the origin')) as [
+      Buffer,
+    ];
     const client = newClient(t, Number(line.toString().trim()), impl);
     const outcomes: string[] = [];
     for (let i = 0; i < 10; i++) {
@@ -697,14 +692,7 @@ for (const impl of ['ours', 'undici'] as const) {
       let seen = '';
       socket.on('data', (c: Buffer) => (seen += c.toString()));
       socket.write('ping');
-      await within(
-        new Promise<void>((resolve) => {
-          const check = (): void =>
-            seen === 'earlyecho:ping' ? resolve() : void setTimeout(check, 5);
-          check();
-        }),
-        'the echo',
-      );
+      t.ok(await eventually(() => seen === 'earlyecho:ping', WAIT_MS), 'the echo');
       t.match(origin.conns[0]!.requests[0]!, /\r\nconnection: upgrade\r\nupgrade: websocket\r\n/i);
       const no = send(client, 'GET', '/no', { headers, upgrade: 'websocket' });
       await no.settled();
@@ -745,7 +733,7 @@ for (const impl of ['ours', 'undici'] as const) {
     const rows: string[] = [];
     for (const [name, judgement, text] of corpus) {
       const port = await serveOnce(t, Buffer.from(text, 'latin1'));
-      const node = await within(viaNode(port), `${name} via Node`);
+      const node = await withinOrThrow(viaNode(port), WAIT_MS, `${name} via Node`);
       const ours = await viaOurs(t, port, impl);
       const same =
         node.ok && ours.ok ? JSON.stringify(node) === JSON.stringify(ours) : node.ok === ours.ok;
