@@ -124,11 +124,12 @@ export async function example(): Promise<void> {
 const WRONG = `
 import { openTunnel } from 'quick-tunnel';
 
-// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
-t.setTimeout(360_000);
 const tunnel = await openTunnel({ port: 3000 });
 tunnel.on('request', (e) => e.nope);
 `;
+
+// Heavy on a shared 2-core machine (npm, thousands of connections): more than .taprc's 120 s.
+t.setTimeout(360_000);
 
 t.test('npm pack → npm install in a project → import, open, fetch, close, exit', async (t) => {
   const work = await tempDir(t, 'qt-lib-');
