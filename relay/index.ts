@@ -117,6 +117,7 @@ async function startWithDataDir(
       ? new RateLimiter({
           ratePerSecond: config.rateLimitPerTunnel,
           burst: config.rateLimitPerTunnel * 2,
+          now: () => config.clock.now(),
         })
       : undefined;
 

@@ -3,9 +3,10 @@
  * HTTPS listener, real tunnel client over a TLS WebSocket, real origin) on a FakeClock.
  * The edge's response timeout answers 504 exactly at responseTimeoutMs, the registry
  * holds a request for a tunnel that just dropped exactly holdMs, an HTTP/2 session gets
- * its first-request timer on the same clock, and close(graceMs) waits for an exchange in
- * flight exactly graceMs. The relay's mux keepalive is off here:
- * jumping 30 s of fake time with no traffic would (rightly) count as a missed heartbeat.
+ * its first-request timer on the same clock, close(graceMs) waits for an exchange in
+ * flight exactly graceMs, and the per-tunnel rate limit refills with it. The relay's mux
+ * keepalive is off here: jumping 30 s of fake time with no traffic would (rightly) count
+ * as a missed heartbeat.
  */
 import { once } from 'node:events';
 import type http from 'node:http';
@@ -24,7 +25,7 @@ import {
 
 async function relayOnClock(
   t: Test,
-  settings: { responseTimeoutMs?: number; holdMs?: number } = {},
+  settings: { responseTimeoutMs?: number; holdMs?: number; rateLimitPerTunnel?: number } = {},
 ): Promise<{ clock: FakeClock; env: TestRelay }> {
   const clock = new FakeClock();
   const env = await startTestRelay(t, { clock, mux: { keepAliveIntervalMs: 0 }, ...settings });
@@ -126,3 +127,18 @@ t.test(
     t.equal(closed, true, 'closed once it is');
   },
 );
+
+t.test('the per-tunnel request rate refills with the relay clock', async (t) => {
+  // 1 request/s, burst 2.
+  const { clock, env } = await relayOnClock(t, { rateLimitPerTunnel: 1 });
+  const origin = await startOrigin(t, (_req, res) => res.end('ok'));
+  const tunnel = await connectTunnel(t, env, `http://127.0.0.1:${origin.port}`);
+  const status = async (): Promise<number> => (await visit(env, tunnel.hostname)).status;
+  t.same([await status(), await status()], [200, 200], 'the burst');
+  t.equal(await status(), 429, 'then too many');
+  clock.advance(999);
+  t.equal(await status(), 429, 'still too many 1 ms before a token is back');
+  clock.advance(1);
+  t.equal(await status(), 200, 'one more after a second of the relay clock');
+  t.equal(await status(), 429);
+});
