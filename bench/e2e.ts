@@ -10,6 +10,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -31,9 +32,26 @@ const PARAMS = {
     default: '5',
     help: 'measured transfers each way after a first (cold) one; the median is reported',
   },
+  'chunked-bytes': {
+    default: '32MiB',
+    help: 'size of a download the origin writes in small chunks (chunked encoding); 0 = skip',
+  },
+  'chunk-bytes': { default: '1024', help: 'size of each origin write in that download' },
+  'cli-stdout': {
+    default: 'file',
+    help: "where the CLI's request lines go: file (a temp file) or pipe (read by the bench)",
+  },
   'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
   'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
   ssh: { default: 'true', help: 'also measure an ssh -R forward (OpenSSH on loopback)' },
+  build: {
+    default: 'true',
+    help: 'build dist/ first (false: run the build already there, e.g. between A/B runs)',
+  },
+  dist: {
+    default: 'dist',
+    help: 'directory of the build to run (relative to the repo, next to dist/), for A/B runs of two builds',
+  },
   'node-flags': {
     default: '',
     help: 'extra node flags for the relay and CLI processes (space-separated), for experiments',
@@ -67,6 +85,21 @@ const server = http.createServer((req, res) => {
     };
     return pump();
   }
+  if (req.url.startsWith('/chunks')) {
+    const q = new URL(req.url, 'http://x').searchParams;
+    let left = Number(q.get('bytes'));
+    const size = Number(q.get('size'));
+    const piece = chunk.subarray(0, size);
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, size); left -= n;
+        if (!res.write(n === size ? piece : piece.subarray(0, n))) return res.once('drain', pump);
+      }
+      res.end();
+    };
+    return pump();
+  }
   if (req.url === '/upload') { let n = 0; req.on('data', (c) => n += c.length); req.on('end', () => res.end(String(n))); return; }
   res.statusCode = 404; res.end();
 });
@@ -74,8 +107,14 @@ server.keepAliveTimeout = 65000;
 server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
 `;
 
-export function spawnLogged(args: string[], label: string, log: (l: string) => void): ChildProcess {
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+/** `stdout`: a pipe (read with firstLine), or a file descriptor the child writes to. */
+export function spawnLogged(
+  args: string[],
+  label: string,
+  log: (l: string) => void,
+  stdout: 'pipe' | number = 'pipe',
+): ChildProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', stdout, 'pipe'] });
   createInterface({ input: child.stderr! }).on('line', (l) => {
     if (/error|warning/i.test(l)) log(`${label}: ${l}`);
   });
@@ -101,6 +140,25 @@ export async function firstLine(
     });
     child.once('exit', (code) => reject(new Error(`process exited (${code}) before ${re}`)));
   });
+}
+
+/** The first line of the file at `file` matching `re`, polled (a child writes it). */
+async function firstFileLine(
+  child: ChildProcess,
+  file: string,
+  re: RegExp,
+  timeoutMs = 20_000,
+): Promise<string> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const line = (await readFile(file, 'utf8')).split('\n').find((l) => re.test(l));
+    if (line !== undefined) return line;
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`process exited (${child.exitCode}) before ${re}`);
+    }
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${re} in ${file}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** Peak RSS of a process (or the sum over a set of them), sampled from /proc every 50 ms. */
@@ -242,20 +300,28 @@ async function nodeLoad(
   };
 }
 
+type TransferKind = 'download' | 'upload' | { chunksOf: number };
+
 async function transfer(
-  kind: 'download' | 'upload',
+  kind: TransferKind,
   port: number,
   host: string,
   bytes: number,
 ): Promise<number> {
+  const name = typeof kind === 'string' ? kind : 'chunked download';
   const started = performance.now();
   const got = await new Promise<number>((resolve, reject) => {
     const req = http.request(
       {
         host: '127.0.0.1',
         port,
-        method: kind === 'download' ? 'GET' : 'POST',
-        path: kind === 'download' ? `/download?bytes=${bytes}` : '/upload',
+        method: kind === 'upload' ? 'POST' : 'GET',
+        path:
+          kind === 'upload'
+            ? '/upload'
+            : kind === 'download'
+              ? `/download?bytes=${bytes}`
+              : `/chunks?bytes=${bytes}&size=${kind.chunksOf}`,
         headers: kind === 'upload' ? { host, 'content-length': String(bytes) } : { host },
         agent: false,
       },
@@ -266,18 +332,18 @@ async function transfer(
           n += c.length;
           if (kind === 'upload') text += c.toString();
         });
-        res.on('end', () => resolve(kind === 'download' ? n : Number(text)));
+        res.on('end', () => resolve(kind === 'upload' ? Number(text) : n));
         res.on('error', reject);
       },
     );
     req.on('error', reject);
-    if (kind === 'download') {
+    if (kind !== 'upload') {
       req.end();
       return;
     }
     sendBytes(req, bytes, Buffer.alloc(256 * 1024, 0x62)).then(() => req.end(), reject);
   });
-  if (got !== bytes) throw new Error(`${kind}: expected ${bytes} bytes, got ${got}`);
+  if (got !== bytes) throw new Error(`${name}: expected ${bytes} bytes, got ${got}`);
   return bytes / 1e6 / ((performance.now() - started) / 1000);
 }
 
@@ -292,6 +358,9 @@ export const e2eBench: BenchCase = {
     const bytes = params.bytes('transfer-bytes', PARAMS['transfer-bytes']);
     const transferRuns = Math.max(1, params.number('transfer-runs', PARAMS['transfer-runs']));
     const tunnelConnections = params.number('tunnel-connections', PARAMS['tunnel-connections']);
+    const chunkedBytes = params.bytes('chunked-bytes', PARAMS['chunked-bytes']);
+    const chunkBytes = Math.max(1, params.number('chunk-bytes', PARAMS['chunk-bytes']));
+    const cliStdout = params.oneOf('cli-stdout', PARAMS['cli-stdout'], ['file', 'pipe'] as const);
     const nodeFlags = params.string('node-flags', PARAMS['node-flags']).split(' ').filter(Boolean);
     const gen = params.oneOf('load-generator', PARAMS['load-generator'], [
       'auto',
@@ -305,8 +374,14 @@ export const e2eBench: BenchCase = {
     );
 
     if (nodeFlags.length > 0) log(`node flags for relay and CLI: ${nodeFlags.join(' ')}`);
-    log('building dist/ (tsc)…');
-    await build();
+    const distDir = params.string('dist', PARAMS.dist).replace(/\/+$/, '');
+    if (params.string('build', PARAMS.build) !== 'false') {
+      log('building dist/ (tsc)…');
+      await build();
+    }
+    // The relay and CLI run from `distDir` (dist/cli/main.js there).
+    const fromDist = (args: string[]): string[] =>
+      args.map((a) => (a === entry('dist')[0] ? `${distDir}/cli/main.js` : a));
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'qt-bench-e2e-'));
     const children: ChildProcess[] = [];
     let ssh: SshForward | undefined;
@@ -317,7 +392,7 @@ export const e2eBench: BenchCase = {
 
       const httpPort = await freePort();
       const relay = spawnLogged(
-        [...nodeFlags, ...relayArgs('dist', { httpPort, dataDir, logLevel: 'info' })],
+        [...nodeFlags, ...fromDist(relayArgs('dist', { httpPort, dataDir, logLevel: 'info' }))],
         'relay',
         log,
       );
@@ -328,10 +403,16 @@ export const e2eBench: BenchCase = {
       };
       relay.stdout!.resume();
 
+      // The CLI prints a line per request. Into a pipe the bench drains, each batch of
+      // lines is a write that wakes the bench's process (the load generator) as well:
+      // 7% of the CLI's CPU on small GETs (--cpu-prof). A file keeps the CLI's own work
+      // (format and write every line) without that. ssh -R prints nothing.
+      const cliOut = path.join(dataDir, 'cli-stdout.txt');
+      const cliOutFd = cliStdout === 'file' ? openSync(cliOut, 'w') : undefined;
       const cli = spawnLogged(
         [
           ...nodeFlags,
-          ...entry('dist'),
+          ...fromDist(entry('dist')),
           String(originPort),
           '--relay',
           `https://${DOMAIN}:${listening.httpsPort}`,
@@ -346,11 +427,16 @@ export const e2eBench: BenchCase = {
         ],
         'cli',
         log,
+        cliOutFd ?? 'pipe',
       );
       children.push(cli);
-      const line = await firstLine(cli, /^Forwarding /);
+      if (cliOutFd !== undefined) closeSync(cliOutFd);
+      const line =
+        cliOutFd !== undefined
+          ? await firstFileLine(cli, cliOut, /^Forwarding /)
+          : await firstLine(cli, /^Forwarding /);
       const host = new URL(line.split(' ')[1]!).hostname;
-      cli.stdout!.resume(); // one line per request: drain it
+      cli.stdout?.resume(); // one line per request: drain it
       log(`tunnel ${host}, relay pid ${relay.pid}, cli pid ${cli.pid}, origin pid ${origin.pid}`);
       if (withSsh) {
         ssh = await startSshForward(originPort);
@@ -429,19 +515,20 @@ export const e2eBench: BenchCase = {
       // Also the CPU time relay and CLI spend per measured transfer (median): steadier
       // than MB/s on a shared machine, and what an A/B of two builds should compare.
       const series = async (
-        kind: 'download' | 'upload',
+        kind: TransferKind,
         port: number,
         h: string,
         side: { server: () => Promise<number[]>; client: () => Promise<number[]> } = sides.tunnel,
+        size = bytes,
       ): Promise<{ cold: number; median: number; relayCpuMs: number; cliCpuMs: number }> => {
-        const cold = await transfer(kind, port, h, bytes);
+        const cold = await transfer(kind, port, h, size);
         const runs: number[] = [];
         const relayMs: number[] = [];
         const cliMs: number[] = [];
         for (let i = 0; i < transferRuns; i++) {
           const [serverPids, clientPids] = await Promise.all([side.server(), side.client()]);
           const before = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
-          runs.push(await transfer(kind, port, h, bytes));
+          runs.push(await transfer(kind, port, h, size));
           const after = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
           relayMs.push(cpuSpent(before[0], after[0]));
           cliMs.push(cpuSpent(before[1], after[1]));
@@ -459,14 +546,25 @@ export const e2eBench: BenchCase = {
       const tunnelDown = await series('download', httpPort, host);
       const directUp = await series('upload', originPort, 'localhost');
       const tunnelUp = await series('upload', httpPort, host);
+      // A download the origin writes in small chunks (an app streaming a page or JSON):
+      // the per-chunk costs of the HTTP legs, where bulk transfers show per-byte ones.
+      const chunked = { chunksOf: chunkBytes };
+      const tunnelChunked =
+        chunkedBytes > 0
+          ? await series(chunked, httpPort, host, sides.tunnel, chunkedBytes)
+          : undefined;
       let sshDown: Awaited<ReturnType<typeof series>> | undefined;
       let sshUp: Awaited<ReturnType<typeof series>> | undefined;
       let sshPeak = { server: 0, client: 0 };
+      let sshChunked: Awaited<ReturnType<typeof series>> | undefined;
       if (ssh !== undefined) {
         const serverRss = rssSampler(sides.ssh.server);
         const clientRss = rssSampler(ssh.clientPid);
         sshDown = await series('download', ssh.port, 'localhost', sides.ssh);
         sshUp = await series('upload', ssh.port, 'localhost', sides.ssh);
+        if (chunkedBytes > 0) {
+          sshChunked = await series(chunked, ssh.port, 'localhost', sides.ssh, chunkedBytes);
+        }
         sshPeak = { server: serverRss.stop(), client: clientRss.stop() };
         log(
           `ssh -R: download ${mbps(sshDown)}, upload ${mbps(sshUp)}; CPU per transfer: download sshd ${sshDown.relayCpuMs} ms, ssh ${sshDown.cliCpuMs} ms; upload sshd ${sshUp.relayCpuMs} ms, ssh ${sshUp.cliCpuMs} ms; peak RSS sshd ${sshPeak.server.toFixed(0)} MiB, ssh ${sshPeak.client.toFixed(0)} MiB`,
@@ -492,7 +590,16 @@ export const e2eBench: BenchCase = {
         `ratio: ${(tunnel.rps / direct.rps).toFixed(2)}x direct req/s (ssh -R: 0.20x, localtunnel 0.06x)`,
       );
 
-      const perGiB = (ms: number): number => Number((ms / 1000 / (bytes / 2 ** 30)).toFixed(2));
+      const perGiB = (ms: number, size = bytes): number =>
+        Number((ms / 1000 / (size / 2 ** 30)).toFixed(2));
+      if (tunnelChunked !== undefined) {
+        log(
+          `chunked download ${(chunkedBytes / 2 ** 20).toFixed(0)} MiB in ${chunkBytes}-byte writes: tunnel ${mbps(tunnelChunked)}, CPU per GiB relay ${perGiB(tunnelChunked.relayCpuMs, chunkedBytes)} s, CLI ${perGiB(tunnelChunked.cliCpuMs, chunkedBytes)} s` +
+            (sshChunked === undefined
+              ? ''
+              : `; ssh -R ${mbps(sshChunked)}, sshd ${perGiB(sshChunked.relayCpuMs, chunkedBytes)} s, ssh ${perGiB(sshChunked.cliCpuMs, chunkedBytes)} s`),
+        );
+      }
       const ratio = (a: number, b: number): number => Number((a / b).toFixed(2));
       const vsSsh =
         ssh === undefined || sshGet === undefined || sshDown === undefined || sshUp === undefined
@@ -510,6 +617,15 @@ export const e2eBench: BenchCase = {
                 ssh: perGiB(sshDown.cliCpuMs),
               },
               uploadCpuSPerGiB: { sshd: perGiB(sshUp.relayCpuMs), ssh: perGiB(sshUp.cliCpuMs) },
+              ...(sshChunked === undefined
+                ? {}
+                : {
+                    chunkedMBps: Math.round(sshChunked.median),
+                    chunkedCpuSPerGiB: {
+                      sshd: perGiB(sshChunked.relayCpuMs, chunkedBytes),
+                      ssh: perGiB(sshChunked.cliCpuMs, chunkedBytes),
+                    },
+                  }),
               peakRssMiB: { sshd: Math.round(sshPeak.server), ssh: Math.round(sshPeak.client) },
               peakRssSmallGetMiB: {
                 sshd: Math.round(sshGetRss.server),
@@ -526,6 +642,13 @@ export const e2eBench: BenchCase = {
                 relayCpuPerGiBDown: ratio(tunnelDown.relayCpuMs, sshDown.relayCpuMs),
                 cliCpuPerGiBDown: ratio(tunnelDown.cliCpuMs, sshDown.cliCpuMs),
                 relayCpuPerGiBUp: ratio(tunnelUp.relayCpuMs, sshUp.relayCpuMs),
+                ...(tunnelChunked === undefined || sshChunked === undefined
+                  ? {}
+                  : {
+                      chunked: ratio(tunnelChunked.median, sshChunked.median),
+                      relayCpuPerGiBChunked: ratio(tunnelChunked.relayCpuMs, sshChunked.relayCpuMs),
+                      cliCpuPerGiBChunked: ratio(tunnelChunked.cliCpuMs, sshChunked.cliCpuMs),
+                    }),
                 cliCpuPerGiBUp: ratio(tunnelUp.cliCpuMs, sshUp.cliCpuMs),
                 relayRss: ratio(relayPeak, sshPeak.server),
                 cliRss: ratio(cliPeak, sshPeak.client),
@@ -568,6 +691,17 @@ export const e2eBench: BenchCase = {
           cli: perGiB(tunnelDown.cliCpuMs),
         },
         uploadCpuSPerGiB: { relay: perGiB(tunnelUp.relayCpuMs), cli: perGiB(tunnelUp.cliCpuMs) },
+        ...(tunnelChunked === undefined
+          ? {}
+          : {
+              chunkedMiB: chunkedBytes / 2 ** 20,
+              chunkBytes,
+              chunkedMBps: Math.round(tunnelChunked.median),
+              chunkedCpuSPerGiB: {
+                relay: perGiB(tunnelChunked.relayCpuMs, chunkedBytes),
+                cli: perGiB(tunnelChunked.cliCpuMs, chunkedBytes),
+              },
+            }),
         ...(vsSsh === undefined ? {} : { sshR: vsSsh }),
       };
     } finally {
