@@ -118,6 +118,13 @@ export function forwardRequest(
   ctx: ForwardContext,
 ): void {
   const head = buildRequestHead(req, ctx.scheme, false, ctx.stripAuthorization === true);
+  // The frames of one tunnel message arrive in one go: their body writes leave as one
+  // (uncorked before anything else runs, so a lone chunk is not held back).
+  let bodyCorked = false;
+  const uncorkBody = (): void => {
+    bodyCorked = false;
+    res.uncork();
+  };
   const visitor: VisitorSide = {
     body: req,
     // HTTP/1.1 frames a request body only with Content-Length or Transfer-Encoding.
@@ -133,7 +140,14 @@ export function forwardRequest(
       writeResponseHead(res, meta);
       return true;
     },
-    write: (chunk) => res.write(chunk),
+    write: (chunk) => {
+      if (!bodyCorked) {
+        bodyCorked = true;
+        res.cork();
+        process.nextTick(uncorkBody);
+      }
+      return res.write(chunk);
+    },
     end: () => res.end(),
     sendPage: (page) => sendError(res, req.headers, page),
     abort: () => res.destroy(),

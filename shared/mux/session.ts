@@ -183,6 +183,8 @@ export class MuxSession extends EventEmitter<SessionEvents> {
   private localOpenCount = 0;
   private peerOpenCount = 0;
   private readonly drainQueue: MuxStream[] = [];
+  /** Streams holding gathered small DATA slices until the turn ends (MuxStream.sendSlice). */
+  private gathering: MuxStream[] = [];
   private keepAliveHandle: ClockTimer | undefined;
   private handshakeHandle: ClockTimer | undefined;
   private lastReceivedAt: number;
@@ -497,6 +499,23 @@ export class MuxSession extends EventEmitter<SessionEvents> {
       dataFramePool.headroom,
     );
   }
+
+  /**
+   * @internal `stream` gathered small DATA slices: frame them when this turn ends,
+   * before the transport writes the turn's frames (so they leave with them).
+   */
+  flushAtTurnEnd(stream: MuxStream): void {
+    this.gathering.push(stream);
+    if (this.gathering.length > 1) return;
+    if (this.transport.atTurnEnd !== undefined) this.transport.atTurnEnd(this.flushGathering);
+    else setImmediate(this.flushGathering);
+  }
+
+  private readonly flushGathering = (): void => {
+    const streams = this.gathering;
+    this.gathering = [];
+    for (const stream of streams) stream.flushGathered();
+  };
 
   /** @internal */
   sendWindowUpdate(stream: MuxStream, delta: number): void {

@@ -15,6 +15,12 @@ import type { MuxSession } from './session.js';
 
 type Meta = Record<string, unknown>;
 
+/**
+ * DATA slices shorter than this are gathered per stream until the end of the turn (or
+ * until a full frame's worth is there) and leave as one frame; see `sendSlice`.
+ */
+export const GATHER_SLICE_MAX_BYTES = 16 * 1024;
+
 interface PendingWrite {
   chunk: Buffer;
   offset: number;
@@ -47,6 +53,9 @@ export class MuxStream extends Duplex {
   private closedByPeer = false;
   /** @internal set while the stream waits in the session's congestion queue */
   queuedForDrain = false;
+  /** Small DATA slices of this turn, not yet framed (see sendSlice). */
+  private gathered: Buffer[] | undefined;
+  private gatheredBytes = 0;
 
   /** Total DATA bytes sent and received, for metrics and request logs. */
   bytesSent = 0;
@@ -166,7 +175,7 @@ export class MuxStream extends Duplex {
       p.offset += n;
       this.sendWindow -= n;
       this.bytesSent += n;
-      this.session.sendData(this, slice);
+      this.sendSlice(slice);
       if (p.offset >= p.chunk.length) {
         this.pending = undefined;
         p.cb();
@@ -228,13 +237,51 @@ export class MuxStream extends Duplex {
     }
     const p = this.pending;
     this.pending = undefined;
+    this.gathered = undefined;
+    this.gatheredBytes = 0;
     this.session.forget(this);
     p?.cb(err ?? new Error('stream destroyed'));
     cb(err);
   }
 
+  /**
+   * Small slices (an origin that writes many small chunks: a chunked body arrives as one
+   * `write` per chunk) are gathered and leave as one DATA frame when the turn ends, or
+   * at once when a full frame's worth is there, or before the FIN. A lone small write
+   * is not delayed: the transport sends the frames of a turn at the end of that turn
+   * anyway (transport.ts). Window and byte counts were taken when the slice was cut.
+   * The slices are views on the written chunks, which a stream owns once written.
+   */
+  private sendSlice(slice: Buffer): void {
+    if (slice.length >= GATHER_SLICE_MAX_BYTES) {
+      this.flushGathered();
+      this.session.sendData(this, slice);
+      return;
+    }
+    const max = this.session.peerMaxFrameBytes;
+    if (this.gatheredBytes + slice.length > max) this.flushGathered();
+    if (this.gathered === undefined) {
+      this.gathered = [slice];
+      this.session.flushAtTurnEnd(this);
+    } else this.gathered.push(slice);
+    this.gatheredBytes += slice.length;
+    if (this.gatheredBytes >= max) this.flushGathered();
+  }
+
+  /** @internal Sends the gathered slices as one DATA frame (the session's turn end). */
+  flushGathered(): void {
+    const parts = this.gathered;
+    if (parts === undefined) return;
+    const bytes = this.gatheredBytes;
+    this.gathered = undefined;
+    this.gatheredBytes = 0;
+    if (this.destroyed) return; // reset: the peer drops the stream's data anyway
+    this.session.sendData(this, parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes));
+  }
+
   private sendFin(): void {
     if (this.localFin || this.destroyed) return;
+    this.flushGathered();
     this.localFin = true;
     this.session.sendFin(this);
     this.session.maybeForget(this);

@@ -23,6 +23,12 @@ export interface FrameTransport {
    * An in-memory transport hands the buffer itself to the peer: false.
    */
   readonly framesCopiedOnSend?: boolean;
+  /**
+   * Optional: runs `fn` once when this turn of the event loop ends, just before the
+   * frames sent in the turn are written, so that frames `fn` sends leave with them.
+   * Without it the session uses setImmediate.
+   */
+  atTurnEnd?(fn: () => void): void;
   /** Bytes queued but not yet written to the socket. */
   readonly bufferedAmount: number;
   /** Close gracefully (pending frames are flushed first). */
@@ -249,6 +255,7 @@ export function wsTransport(ws: WebSocket): FrameTransport {
   const socket = access?.socket;
   const writer = access?.writesItself === true ? new DirectWriter(access.socket, ws) : undefined;
   let turnScheduled = false;
+  let turnEndHooks: (() => void)[] = [];
   let corked = false;
   let batch: Buffer[] = [];
   let batchBytes = 0;
@@ -286,6 +293,13 @@ export function wsTransport(ws: WebSocket): FrameTransport {
     writer.write(message, callbacks);
   };
   const endTurn = (): void => {
+    // The session's gathered DATA first: still within the turn (turnScheduled), so
+    // what the hooks send joins this turn's batch and cork.
+    if (turnEndHooks.length > 0) {
+      const hooks = turnEndHooks;
+      turnEndHooks = [];
+      for (const hook of hooks) hook();
+    }
     turnScheduled = false;
     flushBatch();
     if (corked) {
@@ -337,6 +351,13 @@ export function wsTransport(ws: WebSocket): FrameTransport {
       flushBatch();
       if (writer !== undefined) sendLarge(frame, cb, headroom);
       else sendMessage(frame, cb === undefined ? [] : [cb]);
+    },
+    atTurnEnd(fn) {
+      turnEndHooks.push(fn);
+      if (!turnScheduled) {
+        turnScheduled = true;
+        setImmediate(endTurn);
+      }
     },
     get bufferedAmount() {
       return ws.bufferedAmount + batchBytes + (writer?.queuedBytes ?? 0);
