@@ -4,18 +4,19 @@
  * renewed at about two thirds of its lifetime (from its own notBefore/notAfter) with
  * jitter, retried with backoff and the CA's Retry-After on failure. The relay hands each
  * new certificate to `setSecureContext`, so renewal needs no restart and drops nothing.
+ *
+ * Over 500 lines on purpose: one state machine around the current certificate (load,
+ * schedule, renew, share in a cluster, report status). The ACME exchange itself is in
+ * order.ts, the files in files.ts, the CA's HTTP in ca-http.ts.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import type acmeClient from 'acme-client';
 import type { Logger } from 'pino';
 import type { ClusterState } from '../cluster/state.js';
 import { useCaHttp, type AxiosLike } from './ca-http.js';
 import type { DnsProvider } from './dns-provider.js';
-import { ACME_PROBLEM, AcmeError } from './errors.js';
-import { waitForTxt } from './propagation.js';
+import { AcmeError } from './errors.js';
+import { AcmeFiles, parseCertificate, type Loaded } from './files.js';
+import { orderCertificate } from './order.js';
 
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 export const LETS_ENCRYPT_STAGING_DIRECTORY =
@@ -94,12 +95,6 @@ const MIN_RENEWAL_GAP_MS = 60 * 60_000;
 /** Longest single timer: timers overflow past 2^31 ms, and a long sleep misses clock jumps. */
 const MAX_TIMER_MS = 60 * 60_000;
 
-interface Loaded extends CertificatePem {
-  notBeforeMs: number;
-  notAfterMs: number;
-  issuer: string;
-}
-
 /**
  * Events: `certificate` (CertificatePem: a certificate was loaded or issued and is now
  * served), `failed` (AcmeError: an attempt failed; the next one is scheduled).
@@ -107,11 +102,7 @@ interface Loaded extends CertificatePem {
 export class AcmeManager extends EventEmitter {
   private readonly clock: AcmeClock;
   private readonly random: () => number;
-  private readonly dir: string;
-  private readonly certPath: string;
-  private readonly keyPath: string;
-  private readonly metaPath: string;
-  private readonly accountKeyPath: string;
+  private readonly files: AcmeFiles;
   private readonly directoryUrl: string;
   private current: Loaded | undefined;
   private renewAtMs: number | undefined;
@@ -144,12 +135,7 @@ export class AcmeManager extends EventEmitter {
     this.clock = settings.clock ?? systemClock;
     this.random = settings.random ?? Math.random;
     this.directoryUrl = settings.directoryUrl ?? LETS_ENCRYPT_DIRECTORY;
-    this.dir = path.join(settings.dataDir, 'acme');
-    const safe = settings.domain.replace(/[^a-z0-9.-]/gi, '_');
-    this.certPath = path.join(this.dir, `${safe}.crt`);
-    this.keyPath = path.join(this.dir, `${safe}.key`);
-    this.metaPath = path.join(this.dir, `${safe}.json`);
-    this.accountKeyPath = path.join(this.dir, 'account.key');
+    this.files = new AcmeFiles(settings.dataDir, settings.domain);
   }
 
   get domain(): string {
@@ -158,7 +144,7 @@ export class AcmeManager extends EventEmitter {
 
   /** Where the certificate is kept. */
   get certificatePath(): string {
-    return this.certPath;
+    return this.files.certPath;
   }
 
   /**
@@ -173,11 +159,11 @@ export class AcmeManager extends EventEmitter {
       this.settings.log.info(
         {
           event: 'acme_loaded',
-          certificate: this.certPath,
+          certificate: this.files.certPath,
           notAfter: new Date(stored.notAfterMs).toISOString(),
           renewAt: new Date(this.renewAtMs ?? now).toISOString(),
         },
-        `certificate for ${this.domain} and *.${this.domain} loaded from ${this.certPath}`,
+        `certificate for ${this.domain} and *.${this.domain} loaded from ${this.files.certPath}`,
       );
     }
     if (this.settings.cluster !== undefined) {
@@ -483,116 +469,19 @@ export class AcmeManager extends EventEmitter {
       requestTimeoutMs: this.settings.requestTimeoutMs ?? 30_000,
     });
     this.checkOpen();
-    const accountKey = await this.accountKey(acme);
-    const pollMinMs = this.settings.pollMinMs ?? 1_000;
-    const client = new acme.Client({
+    const accountKey = await this.files.accountKey(() =>
+      acme.crypto.createPrivateEcdsaKey('P-256'),
+    );
+    const pem = await orderCertificate({
+      acme,
       directoryUrl: this.directoryUrl,
       accountKey,
-      ...(this.settings.eab === undefined ? {} : { externalAccountBinding: this.settings.eab }),
-      backoffAttempts: 10,
-      backoffMin: pollMinMs,
-      backoffMax: Math.max(pollMinMs, 10_000),
+      domain,
+      settings: this.settings,
+      log,
+      signal: this.abort.signal,
+      checkOpen: () => this.checkOpen(),
     });
-    await step('creating the ACME account', () =>
-      client.createAccount({
-        termsOfServiceAgreed: true,
-        contact: [`mailto:${this.settings.email}`],
-      }),
-    ).catch((err: AcmeError) => {
-      // The CA's problem type (relay/acme/ca-http.ts), not its wording, says it wants EAB.
-      if (err.problemType === ACME_PROBLEM.externalAccountRequired) {
-        const hint =
-          this.settings.eab === undefined
-            ? '; this CA needs external account binding: pass --acme-eab-kid and --acme-eab-hmac-key from its dashboard'
-            : '';
-        throw new AcmeError(
-          'QT_ERR_ACME_ORDER',
-          `creating the ACME account failed: ${err.message}${hint}`,
-          { cause: err },
-        );
-      }
-      throw err;
-    });
-    this.checkOpen();
-    const order = await step('placing the certificate order', () =>
-      client.createOrder({
-        identifiers: [
-          { type: 'dns', value: domain },
-          { type: 'dns', value: `*.${domain}` },
-        ],
-      }),
-    );
-    const authorizations = await step('reading the authorizations', () =>
-      client.getAuthorizations(order),
-    );
-    const todo: { fqdn: string; value: string; challenge: { url: string; type: string } }[] = [];
-    for (const authz of authorizations) {
-      if (authz.status === 'valid') continue; // the CA remembers an earlier validation
-      const challenge = authz.challenges.find((c) => c.type === 'dns-01');
-      if (challenge === undefined) {
-        throw new AcmeError(
-          'QT_ERR_ACME_ORDER',
-          `the CA offers no dns-01 challenge for ${authz.identifier.value}; a wildcard certificate needs a CA that supports DNS-01`,
-          { retryable: false },
-        );
-      }
-      const value = await client.getChallengeKeyAuthorization(challenge);
-      todo.push({ fqdn: `_acme-challenge.${authz.identifier.value}.`, value, challenge });
-    }
-    const dns = this.settings.dns;
-    const presented: { fqdn: string; value: string }[] = [];
-    try {
-      for (const t of todo) {
-        this.checkOpen();
-        await dns.present(t.fqdn, t.value);
-        presented.push(t);
-      }
-      // Apex and wildcard share one name: wait until both values are visible at once.
-      const byName = new Map<string, string[]>();
-      for (const t of todo) {
-        const name = (dns.visibleAt?.(t.fqdn) ?? t.fqdn).replace(/\.$/, '');
-        byName.set(name, [...(byName.get(name) ?? []), t.value]);
-      }
-      for (const [name, values] of byName) {
-        await waitForTxt(name, values, {
-          resolver: this.settings.resolver,
-          timeoutMs: this.settings.propagationTimeoutMs ?? 120_000,
-          intervalMs: this.settings.propagationIntervalMs ?? 2_000,
-          signal: this.abort.signal,
-        });
-        this.checkOpen();
-      }
-      for (const t of todo) {
-        await step(`asking the CA to validate ${t.fqdn}`, () =>
-          client.completeChallenge(t.challenge as Parameters<typeof client.completeChallenge>[0]),
-        );
-      }
-      for (const t of todo) {
-        await step(`validating ${t.fqdn} (the CA looked up the TXT record)`, () =>
-          client.waitForValidStatus(t.challenge),
-        );
-      }
-    } finally {
-      for (const p of presented) {
-        try {
-          await dns.cleanup(p.fqdn, p.value);
-        } catch (err) {
-          log.warn(
-            { event: 'acme_cleanup_failed', err: (err as Error).message },
-            `could not remove the TXT record ${p.fqdn}: ${(err as Error).message}`,
-          );
-        }
-      }
-    }
-    this.checkOpen();
-    const certKey = await acme.crypto.createPrivateEcdsaKey('P-256');
-    const [, csr] = await acme.crypto.createCsr(
-      { commonName: domain, altNames: [domain, `*.${domain}`] },
-      certKey,
-    );
-    const finalized = await step('finalizing the order', () => client.finalizeOrder(order, csr));
-    const chain = await step('downloading the certificate', () => client.getCertificate(finalized));
-    const pem = { cert: chain, key: certKey.toString() };
     const loaded = parseCertificate(pem, domain);
     if (loaded === undefined) {
       throw new AcmeError(
@@ -607,7 +496,7 @@ export class AcmeManager extends EventEmitter {
     log.info(
       {
         event: 'acme_issued',
-        certificate: this.certPath,
+        certificate: this.files.certPath,
         notAfter: new Date(loaded.notAfterMs).toISOString(),
         renewAt: new Date(this.renewAtMs ?? 0).toISOString(),
         issuer: loaded.issuer,
@@ -616,38 +505,15 @@ export class AcmeManager extends EventEmitter {
     );
   }
 
-  private async accountKey(acme: typeof acmeClient): Promise<Buffer> {
-    try {
-      return await readFile(this.accountKeyPath);
-    } catch {
-      const key = await acme.crypto.createPrivateEcdsaKey('P-256');
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await writeAtomic(this.accountKeyPath, key, 0o600);
-      return key;
-    }
-  }
-
   private async loadStored(): Promise<Loaded | undefined> {
-    let pem: CertificatePem;
-    let meta: { directoryUrl?: string } = {};
-    try {
-      pem = {
-        cert: await readFile(this.certPath, 'utf8'),
-        key: await readFile(this.keyPath, 'utf8'),
-      };
-    } catch {
-      return undefined;
-    }
-    try {
-      meta = JSON.parse(await readFile(this.metaPath, 'utf8')) as typeof meta;
-    } catch {
-      // no metadata: trust the files
-    }
+    const stored = await this.files.read();
+    if (stored === undefined) return undefined;
+    const { pem, meta } = stored;
     const loaded = parseCertificate(pem, this.domain);
     if (loaded === undefined) {
       this.settings.log.warn(
-        { event: 'acme_stored_unusable', certificate: this.certPath },
-        `the stored certificate ${this.certPath} does not fit ${this.domain} (or its key); getting a new one`,
+        { event: 'acme_stored_unusable', certificate: this.files.certPath },
+        `the stored certificate ${this.files.certPath} does not fit ${this.domain} (or its key); getting a new one`,
       );
       return undefined;
     }
@@ -666,43 +532,10 @@ export class AcmeManager extends EventEmitter {
   }
 
   private async store(pem: CertificatePem): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    await writeAtomic(this.keyPath, pem.key, 0o600);
-    await writeAtomic(this.certPath, pem.cert, 0o600);
-    await writeAtomic(
-      this.metaPath,
-      `${JSON.stringify({ directoryUrl: this.directoryUrl, obtainedAt: new Date(this.clock.now()).toISOString() })}\n`,
-      0o600,
-    );
-  }
-}
-
-/** The leaf of a PEM chain, if it covers DOMAIN and *.DOMAIN and matches the key. */
-export function parseCertificate(pem: CertificatePem, domain: string): Loaded | undefined {
-  try {
-    const leaf = new X509Certificate(pem.cert);
-    if (leaf.checkHost(domain) === undefined) return undefined;
-    if (leaf.checkHost(`x.${domain}`, { wildcards: true }) === undefined) return undefined;
-    if (!leaf.checkPrivateKey(createPrivateKey(pem.key))) return undefined;
-    const cn = /CN=([^\n,]+)/.exec(leaf.issuer)?.[1] ?? leaf.issuer;
-    return {
-      ...pem,
-      notBeforeMs: Date.parse(leaf.validFrom),
-      notAfterMs: Date.parse(leaf.validTo),
-      issuer: cn,
-    };
-  } catch {
-    return undefined;
-  }
-}
-
-async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof AcmeError) throw err;
-    const msg = (err as Error).message ?? String(err);
-    throw new AcmeError('QT_ERR_ACME_ORDER', `${what} failed: ${msg}`, { cause: err });
+    await this.files.write(pem, {
+      directoryUrl: this.directoryUrl,
+      obtainedAt: new Date(this.clock.now()).toISOString(),
+    });
   }
 }
 
@@ -733,10 +566,4 @@ function formatDuration(ms: number): string {
   if (s < 7200) return `${Math.round(s / 60)} min`;
   if (s < 172800) return `${Math.round(s / 3600)} h`;
   return `${Math.round(s / 86400)} days`;
-}
-
-async function writeAtomic(file: string, data: string | Buffer, mode: number): Promise<void> {
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, data, { mode });
-  await rename(tmp, file);
 }
