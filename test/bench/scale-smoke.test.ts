@@ -52,6 +52,10 @@ const params = new BenchParams(
 
 type Result = Record<string, unknown>;
 
+// Six cases with their relay and driver processes side by side: ~120 s on a loaded 2-core
+// machine (with coverage on), right at .taprc's 120 s.
+t.setTimeout(360_000);
+
 t.test('scale benchmark cases run tiny and report sane figures', async (t) => {
   const lines: string[] = [];
   const run = (c: typeof idleTunnelsBench): Promise<Result> =>
