@@ -8,7 +8,20 @@
  * answer, then the origin's end or reset, as usual (a request that got no answer still
  * fails, by its read side). Public stream API only: `_write` and `_writev`.
  */
-import { Socket } from 'node:net';
+import { Socket, type LookupFunction } from 'node:net';
+import { errors } from 'undici';
+
+/** Where a plain-http origin is and how to connect to it (both clients). */
+export interface OriginSocketOptions {
+  /** Host name or IP literal, without IPv6 brackets. */
+  hostname: string;
+  port: number;
+  lookup?: LookupFunction | undefined;
+  /** Happy eyeballs over the addresses `lookup` returns, with this attempt timeout. */
+  autoSelectFamilyAttemptTimeoutMs?: number | undefined;
+  /** 0 = no limit. */
+  connectTimeoutMs: number;
+}
 
 type WriteCallback = (err?: Error | null) => void;
 
@@ -32,4 +45,28 @@ export class EarlyAnswerSocket extends Socket {
       cb();
     };
   }
+}
+
+/**
+ * A new connection to the origin. Past `connectTimeoutMs` it is destroyed with undici's
+ * connect timeout error, so one describer (failure.ts) reads it for both clients.
+ */
+export function connectOrigin(options: OriginSocketOptions): EarlyAnswerSocket {
+  const { hostname, port, lookup, autoSelectFamilyAttemptTimeoutMs: attemptMs } = options;
+  const socket = new EarlyAnswerSocket({ allowHalfOpen: false });
+  const ms = options.connectTimeoutMs;
+  if (ms > 0) {
+    const timer = setTimeout(() => {
+      socket.destroy(new errors.ConnectTimeoutError(`connect timeout after ${ms} ms`));
+    }, ms).unref();
+    socket.once('connect', () => clearTimeout(timer)).once('close', () => clearTimeout(timer));
+  }
+  return socket.setNoDelay(true).connect({
+    host: hostname,
+    port,
+    ...(lookup !== undefined ? { lookup } : {}),
+    ...(attemptMs !== undefined
+      ? { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: attemptMs }
+      : {}),
+  });
 }

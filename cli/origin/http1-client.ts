@@ -7,7 +7,6 @@
  */
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { errors } from 'undici';
 import type {
   OriginCall,
   OriginClient,
@@ -20,31 +19,25 @@ import { Http1Pool, type Http1PoolOptions, type Http1Request } from './http1.js'
 export class Http1OriginClient implements OriginClient {
   private readonly pool: Http1Pool;
   private readonly upgrades: OriginClient;
-  private readonly connectTimeoutMs: number;
   private readonly onConnected: ((socket: Socket) => void) | undefined;
 
   /** `onConnected`: every new connection, once connected. */
   constructor(
-    options: Http1PoolOptions & { connectTimeoutMs: number; onConnected?: (s: Socket) => void },
+    options: Http1PoolOptions & { onConnected?: (s: Socket) => void },
     upgrades: OriginClient,
   ) {
     this.pool = new Http1Pool(options);
     this.upgrades = upgrades;
-    this.connectTimeoutMs = options.connectTimeoutMs;
     this.onConnected = options.onConnected;
   }
 
   request(request: OriginRequest, sink: ResponseSink): OriginCall {
-    let timer: NodeJS.Timeout | undefined;
     const lean: Http1Request = this.pool.request(
       request.method,
       request.path,
       request.headers,
       {
-        onConnect: (socket) => {
-          clearTimeout(timer);
-          this.onConnected?.(socket);
-        },
+        onConnect: (socket) => this.onConnected?.(socket),
         onHead: (head) => {
           const headers: [string, string][] = [];
           const raw = head.rawHeaders;
@@ -55,29 +48,20 @@ export class Http1OriginClient implements OriginClient {
           if (!sink.onData(chunk)) lean.pause();
         },
         onComplete: () => {
-          clearTimeout(timer);
           request.body?.destroy();
           sink.onEnd();
         },
         onError: (err, responseStarted) => {
-          clearTimeout(timer);
           request.body?.destroy();
           sink.onError(err, { reused: lean.reused, responseStarted });
         },
       },
       { fresh: request.fresh === true },
     );
-    const ms = this.connectTimeoutMs;
-    if (lean.connecting && ms > 0) {
-      timer = setTimeout(() => lean.destroy(connectTimeout(ms)), ms).unref();
-    }
     if (request.body !== undefined) pipeBody(request.body, lean);
     return {
       resume: () => lean.resume(),
-      abort: (err) => {
-        clearTimeout(timer);
-        lean.destroy(err);
-      },
+      abort: (err) => lean.destroy(err),
     };
   }
 
@@ -94,11 +78,6 @@ export class Http1OriginClient implements OriginClient {
     this.pool.close();
     this.upgrades.close();
   }
-}
-
-/** The connect timeout as undici reports it, so one describer reads both. */
-function connectTimeout(ms: number): Error {
-  return new errors.ConnectTimeoutError(`connect timeout after ${ms} ms`);
 }
 
 /** Moves `body` into `lean` as fast as its socket takes it. */

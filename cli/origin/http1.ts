@@ -20,10 +20,14 @@
  * after `idleTimeoutMs` or the server's `Keep-Alive: timeout=N` hint less a second,
  * and at most `maxIdle` are kept.
  */
-import type { LookupFunction, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { IdTable } from '../../shared/id-table.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
-import { EarlyAnswerSocket } from './early-answer-socket.js';
+import {
+  connectOrigin,
+  type EarlyAnswerSocket,
+  type OriginSocketOptions,
+} from './early-answer-socket.js';
 import { ResponseParseError, ResponseParser, type ParsedResponseHead } from './response-parser.js';
 
 /** What one request reports back, in order: [onConnect], onHead, onBody*, onComplete | onError. */
@@ -37,13 +41,7 @@ export interface Http1Sink {
   onError(err: Error, responseStarted: boolean): void;
 }
 
-export interface Http1PoolOptions {
-  host: string;
-  port: number;
-  lookup?: LookupFunction;
-  autoSelectFamily?: boolean;
-  /** Happy eyeballs: how long one address may take before the next is tried. */
-  autoSelectFamilyAttemptTimeout?: number;
+export interface Http1PoolOptions extends OriginSocketOptions {
   idleTimeoutMs: number;
   /** Idle connections kept; more are closed. Default 256 (Node's agent default). */
   maxIdle?: number;
@@ -495,15 +493,7 @@ export class Http1Pool {
   }
 
   private connect(sink: Http1Sink): Http1Connection {
-    const { host, port, lookup, autoSelectFamily, autoSelectFamilyAttemptTimeout } = this.options;
-    const socket = new EarlyAnswerSocket({ allowHalfOpen: false });
-    socket.setNoDelay(true).connect({
-      host,
-      port,
-      ...(lookup !== undefined ? { lookup } : {}),
-      ...(autoSelectFamily !== undefined ? { autoSelectFamily } : {}),
-      ...(autoSelectFamilyAttemptTimeout !== undefined ? { autoSelectFamilyAttemptTimeout } : {}),
-    });
+    const socket = connectOrigin(this.options);
     const connection = new Http1Connection(
       this,
       socket,

@@ -150,35 +150,24 @@ export class OriginProxy {
     const idleTimeoutMs = options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs;
     const onConnected = (socket: Socket): void => this.noteConnected(socket);
     const extraCa = options.ca === undefined ? [] : [options.ca].flat();
-    const undici = new UndiciOriginClient({
-      protocol,
+    const origin = {
       hostname,
       port,
       lookup,
       autoSelectFamilyAttemptTimeoutMs: attemptMs,
-      rejectUnauthorized: options.insecure !== true,
-      ca: extraCa.length > 0 ? [...rootCertificates, ...extraCa] : undefined,
       connectTimeoutMs: this.connectTimeoutMs,
       idleTimeoutMs,
       onConnected,
+    };
+    const undici = new UndiciOriginClient({
+      ...origin,
+      protocol,
+      rejectUnauthorized: options.insecure !== true,
+      ca: extraCa.length > 0 ? [...rootCertificates, ...extraCa] : undefined,
     });
     this.client =
       protocol === 'http' && options.originClient !== 'undici'
-        ? new Http1OriginClient(
-            {
-              host: hostname,
-              port,
-              ...(lookup !== undefined ? { lookup } : {}),
-              ...(attemptMs !== undefined
-                ? { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: attemptMs }
-                : {}),
-              idleTimeoutMs,
-              maxHeaderBytes: http.maxHeaderSize,
-              connectTimeoutMs: this.connectTimeoutMs,
-              onConnected,
-            },
-            undici,
-          )
+        ? new Http1OriginClient({ ...origin, maxHeaderBytes: http.maxHeaderSize }, undici)
         : undici;
   }
 

@@ -10,12 +10,12 @@
  * timeout=N` less a second (undici's keep-alive timer), at most `maxIdle` are kept,
  * and an idle connection does not keep the process alive.
  */
-import { isIP, type LookupFunction, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client, buildConnector, errors, type Dispatcher } from 'undici';
+import { Client, buildConnector, type Dispatcher } from 'undici';
 import { errnoCode } from '../../shared/errors.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
-import { EarlyAnswerSocket } from './early-answer-socket.js';
+import { connectOrigin, type OriginSocketOptions } from './early-answer-socket.js';
 import type {
   AttemptInfo,
   OriginCall,
@@ -26,19 +26,11 @@ import type {
   UpgradeSink,
 } from './client.js';
 
-export interface UndiciOriginClientOptions {
+export interface UndiciOriginClientOptions extends OriginSocketOptions {
   protocol: 'http' | 'https';
-  /** Host name or IP literal, without IPv6 brackets. */
-  hostname: string;
-  port: number;
-  lookup?: LookupFunction | undefined;
-  /** Happy eyeballs over the addresses `lookup` returns, with this attempt timeout. */
-  autoSelectFamilyAttemptTimeoutMs?: number | undefined;
   /** https origins: verify the certificate (default true), against these CAs. */
   rejectUnauthorized?: boolean;
   ca?: (string | Buffer)[] | undefined;
-  /** 0 = no limit. */
-  connectTimeoutMs: number;
   idleTimeoutMs: number;
   /** Idle connections kept; more are closed. Default 256 (Node's agent default). */
   maxIdle?: number;
@@ -77,39 +69,25 @@ export class UndiciOriginClient implements OriginClient {
     this.origin = `${options.protocol}://${host}:${options.port}`;
     this.servername = isIP(options.hostname) === 0 ? options.hostname : '';
     const { lookup, autoSelectFamilyAttemptTimeoutMs: attemptMs, ca } = options;
-    const net = {
-      ...(lookup !== undefined ? { lookup } : {}),
-      ...(attemptMs !== undefined
-        ? { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: attemptMs }
-        : {}),
-    };
     this.connector =
       options.protocol === 'https'
         ? buildConnector({
             timeout: options.connectTimeoutMs,
-            ...net,
+            ...(lookup !== undefined ? { lookup } : {}),
+            ...(attemptMs !== undefined
+              ? { autoSelectFamily: true, autoSelectFamilyAttemptTimeout: attemptMs }
+              : {}),
             rejectUnauthorized: options.rejectUnauthorized ?? true,
             ...(ca ? { ca } : {}),
           })
-        : (opts, callback) => {
-            const socket = new EarlyAnswerSocket({ allowHalfOpen: false });
-            const ms = options.connectTimeoutMs;
-            const timer =
-              ms > 0
-                ? setTimeout(() => {
-                    const m = `connect timeout after ${ms} ms`;
-                    socket.destroy(new errors.ConnectTimeoutError(m));
-                  }, ms)
-                : undefined;
+        : (_opts, callback) => {
+            const socket = connectOrigin(options);
             const settle = (err: Error | null): void => {
-              clearTimeout(timer);
               socket.off('error', settle);
               if (err === null) callback(null, socket);
               else callback(err, null);
             };
-            socket.once('connect', () => settle(null)).once('error', settle);
-            socket.setNoDelay(true).connect({ host: opts.hostname, port: options.port, ...net });
-            return socket;
+            return socket.once('connect', () => settle(null)).once('error', settle);
           };
   }
 

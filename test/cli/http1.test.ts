@@ -185,7 +185,8 @@ async function deadPort(): Promise<number> {
 
 function newPool(t: Test, port: number, options: Partial<Http1PoolOptions> = {}): Http1Pool {
   const pool = new Http1Pool({
-    host: LOCAL,
+    hostname: LOCAL,
+    connectTimeoutMs: 0,
     port,
     idleTimeoutMs: 5000,
     maxHeaderBytes: 16 * 1024,
@@ -1269,7 +1270,7 @@ t.test('the lookup option resolves the host', async (t) => {
     if (options.all === true) callback(null, [{ address: LOCAL, family: 4 }]);
     else callback(null, LOCAL, 4);
   }) as LookupFunction;
-  const pool = newPool(t, origin.port, { host: 'origin.test', lookup });
+  const pool = newPool(t, origin.port, { hostname: 'origin.test', lookup });
   const call = send(pool, 'GET', '/', [['Host', 'origin.test']]);
   await call.settled();
   t.same(looked, ['origin.test']);

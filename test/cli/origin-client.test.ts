@@ -102,7 +102,7 @@ function newClient(
       ? undici
       : new Http1OriginClient(
           {
-            host: LOCAL,
+            hostname: LOCAL,
             port,
             idleTimeoutMs,
             maxIdle,
@@ -723,6 +723,25 @@ for (const impl of ['ours', 'undici'] as const) {
     await hanging.settled();
     t.equal(hanging.error, boom, 'abort(err) is the call’s error, reported once');
     t.same(hanging.events, ['error']);
+  });
+
+  t.test(`${impl}: an origin that does not connect in time: a connect timeout`, async (t) => {
+    // A lookup that never answers keeps the socket connecting (no traffic leaves loopback).
+    const lookup = (() => {}) as net.LookupFunction;
+    const options = { hostname: 'origin.test', port: 9, lookup, connectTimeoutMs: 100 };
+    const undici = new UndiciOriginClient({ ...options, protocol: 'http', idleTimeoutMs: 5000 });
+    const client =
+      impl === 'undici'
+        ? undici
+        : new Http1OriginClient(
+            { ...options, idleTimeoutMs: 5000, maxHeaderBytes: 16 * 1024 },
+            undici,
+          );
+    t.teardown(() => client.close());
+    const call = send(client, 'GET', '/');
+    await call.settled();
+    t.equal(call.error?.code, 'UND_ERR_CONNECT_TIMEOUT');
+    t.same(call.info, { reused: false, responseStarted: false });
   });
 
   t.test(`${impl}: differential against Node’s client`, async (t) => {
