@@ -9,20 +9,22 @@
  *   serving a hostname that moved);
  * - finding the relay that holds a hostname for a visitor who landed here, with a short
  *   cache, and carrying the request there over the peer link (one stream, one hop);
- * - serving requests other relays forward to us.
+ * - serving requests other relays forward to us (forwarded.ts).
  *
  * Redis down: local tunnels and cached routes keep working, new claims are refused (the
  * uniqueness of hostnames fails closed), and everything resumes when Redis is back.
+ *
+ * Over 500 lines on purpose: the node's heartbeat, its leases with their fencing and the
+ * route cache share one state; what stands alone is in peers.ts, routes.ts, redis*.ts,
+ * state.ts and forwarded.ts (serving requests other relays forward to us).
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { StreamResetError } from '../../shared/errors.js';
 import type { MuxSession } from '../../shared/mux/session.js';
-import type { MuxStream } from '../../shared/mux/stream.js';
 import { ErrorCode } from '../../shared/protocol/frame.js';
-import { isRequestHead, type AccessPolicy } from '../../shared/protocol/tunnel.js';
+import type { AccessPolicy } from '../../shared/protocol/tunnel.js';
 import { compileAccess, isOpenAccess, type CompiledAccess } from '../edge/access.js';
 import type { ErrorPage } from '../edge/pages.js';
 import type { TunnelRegistry } from '../tunnels/registry.js';
@@ -32,6 +34,7 @@ import { ClusterUnavailableError, luaScript, RedisConnection, redactRedisUrl } f
 import { RedisTunnelStore } from './redis-store.js';
 import { RouteTable, type ClaimMode, type HeldRoute, type RouteInfo } from './routes.js';
 import { RedisClusterState } from './state.js';
+import { serveForwarded } from './forwarded.js';
 
 export interface ClusterConfig {
   /** redis://[user:password@]host:port[/db] or rediss://… */
@@ -228,7 +231,14 @@ export class Cluster {
       cert: opts.cert,
       fingerprint256: opts.fingerprint256,
       log: this.log,
-      onStream: (stream, from) => this.serveForwarded(stream, from),
+      onStream: (stream, from) =>
+        serveForwarded(stream, from, {
+          nodeId: this.nodeId,
+          log: this.log,
+          localTunnel: (label) =>
+            this.servesLocally(label) ? this.registry?.lookup(label) : undefined,
+          forgetRoute: (label) => this.cache.delete(label),
+        }),
     });
     const heartbeatMs = this.config.heartbeatMs ?? 1_000;
     void this.heartbeat();
@@ -502,50 +512,6 @@ export class Cluster {
     s.requests++;
     s.bytesIn += r.bytesIn;
     s.bytesOut += r.bytesOut;
-  }
-
-  /** A request another relay forwarded: hand it to a local connection of its tunnel. */
-  private serveForwarded(stream: MuxStream, from: string): void {
-    const meta = stream.meta as Record<string, unknown>;
-    const fwd = meta['qtForward'] as { label?: unknown } | undefined;
-    const label = typeof fwd?.label === 'string' ? fwd.label : undefined;
-    if (label === undefined || !isRequestHead(meta)) {
-      stream.reset(ErrorCode.PROTOCOL_ERROR, 'not a forwarded request');
-      return;
-    }
-    const tunnel = this.servesLocally(label) ? this.registry?.lookup(label) : undefined;
-    const target = tunnel?.pickSession();
-    if (tunnel === undefined || target === undefined) {
-      this.cache.delete(label);
-      stream.reset(ErrorCode.REFUSED_STREAM, `the tunnel is not connected to relay ${this.nodeId}`);
-      return;
-    }
-    const head: Record<string, unknown> = { ...meta };
-    delete head['qtForward'];
-    let out: MuxStream;
-    try {
-      out = target.openStream(head);
-    } catch (err) {
-      stream.reset(
-        ErrorCode.REFUSED_STREAM,
-        err instanceof Error ? err.message : 'the tunnel cannot take another request',
-      );
-      return;
-    }
-    tunnel.requests++;
-    if (this.log.isLevelEnabled('debug')) {
-      this.log.debug({ event: 'forwarded-in', from, label }, 'serving a forwarded request');
-    }
-    out.once('reply', (m: Record<string, unknown>) => {
-      if (!stream.destroyed) stream.reply(m);
-    });
-    out.on('error', (err: Error) => {
-      if (err instanceof StreamResetError) stream.reset(err.resetCode, err.reason);
-      else stream.reset(ErrorCode.INTERNAL_ERROR, err.message);
-    });
-    stream.on('error', () => out.destroy());
-    stream.pipe(out);
-    out.pipe(stream);
   }
 
   /** A relay of the cluster dials us (upgrade on the apex host's /_qt/peer). */
