@@ -39,7 +39,7 @@ import { HostCheckSniffer, hostnameOf } from './host-check.js';
 import type { OriginProxy } from './proxy.js';
 
 /** Methods Node sends without chunked framing unless told: they need a body check. */
-const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
+export const BODYLESS_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE']);
 
 /**
  * Where an exchange is. `waiting`: the request is being sent, no response head yet
@@ -360,16 +360,9 @@ export class Exchange {
     this.status = res.status;
     this.proxy.noteReachable();
     this.pump?.stopReplay();
-    const { stream } = this;
+    const { stream, capture } = this;
     if (stream.destroyed) return undefined;
-    const reply: ResponseHead = {
-      status: res.status,
-      headers: endToEndHeaders(flattenHeaders(res.headers)),
-    };
-    if (res.statusMessage) reply.statusMessage = res.statusMessage;
-    stream.reply({ ...reply });
-    const { capture } = this;
-    if (capture !== undefined) capture.response = { ...reply, headers: [...reply.headers] };
+    this.replyHead(res, false);
     stream.once('finish', () => {
       if (this.state.phase !== 'streaming') return;
       this.state = { phase: 'answered' };
@@ -420,12 +413,7 @@ export class Exchange {
     // Mirror TCP half-close: the origin's FIN becomes the stream's FIN and vice versa,
     // instead of Node ending our side as soon as the origin ends its own.
     (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    const reply: ResponseHead = {
-      status: res.status,
-      headers: endToEndHeaders(flattenHeaders(res.headers), true),
-    };
-    if (res.statusMessage) reply.statusMessage = res.statusMessage;
-    stream.reply({ ...reply });
+    this.replyHead(res, true);
     socket.on('error', (err) => this.failTunnel(err));
     pipeline(socket, stream, (err) => {
       if (err) this.failTunnel(err);
@@ -436,13 +424,21 @@ export class Exchange {
     const { capture } = this;
     if (capture !== undefined) {
       // Watchers only, added after the pipes: they never change the flow.
-      capture.response = { ...reply, headers: [...reply.headers] };
       const toOrigin = new WebSocketFrameCounter();
       const toVisitor = new WebSocketFrameCounter();
       capture.upgraded = { toOrigin, toVisitor };
       socket.on('data', (chunk: Buffer) => toVisitor.push(chunk));
       stream.on('data', (chunk: Buffer) => toOrigin.push(chunk));
     }
+  }
+
+  /** Replies the origin's head on the stream (and keeps a copy in the capture). */
+  private replyHead(res: OriginResponseHead, upgrade: boolean): void {
+    const headers = endToEndHeaders(flattenHeaders(res.headers), upgrade);
+    const reply: ResponseHead = { status: res.status, headers };
+    if (res.statusMessage) reply.statusMessage = res.statusMessage;
+    this.stream.reply({ ...reply });
+    if (this.capture !== undefined) this.capture.response = { ...reply, headers: [...headers] };
   }
 
   private sentHost(): string {

@@ -36,12 +36,12 @@ export function describeFailure(
   if (code === QtErrorCode.ORIGIN_TIMEOUT) {
     return { wireCode: ErrorCode.TIMEOUT, message: err.message, status: 504 };
   }
-  const unreachable = (message: string, warning: string): Failure => ({
-    wireCode: ErrorCode.CONNECT_ERROR,
-    message,
-    status: 502,
-    warning,
-  });
+  const failed = (message: string): Failure => {
+    return { wireCode: ErrorCode.CONNECT_ERROR, message, status: 502 };
+  };
+  const unreachable = (message: string, warning: string): Failure => {
+    return { ...failed(message), warning };
+  };
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT': {
       const message = `${label} did not accept the connection within ${seconds(connectTimeoutMs)} (connect timeout)`;
@@ -77,15 +77,9 @@ export function describeFailure(
     case 'EPIPE':
     case 'UND_ERR_SOCKET': {
       const message = `${label} closed the connection before answering (${code === 'UND_ERR_SOCKET' ? 'ECONNRESET' : code})`;
-      if (reusedSocket || target.protocol === 'https') {
-        return { wireCode: ErrorCode.CONNECT_ERROR, message, status: 502 };
-      }
+      if (reusedSocket || target.protocol === 'https') return failed(message);
       // A new connection dropped unanswered: typically an HTTPS server reached over http://.
-      return {
-        wireCode: ErrorCode.CONNECT_ERROR,
-        message: `${message}; if it serves HTTPS, use https://${label}`,
-        status: 502,
-      };
+      return failed(`${message}; if it serves HTTPS, use https://${label}`);
     }
   }
   if (
@@ -105,17 +99,9 @@ export function describeFailure(
     code.startsWith('UND_ERR_RES_') ||
     code === 'UND_ERR_HEADERS_OVERFLOW'
   ) {
-    return {
-      wireCode: ErrorCode.CONNECT_ERROR,
-      message: `${label} sent an invalid HTTP response (${code}: ${messageOf(err)})`,
-      status: 502,
-    };
+    return failed(`${label} sent an invalid HTTP response (${code}: ${messageOf(err)})`);
   }
-  return {
-    wireCode: ErrorCode.CONNECT_ERROR,
-    message: `request to ${label} failed: ${messageOf(err)} (${code})`,
-    status: 502,
-  };
+  return failed(`request to ${label} failed: ${messageOf(err)} (${code})`);
 }
 
 export function messageOf(err: unknown): string {

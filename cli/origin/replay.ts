@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import { ExchangeCapture, type CapturedResponse } from './capture.js';
 import type { OriginCall } from './client.js';
-import { OriginTimeoutError } from './exchange.js';
+import { BODYLESS_BY_DEFAULT, OriginTimeoutError } from './exchange.js';
 import { describeFailure } from './failure.js';
 import type { OriginProxy } from './proxy.js';
 
@@ -64,11 +64,8 @@ function replayHeaders(headers: HeaderPairs, bodyBytes: number, method: string):
     const lower = k.toLowerCase();
     return lower !== 'content-length' && lower !== 'transfer-encoding';
   });
-  const hadBody = headers.some(([k]) => {
-    const lower = k.toLowerCase();
-    return lower === 'content-length' || lower === 'transfer-encoding';
-  });
-  if (bodyBytes > 0 || hadBody || !['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE'].includes(method)) {
+  const hadBody = out.length < headers.length;
+  if (bodyBytes > 0 || hadBody || !BODYLESS_BY_DEFAULT.has(method)) {
     out.push(['Content-Length', String(bodyBytes)]);
   }
   return out;

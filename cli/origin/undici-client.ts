@@ -165,8 +165,8 @@ export class UndiciOriginClient implements OriginClient {
     connection.client.destroy(() => {});
   }
 
-  /** The request ended: keep its connection for the next one, or close it. */
-  private release(connection: Connection, reusable: boolean): void {
+  /** @internal the request ended: keep its connection for the next one, or close it. */
+  release(connection: Connection, reusable: boolean): void {
     connection.busy = false;
     if (this.closed || !reusable || !connection.connected || this.idle.length >= this.maxIdle) {
       this.drop(connection);
@@ -208,11 +208,6 @@ export class UndiciOriginClient implements OriginClient {
     if (call.refused !== undefined) throw call.refused;
     if (this.closed) call.abort();
     return call;
-  }
-
-  /** @internal */
-  ended(connection: Connection, reusable: boolean): void {
-    this.release(connection, reusable);
   }
 }
 
@@ -309,7 +304,7 @@ class UndiciCall implements OriginCall, Dispatcher.DispatchHandler {
     this.done = true;
     this.resumeResponse = undefined;
     if (!reusable) this.connection.client.destroy(() => {});
-    this.owner.ended(this.connection, reusable);
+    this.owner.release(this.connection, reusable);
   }
 }
 
