@@ -1,11 +1,15 @@
 /**
- * The speed tricks that lean on runtime internals or on process-wide state, in one
+ * The speed tricks that lean on library internals or on process-wide state, in one
  * place, each with a feature check and one switch for all of them
- * (`QUICK_TUNNEL_SPEED_TRICKS`, read by shared/config.ts): a Node upgrade that changes
- * what a trick relies on turns that trick off here, and the tunnel keeps working on
- * public APIs only. CI runs the mux, transport and e2e tunnel tests once with all of
+ * (`QUICK_TUNNEL_SPEED_TRICKS`, read by shared/config.ts): a Node or `ws` upgrade that
+ * changes what a trick relies on turns that trick off here, and the tunnel keeps working
+ * on public APIs only. CI runs the mux, transport and e2e tunnel tests once with all of
  * them off (`npm test`).
  *
+ * - `ws-socket` (shared/mux/transport.ts): reaches `ws`'s private socket (`_socket`,
+ *   `_sender`, `_isServer`) to cork it for one event-loop turn (the relay, which sends
+ *   through `ws.send`), and on the CLI over wss:// to write whole messages it framed
+ *   itself (DirectWriter). Off: every message goes through `ws.send`, uncorked.
  * - `array-buffer-sweeping` (shared/runtime.ts): `--no-concurrent-array-buffer-sweeping`
  *   set at run time: frees the many ArrayBuffers of a transfer on the main thread
  *   instead of a background thread that competes for the cores.
@@ -13,17 +17,17 @@
  *   young-generation growth off once it reaches a cap (RSS).
  *
  * The A/B figures that decided which tricks stay are in the perf note of issue 17
- * (notes r3 perf.md: `npm run bench -- e2e` and `-- mux`, alternating
- * `QUICK_TUNNEL_SPEED_TRICKS`). Two more were dropped there, no gain being measurable:
- * `ws-socket` (transport.ts reached into `ws`'s private socket to cork it per turn and,
- * on the CLI, to write messages it framed itself) and `sticky-session` (the registry
- * kept one HA connection per event-loop turn).
+ * (notes r3 perf.md: `npm run bench -- e2e`, alternating `QUICK_TUNNEL_SPEED_TRICKS`).
+ * A fourth, `sticky-session` (the registry kept one HA connection per event-loop turn),
+ * was dropped there: no gain measurable.
  */
+import type { Writable } from 'node:stream';
 import { getHeapSpaceStatistics } from 'node:v8';
+import type WebSocket from 'ws';
 import { readSpeedTricksSetting } from './config.js';
 import { ConfigError } from './errors.js';
 
-export const SPEED_TRICKS = ['array-buffer-sweeping', 'young-generation-cap'] as const;
+export const SPEED_TRICKS = ['ws-socket', 'array-buffer-sweeping', 'young-generation-cap'] as const;
 export type SpeedTrick = (typeof SPEED_TRICKS)[number];
 
 let enabled: ReadonlySet<SpeedTrick> | undefined;
@@ -62,6 +66,54 @@ export function configureSpeedTricks(value: string | undefined): void {
 export function speedTrickOn(trick: SpeedTrick): boolean {
   enabled ??= parseSpeedTricks(readSpeedTricksSetting());
   return enabled.has(trick);
+}
+
+// ---- ws-socket ----------------------------------------------------------------------
+
+/** What `wsSocketAccess` found: the socket under a `ws` WebSocket, and who masks. */
+export interface WsSocketAccess {
+  /** ws's socket (TLS or TCP), which its Sender writes to. */
+  socket: Writable & { cork(): void; uncork(): void };
+  /**
+   * True when this side may write whole messages itself: a client whose mask generator
+   * is `zeroMask` (every key all zero, so there is nothing to XOR).
+   */
+  writesItself: boolean;
+}
+
+/**
+ * The socket under `ws`, if the `ws-socket` trick is on and `ws`'s internals are what
+ * we measured against (ws 8: `_socket` shared with `_sender._socket`, `_isServer`,
+ * `_sender._generateMask`); else undefined, and the caller uses `ws.send` only.
+ */
+export function wsSocketAccess(
+  ws: WebSocket,
+  zeroMask: (mask: Buffer) => void,
+): WsSocketAccess | undefined {
+  if (!speedTrickOn('ws-socket')) return undefined;
+  const internals = ws as unknown as {
+    _socket?: unknown;
+    _isServer?: unknown;
+    _sender?: { _socket?: unknown; _generateMask?: unknown } | null;
+  };
+  const socket = internals._socket as WsSocketAccess['socket'] | null | undefined;
+  if (
+    socket === null ||
+    typeof socket !== 'object' ||
+    typeof socket.write !== 'function' ||
+    typeof socket.cork !== 'function' ||
+    typeof socket.uncork !== 'function' ||
+    typeof internals._isServer !== 'boolean' ||
+    typeof internals._sender !== 'object' ||
+    internals._sender === null ||
+    internals._sender._socket !== socket
+  ) {
+    return undefined;
+  }
+  return {
+    socket,
+    writesItself: internals._isServer === false && internals._sender._generateMask === zeroMask,
+  };
 }
 
 // ---- V8 flags (shared/runtime.ts) ---------------------------------------------------

@@ -1,7 +1,8 @@
 /**
  * shared/speed.ts: the QUICK_TUNNEL_SPEED_TRICKS switch (parsing, a clear error for an
- * unknown trick: also for `ws-socket` and `sticky-session`, dropped in issue 17), and a
- * real TLS WebSocket carrying frames intact with every trick off.
+ * unknown trick), the feature check on `ws`'s internals (a WebSocket whose internals are
+ * not what we measured against gets no trick), and a real TLS WebSocket carrying frames
+ * intact with every trick off.
  */
 import { once } from 'node:events';
 import https from 'node:https';
@@ -13,6 +14,7 @@ import { ConfigError } from '../../shared/errors.js';
 import {
   tunnelClientWsOptions,
   tunnelServerWsOptions,
+  writesMessagesItself,
   wsTransport,
 } from '../../shared/mux/transport.js';
 import {
@@ -20,6 +22,7 @@ import {
   configureSpeedTricks,
   parseSpeedTricks,
   speedTrickOn,
+  wsSocketAccess,
 } from '../../shared/speed.js';
 import { TEST_DOMAIN, testCertificate } from '../helpers/certs.js';
 import { spawnCli } from '../helpers/processes.js';
@@ -29,13 +32,13 @@ t.test('the setting: on, off, a list; unknown names are refused', async (t) => {
   t.same([...parseSpeedTricks(' On ')], SPEED_TRICKS, 'on');
   t.same([...parseSpeedTricks('off')], [], 'off');
   t.same(
-    [...parseSpeedTricks('young-generation-cap')],
-    ['young-generation-cap'],
+    [...parseSpeedTricks('young-generation-cap, ws-socket')].sort(),
+    ['ws-socket', 'young-generation-cap'],
     'a list keeps those on',
   );
   let err: unknown;
   try {
-    parseSpeedTricks('young-generation-cap,turbo');
+    parseSpeedTricks('ws-socket,turbo');
   } catch (e) {
     err = e;
   }
@@ -46,6 +49,33 @@ t.test('the setting: on, off, a list; unknown names are refused', async (t) => {
   t.equal(readSpeedTricksSetting({}), undefined);
   t.equal(readSpeedTricksSetting({ QUICK_TUNNEL_SPEED_TRICKS: ' ' }), undefined);
   t.equal(readSpeedTricksSetting({ QUICK_TUNNEL_SPEED_TRICKS: 'off' }), 'off');
+});
+
+t.test('ws internals: used only when they are what we expect', async (t) => {
+  t.teardown(() => configureSpeedTricks(readSpeedTricksSetting()));
+  const zeroMask = (): void => {};
+  const socket = { write() {}, cork() {}, uncork() {} };
+  const fake = (over: Record<string, unknown>): WebSocket =>
+    ({
+      _socket: socket,
+      _isServer: false,
+      _sender: { _socket: socket, _generateMask: zeroMask },
+      ...over,
+    }) as unknown as WebSocket;
+  configureSpeedTricks('on');
+  t.same(wsSocketAccess(fake({}), zeroMask), { socket, writesItself: true }, 'ws 8 layout');
+  t.equal(wsSocketAccess(fake({}), () => {})?.writesItself, false, 'another mask: ws frames');
+  t.equal(wsSocketAccess(fake({ _isServer: true }), zeroMask)?.writesItself, false, 'a server');
+  t.equal(wsSocketAccess(fake({ _socket: undefined }), zeroMask), undefined, 'no _socket');
+  t.equal(wsSocketAccess(fake({ _sender: { sock: socket } }), zeroMask), undefined, 'renamed');
+  t.equal(
+    wsSocketAccess(fake({ _socket: { write() {} } }), zeroMask),
+    undefined,
+    'a socket without cork',
+  );
+  t.equal(wsSocketAccess(fake({ _isServer: undefined }), zeroMask), undefined, 'no _isServer');
+  configureSpeedTricks('off');
+  t.equal(wsSocketAccess(fake({}), zeroMask), undefined, 'switched off');
 });
 
 t.test('every trick off: a TLS WebSocket still carries every frame, in order', async (t) => {
@@ -72,7 +102,8 @@ t.test('every trick off: a TLS WebSocket still carries every frame, in order', a
     httpsServer.closeAllConnections();
     await new Promise<void>((resolve) => httpsServer.close(() => resolve()));
   });
-  t.equal(speedTrickOn('young-generation-cap'), false);
+  t.equal(speedTrickOn('ws-socket'), false);
+  t.equal(writesMessagesItself(client), false, 'ws.send frames the messages');
   const received: Buffer[] = [];
   server.on('message', (data: Buffer) => received.push(data));
   const transport = wsTransport(client);
@@ -91,12 +122,10 @@ t.test('every trick off: a TLS WebSocket still carries every frame, in order', a
 });
 
 t.test('the CLI refuses an unknown trick with a ConfigError, exit 1', async (t) => {
-  const cli = spawnCli(t, ['--version'], {
-    env: { QUICK_TUNNEL_SPEED_TRICKS: 'young-generation-cap,ws-socket' },
-  });
+  const cli = spawnCli(t, ['--version'], { env: { QUICK_TUNNEL_SPEED_TRICKS: 'ws-socket,turbo' } });
   t.equal(await cli.exited, 1, 'a user error');
   t.match(
     cli.stderr.join('\n'),
-    /^error: QUICK_TUNNEL_SPEED_TRICKS=young-generation-cap,ws-socket: unknown trick 'ws-socket'/,
+    /^error: QUICK_TUNNEL_SPEED_TRICKS=ws-socket,turbo: unknown trick 'turbo'/,
   );
 });

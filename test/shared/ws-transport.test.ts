@@ -1,8 +1,8 @@
 /**
- * wsTransport on the CLI's side of a real TLS WebSocket on 127.0.0.1: with the socket
- * backed up every frame arrives intact and in order (small ones batched, large ones a
- * message each), `close()` sends what is still queued before the close frame, and
- * `terminate()` fails it.
+ * wsTransport on the CLI's side of a real TLS WebSocket on 127.0.0.1, where it frames
+ * messages itself (writesMessagesItself): large frames reach TLS as one buffer per write
+ * even when the socket is backed up, every frame arrives intact and in order, `close()`
+ * sends what is still queued before the close frame, and `terminate()` fails it.
  */
 import { once } from 'node:events';
 import https from 'node:https';
@@ -12,10 +12,12 @@ import t, { type Test } from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import { FRAME_HEADROOM } from '../../shared/protocol/frame.js';
 import {
+  writesMessagesItself,
   tunnelClientWsOptions,
   tunnelServerWsOptions,
   wsTransport,
 } from '../../shared/mux/transport.js';
+import { speedTrickOn } from '../../shared/speed.js';
 import { TEST_DOMAIN, testCertificate } from '../helpers/certs.js';
 
 const KiB = 1024;
@@ -63,6 +65,26 @@ function frameWithHeadroom(size: number, fill: number): Buffer {
   return Buffer.alloc(FRAME_HEADROOM + size, fill).subarray(FRAME_HEADROOM);
 }
 
+/** Records the chunk sizes of every write the socket makes (one array per write). */
+function recordWrites(socket: unknown): number[][] {
+  const writes: number[][] = [];
+  const s = socket as {
+    _write(chunk: Buffer, encoding: string, cb: () => void): void;
+    _writev(chunks: { chunk: Buffer }[], cb: () => void): void;
+  };
+  const write = s._write;
+  const writev = s._writev;
+  s._write = function (chunk, encoding, cb) {
+    writes.push([chunk.length]);
+    write.call(this, chunk, encoding, cb);
+  };
+  s._writev = function (chunks, cb) {
+    writes.push(chunks.map((c) => c.chunk.length));
+    writev.call(this, chunks, cb);
+  };
+  return writes;
+}
+
 async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -71,9 +93,23 @@ async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   }
 }
 
-t.test('backed-up socket: every frame arrives in order, large ones a message each', async (t) => {
+t.test('only a client with a zero masking key frames its messages itself', async (t) => {
+  const zero = await connect(t, 'zero');
+  // With shared/speed.ts's ws-socket trick off (QUICK_TUNNEL_SPEED_TRICKS=off), never.
+  t.equal(
+    writesMessagesItself(zero.client),
+    speedTrickOn('ws-socket'),
+    'tunnelClientWsOptions over wss',
+  );
+  t.equal(writesMessagesItself(zero.server), false, "the relay's side uses ws.send");
+  const random = await connect(t, 'random');
+  t.equal(writesMessagesItself(random.client), false, 'random keys: ws frames the messages');
+});
+
+t.test('backed-up socket: large frames reach TLS alone, all arrive in order', async (t) => {
   const conn = await connect(t);
   const transport = wsTransport(conn.client);
+  const writes = recordWrites((conn.client as unknown as { _socket: unknown })._socket);
   conn.serverSocket.pause();
 
   // Sizes around every limit: batched (≤ 4 KiB), larger ones without headroom, and
@@ -96,7 +132,7 @@ t.test('backed-up socket: every frame arrives in order, large ones a message eac
   await new Promise((r) => setTimeout(r, 50));
   conn.serverSocket.resume();
   await until(() => results.length === sent.length);
-  // (ws.send calls back with null for success)
+  // (ws.send, used when the ws-socket trick is off, calls back with null for success)
   t.equal(results.filter((e) => e != null).length, 0, 'every callback ran without error');
   await until(() => conn.received.reduce((n, b) => n + b.length, 0) >= total);
 
@@ -107,6 +143,15 @@ t.test('backed-up socket: every frame arrives in order, large ones a message eac
     large,
     'each large frame is a message of its own',
   );
+  const largeWrites = writes.filter((w) => w.some((n) => n > 16 * KiB));
+  if (writesMessagesItself(conn.client)) {
+    t.ok(largeWrites.length >= large, `${largeWrites.length} writes carried large frames`);
+    t.same(
+      largeWrites.filter((w) => w.length > 1),
+      [],
+      'no large frame shared a write with another buffer (TLS would copy them)',
+    );
+  }
   t.equal(transport.bufferedAmount, 0, 'nothing left buffered');
 });
 
