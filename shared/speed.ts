@@ -15,11 +15,12 @@
  *   instead of a background thread that competes for the cores.
  * - `young-generation-cap` (shared/runtime.ts): a 100 ms timer that turns V8's
  *   young-generation growth off once it reaches a cap (RSS).
+ * - `sticky-session` (relay/tunnels/registry.ts): a count of event-loop turns so that
+ *   the requests of one turn go over one of a tunnel's HA connections (their frames
+ *   leave in one TLS write). Off: strict round-robin.
  *
- * The A/B figures that decided which tricks stay are in the perf note of issue 17
- * (notes r3 perf.md: `npm run bench -- e2e`, alternating `QUICK_TUNNEL_SPEED_TRICKS`).
- * A fourth, `sticky-session` (the registry kept one HA connection per event-loop turn),
- * was dropped there: no gain measurable.
+ * The A/B figures that decided which tricks stay are in the perf notes of issue 20/17
+ * (`npm run bench -- e2e`, alternating `QUICK_TUNNEL_SPEED_TRICKS` settings).
  */
 import type { Writable } from 'node:stream';
 import { getHeapSpaceStatistics } from 'node:v8';
@@ -27,7 +28,12 @@ import type WebSocket from 'ws';
 import { readSpeedTricksSetting } from './config.js';
 import { ConfigError } from './errors.js';
 
-export const SPEED_TRICKS = ['ws-socket', 'array-buffer-sweeping', 'young-generation-cap'] as const;
+export const SPEED_TRICKS = [
+  'ws-socket',
+  'array-buffer-sweeping',
+  'young-generation-cap',
+  'sticky-session',
+] as const;
 export type SpeedTrick = (typeof SPEED_TRICKS)[number];
 
 let enabled: ReadonlySet<SpeedTrick> | undefined;
@@ -114,6 +120,29 @@ export function wsSocketAccess(
     socket,
     writesItself: internals._isServer === false && internals._sender._generateMask === zeroMask,
   };
+}
+
+// ---- sticky-session -----------------------------------------------------------------
+
+/** Counts turns of the event loop, for as long as someone asks (one setImmediate a turn). */
+let turnCount = 0;
+let turnScheduled = false;
+function nextTurn(): void {
+  turnCount++;
+  turnScheduled = false;
+}
+
+/**
+ * A number that stays the same within one turn of the event loop and changes between
+ * turns; with `sticky-session` off, a new number on every call (nothing is sticky).
+ */
+export function currentTurn(): number {
+  if (!speedTrickOn('sticky-session')) return ++turnCount;
+  if (!turnScheduled) {
+    turnScheduled = true;
+    setImmediate(nextTurn);
+  }
+  return turnCount;
 }
 
 // ---- V8 flags (shared/runtime.ts) ---------------------------------------------------

@@ -1,10 +1,11 @@
 /**
  * Which tunnel serves which hostname label, and over which sessions. A tunnel has one
  * or more live sessions (HA connections of one CLI, or replicas of a named tunnel);
- * new requests go round-robin over the ones not going away.
+ * new requests go round-robin over the ones not going away (sticky within a loop turn).
  */
 import { realClock, type Clock } from '../../shared/clock.js';
 import type { MuxSession } from '../../shared/mux/session.js';
+import { currentTurn } from '../../shared/speed.js';
 import { RELAY_DEFAULTS } from '../config.js';
 import type { CompiledAccess } from '../edge/access.js';
 
@@ -29,19 +30,29 @@ export class Tunnel {
   }
 
   /**
-   * A live session for a new stream, round-robin; undefined when none can take one.
-   * (Until issue 17 it stayed on one connection per turn of the event loop, a speed
-   * trick whose gain A/B runs of `npm run bench -- e2e` no longer showed.)
+   * A live session for a new stream; undefined when none can take one. Round-robin,
+   * but sticky within one turn of the event loop: the requests that arrive together go
+   * over one connection, so their frames leave in one TLS write and the client reads
+   * them in one go (each session corks its socket per turn). Spreading every request
+   * over the HA connections cost ~20% of small-GET throughput (`npm run bench -- e2e`:
+   * 7.7k req/s with one connection, 6.4k with two). The turn count is shared/speed.ts's
+   * `sticky-session` trick: off, this is plain round-robin.
    */
   pickSession(): MuxSession | undefined {
+    const turn = currentTurn();
+    const sticky = this.sticky;
+    if (sticky !== undefined && this.stickyTurn === turn && usable(sticky)) return sticky;
     const n = this.sessions.length;
     for (let i = 0; i < n; i++) {
       const s = this.sessions[(this.next + i) % n]!;
       if (usable(s)) {
         this.next = (this.next + i + 1) % n;
+        this.sticky = s;
+        this.stickyTurn = turn;
         return s;
       }
     }
+    this.sticky = undefined;
     return undefined;
   }
 
@@ -50,8 +61,12 @@ export class Tunnel {
     const i = this.sessions.indexOf(session);
     if (i === -1) return false;
     this.sessions.splice(i, 1);
+    if (this.sticky === session) this.sticky = undefined;
     return true;
   }
+
+  private sticky: MuxSession | undefined;
+  private stickyTurn = -1;
 }
 
 function usable(s: MuxSession): boolean {

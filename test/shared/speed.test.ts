@@ -20,6 +20,7 @@ import {
 import {
   SPEED_TRICKS,
   configureSpeedTricks,
+  currentTurn,
   parseSpeedTricks,
   speedTrickOn,
   wsSocketAccess,
@@ -32,8 +33,8 @@ t.test('the setting: on, off, a list; unknown names are refused', async (t) => {
   t.same([...parseSpeedTricks(' On ')], SPEED_TRICKS, 'on');
   t.same([...parseSpeedTricks('off')], [], 'off');
   t.same(
-    [...parseSpeedTricks('young-generation-cap, ws-socket')].sort(),
-    ['ws-socket', 'young-generation-cap'],
+    [...parseSpeedTricks('sticky-session, ws-socket')].sort(),
+    ['sticky-session', 'ws-socket'],
     'a list keeps those on',
   );
   let err: unknown;
@@ -49,6 +50,18 @@ t.test('the setting: on, off, a list; unknown names are refused', async (t) => {
   t.equal(readSpeedTricksSetting({}), undefined);
   t.equal(readSpeedTricksSetting({ QUICK_TUNNEL_SPEED_TRICKS: ' ' }), undefined);
   t.equal(readSpeedTricksSetting({ QUICK_TUNNEL_SPEED_TRICKS: 'off' }), 'off');
+});
+
+t.test('sticky-session: one number per turn when on, a new one per call when off', async (t) => {
+  t.teardown(() => configureSpeedTricks(readSpeedTricksSetting()));
+  configureSpeedTricks('sticky-session');
+  const a = currentTurn();
+  t.equal(currentTurn(), a, 'same turn, same number');
+  await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setImmediate(r));
+  t.not(currentTurn(), a, 'a later turn, another number');
+  configureSpeedTricks('off');
+  t.not(currentTurn(), currentTurn(), 'off: never sticky');
 });
 
 t.test('ws internals: used only when they are what we expect', async (t) => {
