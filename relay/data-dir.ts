@@ -2,9 +2,11 @@
  * The relay's data dir: private (mode 0700, also when it already existed with another
  * mode), and used by one relay at a time. A lock file `relay.lock` holds the pid of the
  * relay using it; a second relay on the same dir is refused with a clear error, and a
- * lock left by a relay that died (its pid is gone) is taken over.
+ * lock left by a relay that died (its pid is gone) is taken over. Also keeps the key that
+ * signs resume tokens (`resume.key`), so tunnels resume their hostnames across restarts.
  */
-import { chmod, mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../shared/errors.js';
 
@@ -67,4 +69,24 @@ function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * The relay's resume-token key from `<dataDir>/resume.key`, made (32 random bytes, mode
+ * 0600, written atomically) on first start. `existed`: the relay restarted on this dir.
+ */
+export async function loadOrCreateKey(dataDir: string): Promise<{ key: Buffer; existed: boolean }> {
+  const file = path.join(dataDir, 'resume.key');
+  try {
+    const key = await readFile(file);
+    if (key.length >= 32) return { key, existed: true };
+  } catch {
+    // first start: create it below
+  }
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const key = randomBytes(32);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, key, { mode: 0o600 });
+  await rename(tmp, file);
+  return { key, existed: false };
 }

@@ -4,8 +4,6 @@
  * local relay.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ClockTimer } from '../shared/clock.js';
@@ -22,7 +20,7 @@ import {
   type ResolvedRelayConfig,
 } from './config.js';
 import { TunnelEndpoint } from './control/endpoint.js';
-import { lockDataDir, type DataDirLock } from './data-dir.js';
+import { loadOrCreateKey, lockDataDir, type DataDirLock } from './data-dir.js';
 import { loadRelayCertificate, type RelayCertificate } from './edge/certificate.js';
 import { VisitorConnections } from './edge/connections.js';
 import { FailedAuthThrottle, RateLimiter } from './edge/limits.js';
@@ -93,7 +91,6 @@ async function startWithDataDir(
       : await Cluster.connect(config.cluster, domain, baseLog);
   // In cluster mode every line names the node.
   const log = cluster?.logger ?? baseLog;
-  const responseTimeoutMs = config.responseTimeoutMs;
   const startedAt = Date.now();
 
   let certificate: RelayCertificate | undefined;
@@ -378,20 +375,4 @@ async function startWithDataDir(
       return closing;
     },
   };
-}
-
-async function loadOrCreateKey(dataDir: string): Promise<{ key: Buffer; existed: boolean }> {
-  const file = path.join(dataDir, 'resume.key');
-  try {
-    const key = await readFile(file);
-    if (key.length >= 32) return { key, existed: true };
-  } catch {
-    // first start: create it below
-  }
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const key = randomBytes(32);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await writeFile(tmp, key, { mode: 0o600 });
-  await rename(tmp, file);
-  return { key, existed: false };
 }
