@@ -123,6 +123,9 @@ t.test('slow clients are closed by the relay (about 17 s)', async (t) => {
   judge('TLS done, no request', silentHttps, 17_500, 408);
   judge('tunnel WebSocket, no HELLO', silentTunnels, 12_000, undefined);
   t.equal(env.relay.connections, 1, 'only the control tunnel is left connected');
-  t.ok(control.requests >= 100, `control tunnel served throughout (${control.requests} requests)`);
+  // Each control request has a 5 s deadline and a miss is a failure (checked next), so
+  // a loop that kept going over the ~17 s of this case proves it was served throughout;
+  // how many it fitted in depends on the machine's load (91 at load 16), not on the relay.
+  t.ok(control.requests >= 3, `control tunnel served throughout (${control.requests} requests)`);
   await control.check(t, 'after the slow clients');
 });
