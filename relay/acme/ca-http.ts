@@ -114,7 +114,11 @@ function makeAdapter(origin: string, options: CaHttpOptions): Omit<Registration,
       const code = (err as { code?: string }).code ?? '';
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const detail = cause?.code ?? cause?.message ?? code ?? (err as Error).message;
-      const tls = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(`${detail} ${code}`);
+      // Node's TLS error codes (CERT_HAS_EXPIRED, SELF_SIGNED_CERT_IN_CHAIN,
+      // UNABLE_TO_VERIFY_LEAF_SIGNATURE, ERR_TLS_CERT_ALTNAME_INVALID...), never the text.
+      const tls = [code, cause?.code ?? ''].some((c) =>
+        /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(c),
+      );
       throw new AcmeError(
         'QT_ERR_ACME_CA_UNREACHABLE',
         `cannot reach the ACME server ${origin} (${detail || (err as Error).message})${tls ? '; its TLS certificate is not trusted: for a private CA pass --acme-directory-ca FILE' : '; check --acme-directory and this host’s network'}`,
