@@ -9,14 +9,6 @@ import { Readable } from 'node:stream';
 /** Request body bytes kept so a request can be replayed on a fresh connection. */
 export const REPLAY_LIMIT_BYTES = 64 * 1024;
 
-/** What BodyPump writes into (a BodyStream). */
-interface BodyDestination {
-  write(chunk: Buffer): boolean;
-  end(): void;
-  once(event: 'drain', listener: () => void): unknown;
-  off(event: 'drain', listener: () => void): unknown;
-}
-
 /**
  * Moves the request body from the mux stream into the origin request with
  * backpressure (read only what the origin takes; the stream grants the relay credit
@@ -32,7 +24,7 @@ export class BodyPump {
   private replayBytes = 0;
   /** Chunks read before a destination was attached (the framing peek). */
   private held: Buffer[] = [];
-  private dest: BodyDestination | undefined;
+  private dest: BodyStream | undefined;
   private waitingDrain = false;
   private ended = false;
   private stopped = false;
@@ -71,7 +63,7 @@ export class BodyPump {
   }
 
   /** Sends what was read so far (everything when `replay`) into `dest`, then follows on. */
-  attach(dest: BodyDestination, replay: boolean): void {
+  attach(dest: BodyStream, replay: boolean): void {
     const chunks = replay ? (this.replay ?? []) : this.held;
     this.held = [];
     this.dest = dest;
@@ -128,7 +120,7 @@ export class BodyPump {
     }
   };
 
-  private waitForDrain(dest: BodyDestination): void {
+  private waitForDrain(dest: BodyStream): void {
     this.waitingDrain = true;
     dest.once('drain', this.onDrain);
   }
@@ -164,7 +156,7 @@ export class BodyPump {
  * One attempt's body as the origin client reads it: the pump writes, the client reads
  * ('drain' when it wants more). Destroyed when the attempt ends.
  */
-export class BodyStream extends Readable implements BodyDestination {
+export class BodyStream extends Readable {
   constructor() {
     super({ highWaterMark: 64 * 1024 });
   }

@@ -131,19 +131,11 @@ export class Exchange {
     });
     stream.once('close', () => this.onStreamClose());
     if (head.method.toUpperCase() === 'CONNECT') {
-      this.fail({
-        wireCode: ErrorCode.PROTOCOL_ERROR,
-        message: 'CONNECT is not supported',
-        status: 502,
-      });
+      this.refuse('CONNECT is not supported');
       return;
     }
     if (head.upgrade && !head.headers.some(([k]) => k.toLowerCase() === 'upgrade')) {
-      this.fail({
-        wireCode: ErrorCode.PROTOCOL_ERROR,
-        message: 'upgrade request without an Upgrade header',
-        status: 502,
-      });
+      this.refuse('upgrade request without an Upgrade header');
       return;
     }
     this.headers = this.buildHeaders();
@@ -267,11 +259,7 @@ export class Exchange {
           : proxy.client.upgrade(request, upgrade, sink);
     } catch (err) {
       // Both clients check method, path and header bytes before sending anything.
-      this.fail({
-        wireCode: ErrorCode.PROTOCOL_ERROR,
-        message: `cannot forward the request to ${this.label}: ${messageOf(err)}`,
-        status: 502,
-      });
+      this.refuse(`cannot forward the request to ${this.label}: ${messageOf(err)}`);
       return;
     }
     this.armHeadTimer();
@@ -455,6 +443,11 @@ export class Exchange {
     this.pump?.stop();
     this.destroyOrigin();
     this.stream.reset(failure.wireCode, failure.message);
+  }
+
+  /** A request that cannot be forwarded at all (a 502 for the visitor). */
+  private refuse(message: string): void {
+    this.fail({ wireCode: ErrorCode.PROTOCOL_ERROR, message, status: 502 });
   }
 
   /** The origin broke after the reply: abort, so the visitor never sees a clean end. */

@@ -62,12 +62,9 @@ type BodyFraming = { kind: 'none' } | { kind: 'length'; bytes: number } | { kind
 const CHUNK_END = Buffer.from('\r\n', 'latin1');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 
-class InvalidRequestError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
-    super(message);
-    this.code = code;
-  }
+/** A request Node's ClientRequest would refuse: `code` is Node's for it. */
+function invalid(code: string, message: string): never {
+  throw Object.assign(new Error(message), { code });
 }
 
 /**
@@ -80,16 +77,10 @@ function requestHead(
   headers: HeaderPairs,
 ): { head: string; framing: BodyFraming } {
   if (!TOKEN.test(method)) {
-    throw new InvalidRequestError(
-      'ERR_INVALID_HTTP_TOKEN',
-      `Method must be a valid HTTP token ["${method}"]`,
-    );
+    invalid('ERR_INVALID_HTTP_TOKEN', `Method must be a valid HTTP token ["${method}"]`);
   }
   if (BAD_PATH.test(path)) {
-    throw new InvalidRequestError(
-      'ERR_UNESCAPED_CHARACTERS',
-      'Request path contains unescaped characters',
-    );
+    invalid('ERR_UNESCAPED_CHARACTERS', 'Request path contains unescaped characters');
   }
   let head = `${method} ${path} HTTP/1.1\r\n`;
   let length: string | undefined;
@@ -97,16 +88,10 @@ function requestHead(
   let encoded = false;
   for (const [name, value] of headers) {
     if (!TOKEN.test(name)) {
-      throw new InvalidRequestError(
-        'ERR_INVALID_HTTP_TOKEN',
-        `Header name must be a valid HTTP token ["${name}"]`,
-      );
+      invalid('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
     }
     if (BAD_VALUE.test(value)) {
-      throw new InvalidRequestError(
-        'ERR_INVALID_CHAR',
-        `Invalid character in header content ["${name}"]`,
-      );
+      invalid('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
     }
     head += `${name}: ${value}\r\n`;
     const lower = name.toLowerCase();
@@ -121,10 +106,7 @@ function requestHead(
   else if (length !== undefined && !encoded) {
     const bytes = /^[ \t]*\d{1,15}[ \t]*$/.test(length) ? Number(length) : NaN;
     if (Number.isNaN(bytes)) {
-      throw new InvalidRequestError(
-        'ERR_INVALID_CONTENT_LENGTH',
-        `Invalid Content-Length ["${length}"]`,
-      );
+      invalid('ERR_INVALID_CONTENT_LENGTH', `Invalid Content-Length ["${length}"]`);
     }
     framing = bytes === 0 ? { kind: 'none' } : { kind: 'length', bytes };
   } else if (encoded || NO_BODY_BY_DEFAULT.has(method.toUpperCase())) framing = { kind: 'none' };
@@ -142,7 +124,7 @@ function hangUp(): Error {
 
 /**
  * One request on one connection. Its body is written with `write()` and `end()` (the
- * part of a Writable that proxy.ts's body pump uses, 'drain' included); a request
+ * part of a Writable that http1-client.ts's pipeBody uses, 'drain' included); a request
  * without a body is complete once sent.
  */
 export class Http1Request {
@@ -216,11 +198,6 @@ export class Http1Request {
 
   once(event: 'drain', listener: () => void): this {
     this.drainListener = listener;
-    return this;
-  }
-
-  off(event: 'drain', listener: () => void): this {
-    if (this.drainListener === listener) this.drainListener = undefined;
     return this;
   }
 

@@ -111,10 +111,11 @@ export class OriginProxy {
   readonly client: OriginClient;
   /** @internal sockets handed over by an upgrade, outside the client's pool */
   readonly upgradedSockets = new Set<Duplex>();
+  /** @internal reports an event (the `onEvent` option) */
+  readonly emit: (event: OriginEvent) => void;
   /** @internal body bytes captured per body; undefined = no capture */
   readonly captureBodyBytes: number | undefined;
 
-  private readonly onEvent: (event: OriginEvent) => void;
   private readonly exchanges = new IdTable<Exchange>();
   private preferredAddress: string | undefined;
   private unreachableWarned = false;
@@ -129,7 +130,7 @@ export class OriginProxy {
     this.responseHeadTimeoutMs =
       options.responseHeadTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.responseHeadTimeoutMs;
     this.clock = options.timers ?? realClock;
-    this.onEvent = options.onEvent ?? (() => {});
+    this.emit = options.onEvent ?? (() => {});
     let id = 1;
     this.nextId = options.nextId ?? (() => id++);
     this.captureBodyBytes =
@@ -206,11 +207,6 @@ export class OriginProxy {
   }
 
   // ---- called by exchanges ----------------------------------------------------------
-
-  /** @internal */
-  emit(event: OriginEvent): void {
-    this.onEvent(event);
-  }
 
   /** @internal */
   forget(exchange: Exchange): void {
