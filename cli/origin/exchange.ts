@@ -359,7 +359,7 @@ export class Exchange {
       if (this.head.upgrade) stream.resume();
     });
     let sniffer =
-      this.proxy.hostHintPending() &&
+      !this.proxy.hostHintSent &&
       res.status < 500 &&
       !res.headers.some(([k]) => k.toLowerCase() === 'content-encoding')
         ? new HostCheckSniffer()

@@ -111,6 +111,8 @@ export class OriginProxy {
   readonly client: OriginClient;
   /** @internal sockets handed over by an upgrade, outside the client's pool */
   readonly upgradedSockets = new Set<Duplex>();
+  /** @internal the dev-server host hint was shown (once per proxy) */
+  hostHintSent = false;
   /** @internal reports an event (the `onEvent` option) */
   readonly emit: (event: OriginEvent) => void;
   /** @internal body bytes captured per body; undefined = no capture */
@@ -119,7 +121,6 @@ export class OriginProxy {
   private readonly exchanges = new IdTable<Exchange>();
   private preferredAddress: string | undefined;
   private unreachableWarned = false;
-  private hostHintSent = false;
   private readonly nextId: () => number;
   private closed = false;
 
@@ -239,11 +240,6 @@ export class OriginProxy {
     if (this.unreachableWarned) return;
     this.unreachableWarned = true;
     this.emit({ event: 'warning', code: 'origin-unreachable', message });
-  }
-
-  /** @internal */
-  hostHintPending(): boolean {
-    return !this.hostHintSent;
   }
 
   /** @internal */

@@ -172,28 +172,23 @@ export class ResponseParser {
         case 'head':
           at = this.readHead(data, at);
           break;
-        case 'length': {
+        case 'length':
+        case 'chunk-data': {
+          const byLength = this.state === 'length';
           const n = Math.min(this.remaining, data.length - at);
           this.remaining -= n;
           const chunk = data.subarray(at, at + n);
           at += n;
-          if (this.remaining === 0) this.state = 'done';
+          if (this.remaining === 0) this.state = byLength ? 'done' : 'chunk-data-end';
           this.events.onBody(chunk);
-          if (this.state === 'done' && this.generation === generation) this.events.onComplete();
+          if (byLength && this.state === 'done' && this.generation === generation) {
+            this.events.onComplete();
+          }
           break;
         }
         case 'chunk-size':
           at = this.readChunkSize(data, at);
           break;
-        case 'chunk-data': {
-          const n = Math.min(this.remaining, data.length - at);
-          this.remaining -= n;
-          const chunk = data.subarray(at, at + n);
-          at += n;
-          if (this.remaining === 0) this.state = 'chunk-data-end';
-          this.events.onBody(chunk);
-          break;
-        }
         case 'chunk-data-end':
           at = this.readChunkDataEnd(data, at);
           break;
