@@ -114,11 +114,6 @@ export class UndiciOriginClient implements OriginClient {
     for (const connection of this.all) this.drop(connection);
   }
 
-  /** Connections open or opening now (idle or busy). */
-  get size(): number {
-    return this.all.size;
-  }
-
   private open(): Connection {
     const { idleTimeoutMs } = this.options;
     const connection: Connection = {
