@@ -376,6 +376,57 @@ function h2ResponseHeaders(head: ResponseHead): OutgoingHttpHeaders {
 }
 
 /**
+ * The HTTP/2 side of an exchange. A class for the same reason as H1Visitor in proxy.ts:
+ * no per-request getters and closures (an object literal with its own accessors gets a
+ * hidden class of its own each time).
+ */
+class H2Visitor implements VisitorSide {
+  readonly method: string | undefined;
+  readonly closedReason = 'visitor closed the stream';
+  constructor(
+    readonly body: ServerHttp2Stream,
+    private readonly message: H2Request['message'],
+  ) {
+    this.method = message.method;
+  }
+  noBody(): boolean {
+    return this.body.readableEnded || this.body.endAfterHeaders;
+  }
+  get headersSent(): boolean {
+    return this.body.headersSent;
+  }
+  get finished(): boolean {
+    return this.body.writableFinished;
+  }
+  respond(meta: ResponseHead): boolean {
+    try {
+      this.body.respond(h2ResponseHeaders(meta));
+      return true;
+    } catch {
+      return false; // a field h2 refuses
+    }
+  }
+  // A HEAD response announces its length but carries no bytes.
+  write(chunk: Buffer): boolean {
+    return this.method === 'HEAD' || this.body.write(chunk);
+  }
+  end(): void {
+    this.body.end();
+  }
+  sendPage(page: ErrorPage): void {
+    sendH2Error(this.body, this.message.headers, page);
+  }
+  // Mid-response: a reset, so a truncated body never looks complete.
+  abort(): void {
+    this.body.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+  on(event: 'drain' | 'finish' | 'close', listener: () => void): void {
+    if (event === 'drain') this.body.on('drain', listener);
+    else this.body.once(event, listener);
+  }
+}
+
+/**
  * Forwards one h2 stream over a tunnel stream (relay/edge/forward.ts): the request body
  * with the visitor's window opened only as the tunnel stream drains (pipe pauses the h2
  * stream, and Node credits the visitor only for bytes read), the response with the
@@ -384,37 +435,7 @@ function h2ResponseHeaders(head: ResponseHead): OutgoingHttpHeaders {
 export function forwardH2Request(req: H2Request, session: MuxSession, ctx: ForwardContext): void {
   const { stream, message } = req;
   const head = buildRequestHead(message, ctx.scheme, false, ctx.stripAuthorization === true);
-  const visitor: VisitorSide = {
-    body: stream,
-    noBody: () => stream.readableEnded || stream.endAfterHeaders,
-    method: message.method,
-    get headersSent() {
-      return stream.headersSent;
-    },
-    get finished() {
-      return stream.writableFinished;
-    },
-    respond(meta) {
-      try {
-        stream.respond(h2ResponseHeaders(meta));
-        return true;
-      } catch {
-        return false; // a field h2 refuses
-      }
-    },
-    // A HEAD response announces its length but carries no bytes.
-    write: (chunk) => message.method === 'HEAD' || stream.write(chunk),
-    end: () => stream.end(),
-    sendPage: (page) => sendH2Error(stream, message.headers, page),
-    // Mid-response: a reset, so a truncated body never looks complete.
-    abort: () => stream.close(constants.NGHTTP2_INTERNAL_ERROR),
-    on(event, listener) {
-      if (event === 'drain') stream.on('drain', listener);
-      else stream.once(event, listener);
-    },
-    closedReason: 'visitor closed the stream',
-  };
-  forwardExchange(visitor, head, session, ctx);
+  forwardExchange(new H2Visitor(stream, message), head, session, ctx);
 }
 
 /**
