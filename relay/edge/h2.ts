@@ -377,8 +377,8 @@ function h2ResponseHeaders(head: ResponseHead): OutgoingHttpHeaders {
 
 /**
  * The HTTP/2 side of an exchange. A class for the same reason as H1Visitor in proxy.ts:
- * no per-request getters and closures (an object literal with its own accessors gets a
- * hidden class of its own each time).
+ * no per-request getters and closures (an object literal with getters is built in
+ * dictionary mode).
  */
 class H2Visitor implements VisitorSide {
   readonly method: string | undefined;

@@ -111,10 +111,11 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
- * The HTTP/1.1 side of an exchange. A class, not an object literal: a literal with its
- * own getters and closures cost ~10 functions per request, and V8 gives every such
- * literal (its accessor pairs differ) a hidden class of its own, allocated in old space:
- * relay CPU per small GET +40% and RSS +55 MiB (bench e2e, /work/notes/r3/regress.md).
+ * The HTTP/1.1 side of an exchange. A class, not an object literal: V8 builds an object
+ * literal with getters in dictionary mode (slow properties: a hash table and an accessor
+ * pair per object, every read a lookup), and the literal cost ~10 closures per request.
+ * As a literal it cost +40% relay CPU per small GET and +55 MiB relay RSS (bench e2e,
+ * A/B of builds; /work/notes/r3/regress.md).
  */
 class H1Visitor implements VisitorSide {
   readonly method: string | undefined;
