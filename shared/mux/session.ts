@@ -9,6 +9,12 @@
  *   `keepAliveTimeoutMs` is declared dead. RTT of the last PONG is in `rttMs`.
  * - Any malformed frame closes this session (GOAWAY PROTOCOL_ERROR, one log line);
  *   it never throws out of the event handlers.
+ *
+ * Over 500 lines on purpose: one class, because the frame loop (dispatch) drives the
+ * handshake, the stream table, flow control, DATA gathering, keepalive and GOAWAY, and
+ * all of them share the session's state (yamux's session.go is one file for the same
+ * reason). Per-stream state is in stream.ts, the wire format in ../protocol/frame.ts;
+ * ~80 lines here are MuxOptions' documentation.
  */
 import { EventEmitter } from 'node:events';
 import { realClock, type Clock, type ClockTimer } from '../clock.js';
