@@ -72,6 +72,8 @@ export const QtErrorCode = {
   ORIGIN: 'QT_ERR_ORIGIN',
   /** The local origin did not answer in time. */
   ORIGIN_TIMEOUT: 'QT_ERR_ORIGIN_TIMEOUT',
+  /** The local origin did not accept the connection (or finish TLS) in time. */
+  ORIGIN_CONNECT_TIMEOUT: 'QT_ERR_ORIGIN_CONNECT_TIMEOUT',
   /** The web inspector could not start. */
   INSPECTOR: 'QT_ERR_INSPECTOR',
   /** A bad request to the web inspector's API. */

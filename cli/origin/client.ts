@@ -1,7 +1,7 @@
 /**
  * What the origin proxy needs from an HTTP/1.1 client to the local origin: one request
  * with a streamed body and a response sink, and one upgrade (WebSocket). The proxy
- * (exchange.ts) speaks only this interface; undici-client.ts implements it on undici.
+ * (exchange.ts) speaks only this interface; http1-client.ts implements it.
  *
  * Contract of one call, in order: `onHead`, `onData`* (return false to pause until
  * `resume()`), then `onEnd` or `onError`, once; `onUpgrade` instead of `onHead` when an
@@ -53,7 +53,10 @@ export interface ResponseSink {
 }
 
 export interface UpgradeSink extends ResponseSink {
-  /** The origin switched protocols: `socket` is the raw connection, now the caller's. */
+  /**
+   * The origin switched protocols: `socket` is the raw connection, now the caller's,
+   * paused (so nothing is lost until it is piped or resumed).
+   */
   onUpgrade(head: OriginResponseHead, socket: Duplex): void;
 }
 

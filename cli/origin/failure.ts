@@ -19,7 +19,7 @@ export interface Failure {
 }
 
 /** Error codes of a connection that closed before any answer (a stale pooled one, often). */
-export const CLOSED_UNANSWERED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+export const CLOSED_UNANSWERED = new Set(['ECONNRESET', 'EPIPE']);
 
 /**
  * `reusedSocket`: the attempt ran on a pooled connection. `timeoutMs`: the connect
@@ -43,7 +43,7 @@ export function describeFailure(
     return { ...failed(message), warning };
   };
   switch (code) {
-    case 'UND_ERR_CONNECT_TIMEOUT': {
+    case QtErrorCode.ORIGIN_CONNECT_TIMEOUT: {
       const message = `${label} did not accept the connection within ${seconds(connectTimeoutMs)} (connect timeout)`;
       return {
         wireCode: ErrorCode.TIMEOUT,
@@ -74,9 +74,8 @@ export function describeFailure(
       return unreachable(m, `${m}: visitors get 502 until it answers`);
     }
     case 'ECONNRESET':
-    case 'EPIPE':
-    case 'UND_ERR_SOCKET': {
-      const message = `${label} closed the connection before answering (${code === 'UND_ERR_SOCKET' ? 'ECONNRESET' : code})`;
+    case 'EPIPE': {
+      const message = `${label} closed the connection before answering (${code})`;
       if (reusedSocket || target.protocol === 'https') return failed(message);
       // A new connection dropped unanswered: typically an HTTPS server reached over http://.
       return failed(`${message}; if it serves HTTPS, use https://${label}`);
@@ -94,11 +93,7 @@ export function describeFailure(
     const m = `${label} did not answer in TLS (${code}): is it a plain http:// server?`;
     return unreachable(m, m);
   }
-  if (
-    code.startsWith('HPE_') ||
-    code.startsWith('UND_ERR_RES_') ||
-    code === 'UND_ERR_HEADERS_OVERFLOW'
-  ) {
+  if (code.startsWith('HPE_')) {
     return failed(`${label} sent an invalid HTTP response (${code}: ${messageOf(err)})`);
   }
   return failed(`request to ${label} failed: ${messageOf(err)} (${code})`);

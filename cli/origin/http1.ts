@@ -1,6 +1,6 @@
 /**
- * The CLI's own HTTP/1.1 client for plain-http origins, used for every request but
- * upgrades. Node's http.request costs a ClientRequest, an agent lookup, an
+ * The CLI's own HTTP/1.1 client to the origin (http or https), for every request and
+ * upgrade. Node's http.request costs a ClientRequest, an agent lookup, an
  * IncomingMessage stream and a dozen listeners added and removed per request; here a
  * pooled connection keeps its listeners for life and a body-less request is one write
  * and a parser callback per read. Measured on the 2-core VM: see the commits that
@@ -12,29 +12,35 @@
  * when both the request and the response went through in full; a response that ends
  * before the request body does closes the connection.
  *
- * Upgrades and https origins go through undici (undici-client.ts); http1-client.ts puts
- * this client behind the OriginClient interface. Over 500 lines: one connection, one
- * request and the pool share their state closely; split, each would expose the others'.
+ * An upgrade runs on a new connection: a 101 hands the socket over (the bytes after its
+ * head first), any other answer is read as usual and the connection closed after it.
+ * http1-client.ts puts this client behind the OriginClient interface. Over 500 lines:
+ * one connection, one request and the pool share their state closely; split, each
+ * would expose the others'.
  *
  * Pooling follows Node's agent: idle connections are reused most recent first, closed
  * after `idleTimeoutMs` or the server's `Keep-Alive: timeout=N` hint less a second,
  * and at most `maxIdle` are kept.
  */
-import type { Socket } from 'node:net';
 import { IdTable } from '../../shared/id-table.js';
 import type { HeaderPairs } from '../../shared/protocol/tunnel.js';
 import {
   connectOrigin,
-  type EarlyAnswerSocket,
+  type OriginSocket,
   type OriginSocketOptions,
 } from './early-answer-socket.js';
 import { ResponseParseError, ResponseParser, type ParsedResponseHead } from './response-parser.js';
 
-/** What one request reports back, in order: [onConnect], onHead, onBody*, onComplete | onError. */
+/**
+ * What one request reports back, in order: [onConnect], then onHead, onBody*,
+ * onComplete | onError, or (an upgrade) onUpgrade.
+ */
 export interface Http1Sink {
-  /** A new connection was made for this request and is now connected. */
-  onConnect(socket: Socket): void;
+  /** A new connection was made for this request and is now connected (and secured). */
+  onConnect(socket: OriginSocket): void;
   onHead(head: ParsedResponseHead): void;
+  /** The origin switched protocols (101): `socket` is the caller's now. */
+  onUpgrade?(head: ParsedResponseHead, socket: OriginSocket): void;
   onBody(chunk: Buffer): void;
   onComplete(): void;
   /** `responseStarted`: some response bytes had arrived. Not called after `destroy()`. */
@@ -69,12 +75,13 @@ function invalid(code: string, message: string): never {
 
 /**
  * The request head as written, validated as Node's ClientRequest would, and how the
- * body that follows it is framed.
+ * body that follows it is framed (an upgrade, `upgrade` being its protocol: none).
  */
 function requestHead(
   method: string,
   path: string,
   headers: HeaderPairs,
+  upgrade: string | undefined,
 ): { head: string; framing: BodyFraming } {
   if (!TOKEN.test(method)) {
     invalid('ERR_INVALID_HTTP_TOKEN', `Method must be a valid HTTP token ["${method}"]`);
@@ -93,8 +100,10 @@ function requestHead(
     if (BAD_VALUE.test(value)) {
       invalid('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
     }
-    head += `${name}: ${value}\r\n`;
     const lower = name.toLowerCase();
+    // An upgrade's Connection and Upgrade headers are written below, once.
+    if (upgrade !== undefined && (lower === 'connection' || lower === 'upgrade')) continue;
+    head += `${name}: ${value}\r\n`;
     if (lower === 'content-length') length = value;
     else if (lower === 'transfer-encoding') {
       encoded = true;
@@ -109,13 +118,19 @@ function requestHead(
       invalid('ERR_INVALID_CONTENT_LENGTH', `Invalid Content-Length ["${length}"]`);
     }
     framing = bytes === 0 ? { kind: 'none' } : { kind: 'length', bytes };
-  } else if (encoded || NO_BODY_BY_DEFAULT.has(method.toUpperCase())) framing = { kind: 'none' };
-  else {
+  } else if (encoded || upgrade !== undefined || NO_BODY_BY_DEFAULT.has(method.toUpperCase())) {
+    framing = { kind: 'none' };
+  } else {
     head += 'Transfer-Encoding: chunked\r\n';
     framing = { kind: 'chunked' };
   }
-  // As Node's keep-alive agent sends it: HTTP/1.0-minded servers need it to keep the socket.
-  return { head: `${head}Connection: keep-alive\r\n\r\n`, framing };
+  if (upgrade === undefined) {
+    // As Node's keep-alive agent sends it: HTTP/1.0-minded servers need it to keep the socket.
+    return { head: `${head}Connection: keep-alive\r\n\r\n`, framing };
+  }
+  if (BAD_VALUE.test(upgrade))
+    invalid('ERR_INVALID_CHAR', 'Invalid character in header content ["Upgrade"]');
+  return { head: `${head}Connection: Upgrade\r\nUpgrade: ${upgrade}\r\n\r\n`, framing };
 }
 
 function hangUp(): Error {
@@ -251,7 +266,7 @@ export class Http1Request {
 class Http1Connection {
   /** Unique within its pool. */
   readonly id: number;
-  readonly socket: EarlyAnswerSocket;
+  readonly socket: OriginSocket;
   readonly parser: ResponseParser;
   private readonly pool: Http1Pool;
   private current: Http1Request | undefined;
@@ -259,14 +274,34 @@ class Http1Connection {
   private idleMs = 0;
   /** The current response completed inside the `execute` now running. */
   private completedInExecute = false;
+  /** The 101 an upgrade got, inside the `execute` now running. */
+  private switched: ParsedResponseHead | undefined;
+  /** Ours on the socket, removed when an upgrade hands it over. */
+  private readonly listeners: [string, (arg: unknown) => void][] = [
+    ['data', (chunk) => this.onData(chunk as Buffer)],
+    ['end', () => this.onEnd()],
+    ['error', (err) => this.onClosed(err as Error)],
+    ['close', () => this.onClosed(undefined)],
+    [
+      'timeout',
+      () => {
+        if (this.current === undefined) this.socket.destroy();
+      },
+    ],
+    ['drain', () => this.current?.drained()],
+  ];
 
-  constructor(pool: Http1Pool, socket: EarlyAnswerSocket, maxHeaderBytes: number, id: number) {
+  constructor(pool: Http1Pool, socket: OriginSocket, maxHeaderBytes: number, id: number) {
     this.id = id;
     this.pool = pool;
     this.socket = socket;
     this.parser = new ResponseParser(
       {
         onHead: (head) => {
+          if (head.status === 101) {
+            this.switched = head;
+            return;
+          }
           this.keepAlive = head.keepAlive;
           this.idleMs = pool.idleTimeoutFor(head.keepAliveTimeoutMs);
           this.current?.sink.onHead(head);
@@ -278,25 +313,18 @@ class Http1Connection {
       },
       { maxHeaderBytes },
     );
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('error', (err) => this.onClosed(err));
-    socket.on('close', () => this.onClosed(undefined));
-    socket.on('timeout', () => {
-      if (this.current === undefined) socket.destroy();
-    });
-    socket.on('drain', () => this.current?.drained());
+    for (const [event, listener] of this.listeners) socket.on(event, listener);
   }
 
-  assign(request: Http1Request, method: string, head: string): void {
+  assign(request: Http1Request, method: string, head: string, upgrade: boolean): void {
     this.current = request;
     this.keepAlive = false;
-    this.parser.expect(method);
+    this.parser.expect(method, upgrade);
     this.socket.write(head, 'latin1');
   }
 
   get writeFailed(): boolean {
-    return this.socket.writeFailed;
+    return this.socket.writeFailed === true;
   }
 
   /** The request this connection runs now reports to `sink`. */
@@ -325,6 +353,10 @@ class Http1Connection {
       used = this.parser.execute(chunk);
     } catch (err) {
       this.fail(request, err as Error);
+      return;
+    }
+    if (this.switched !== undefined) {
+      this.handOver(request, this.switched, chunk.subarray(used));
       return;
     }
     if (!this.completedInExecute || this.current !== request) return;
@@ -372,6 +404,18 @@ class Http1Connection {
     request.sink.onComplete();
   }
 
+  /** An upgrade was accepted: the socket, with what followed the 101, is the caller's. */
+  private handOver(request: Http1Request, head: ParsedResponseHead, rest: Buffer): void {
+    const { socket } = this;
+    this.current = undefined;
+    request.close();
+    this.pool.forget(this);
+    for (const [event, listener] of this.listeners) socket.off(event, listener);
+    socket.pause();
+    if (rest.length > 0) socket.unshift(rest);
+    request.sink.onUpgrade!(head, socket);
+  }
+
   private fail(request: Http1Request, err: Error): void {
     const started = !this.parser.untouched;
     this.current = undefined;
@@ -405,23 +449,25 @@ export class Http1Pool {
    * Sends a request head; its body, if the headers frame one, follows with the returned
    * request's `write()` and `end()`. Throws (before any I/O) when the method, path or a
    * header is not valid HTTP; everything later is reported to `sink`. `fresh`: on a
-   * new connection, not a pooled one (the retry after a pooled one failed).
+   * new connection, not a pooled one (the retry after a pooled one failed), as is
+   * every `upgrade` (the protocol asked for; the sink must take `onUpgrade`).
    */
   request(
     method: string,
     path: string,
     headers: HeaderPairs,
     sink: Http1Sink,
-    options: { fresh?: boolean } = {},
+    options: { fresh?: boolean; upgrade?: string | undefined } = {},
   ): Http1Request {
-    const { head, framing } = requestHead(method, path, headers);
-    let connection = options.fresh === true ? undefined : this.idle.pop();
+    const { upgrade } = options;
+    const { head, framing } = requestHead(method, path, headers, upgrade);
+    let connection = options.fresh === true || upgrade !== undefined ? undefined : this.idle.pop();
     while (connection !== undefined && connection.socket.destroyed) connection = this.idle.pop();
     const reused = connection !== undefined;
     if (connection === undefined) connection = this.connect(sink);
     else connection.socket.setTimeout(0).ref();
     const request = new Http1Request(connection, sink, reused, framing);
-    connection.assign(request, method, head);
+    connection.assign(request, method, head, upgrade !== undefined);
     return request;
   }
 
@@ -479,7 +525,7 @@ export class Http1Pool {
     );
     this.all.set(connection.id, connection);
     if (this.closed) socket.destroy();
-    socket.once('connect', () => {
+    socket.once(this.options.tls === undefined ? 'connect' : 'secureConnect', () => {
       if (connection.serving(sink)) sink.onConnect(socket);
     });
     return connection;

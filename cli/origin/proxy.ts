@@ -1,8 +1,7 @@
 /**
  * Serves each mux stream the relay opens (one visitor request or WebSocket) against one
  * local origin: an `Exchange` per stream (exchange.ts) over one `OriginClient`
- * (client.ts): ours (http1-client.ts) for requests to an http origin, undici
- * (undici-client.ts) for https origins and upgrades, or undici for all (`originClient`).
+ * (client.ts, on our HTTP/1.1 client: http1-client.ts) for http and https origins.
  *
  * Keep-alive: requests share a pool of origin connections. Idle pooled connections are
  * dropped after `idleSocketTimeoutMs`, before common servers close them (and at most
@@ -27,7 +26,6 @@ import { Exchange } from './exchange.js';
 import { hostRejectedHint, type DevServer } from './host-check.js';
 import { Http1OriginClient } from './http1-client.js';
 import { LOCALHOST_ADDRESSES, type OriginTarget } from './target.js';
-import { UndiciOriginClient } from './undici-client.js';
 
 export { REPLAY_LIMIT_BYTES } from './body-pump.js';
 
@@ -84,12 +82,6 @@ export interface OriginProxyOptions {
   nextId?: () => number;
   /** Clock and timers (tests). Default: real, unref'd timers. */
   timers?: ProxyTimers;
-  /**
-   * The client for requests to an http origin: `ours` (default: less CPU per request,
-   * and it still reads an early answer when the origin resets the connection during
-   * the upload) or `undici`. https origins and upgrades always use undici.
-   */
-  originClient?: 'ours' | 'undici';
 }
 
 export const ORIGIN_PROXY_DEFAULTS = Object.freeze({
@@ -149,28 +141,24 @@ export class OriginProxy {
     // request with ETIMEDOUT (502) at the same instant.
     const lookup = this.target.localhost ? this.lookupLocalhost : undefined;
     const attemptMs = this.target.localhost ? LOCALHOST_ATTEMPT_TIMEOUT_MS : undefined;
-    const idleTimeoutMs = options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs;
-    const onConnected = (socket: Socket): void => this.noteConnected(socket);
     const extraCa = options.ca === undefined ? [] : [options.ca].flat();
-    const origin = {
+    this.client = new Http1OriginClient({
       hostname,
       port,
       lookup,
       autoSelectFamilyAttemptTimeoutMs: attemptMs,
       connectTimeoutMs: this.connectTimeoutMs,
-      idleTimeoutMs,
-      onConnected,
-    };
-    const undici = new UndiciOriginClient({
-      ...origin,
-      protocol,
-      rejectUnauthorized: options.insecure !== true,
-      ca: extraCa.length > 0 ? [...rootCertificates, ...extraCa] : undefined,
+      idleTimeoutMs: options.idleSocketTimeoutMs ?? ORIGIN_PROXY_DEFAULTS.idleSocketTimeoutMs,
+      maxHeaderBytes: http.maxHeaderSize,
+      onConnected: (socket: Socket): void => this.noteConnected(socket),
+      tls:
+        protocol === 'https'
+          ? {
+              rejectUnauthorized: options.insecure !== true,
+              ca: extraCa.length > 0 ? [...rootCertificates, ...extraCa] : undefined,
+            }
+          : undefined,
     });
-    this.client =
-      protocol === 'http' && options.originClient !== 'undici'
-        ? new Http1OriginClient({ ...origin, maxHeaderBytes: http.maxHeaderSize }, undici)
-        : undici;
   }
 
   /** The loopback address (127.0.0.1 or ::1) where `localhost` last answered, if any. */

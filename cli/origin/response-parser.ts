@@ -11,13 +11,14 @@
  * sizes with whitespace. What it refuses becomes a `ResponseParseError` with an
  * llhttp-style code (`HPE_*`), mostly the one Node gives. Where it differs, it is
  * stricter: only HTTP/1.0 and 1.1 status lines, Content-Length up to 15 digits, chunk
- * sizes up to 13 hex digits, and a 101 to a request that asked for no upgrade.
+ * sizes up to 13 hex digits, and a 101 to a request that asked for no upgrade. A 101 to
+ * one that did is the last thing parsed: the bytes after its head are the new protocol's.
  *
  * The parser may keep a reference to part of an input buffer until the next call:
  * callers must not reuse a buffer they passed (socket 'data' buffers are fresh).
  */
 
-/** The final (non-1xx) response head. */
+/** The final (non-1xx) response head, or the 101 to an upgrade. */
 export interface ParsedResponseHead {
   /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
   versionMinor: number;
@@ -108,6 +109,7 @@ export class ResponseParser {
   private readonly maxHeaderBytes: number;
   private state: State = 'idle';
   private noBody = false;
+  private upgrade = false;
   /** Bytes of a head or chunk line not yet complete. */
   private pending: Buffer | undefined;
   private remaining = 0;
@@ -137,11 +139,12 @@ export class ResponseParser {
     return this.state === 'until-close';
   }
 
-  /** Prepares for the response to a request with `method`. */
-  expect(method: string): void {
+  /** Prepares for the response to a request with `method` (that asks for an `upgrade`). */
+  expect(method: string, upgrade = false): void {
     this.generation++;
     this.state = 'head';
     this.noBody = method === 'HEAD';
+    this.upgrade = upgrade;
     this.pending = undefined;
     this.remaining = 0;
     this.trailerBytes = 0;
@@ -348,14 +351,18 @@ export class ResponseParser {
       }
     }
     if (status >= 100 && status < 200) {
-      if (status === 101) {
+      if (status !== 101) return undefined;
+      if (!this.upgrade)
         fail('HPE_UNEXPECTED_UPGRADE', 'the origin switched protocols (101) unasked');
-      }
-      return undefined;
     }
     let keepAlive =
       versionMinor === 1 ? !connection.includes('close') : connection.includes('keep-alive');
-    if (this.noBody || status === 204 || status === 304) {
+    // A refused upgrade: the origin may still wait for the new protocol's bytes.
+    if (this.upgrade) keepAlive = false;
+    if (status === 101) {
+      // Switched: what follows is not HTTP, and not ours to parse.
+      this.state = 'idle';
+    } else if (this.noBody || status === 204 || status === 304) {
       this.state = 'done';
     } else if (transferEncoding !== undefined) {
       if (contentLength !== undefined) {

@@ -1105,7 +1105,7 @@ t.test('https origin: extra CA, insecure, and a clear refusal otherwise', async 
   });
 });
 
-t.test('https origin (undici): bodies both ways on one kept connection', async (t) => {
+t.test('https origin: bodies both ways on one kept connection', async (t) => {
   const { cert, key } = await generateCertificate('localhost');
   let connections = 0;
   const server = https.createServer({ cert, key }, (req, res) => {

@@ -297,6 +297,32 @@ t.test('101 Switching Protocols unasked is an error', async (t) => {
   }
 });
 
+t.test('an upgrade: a 101 is the last thing parsed; a refusal is read, never kept', async (t) => {
+  const input = raw(
+    'HTTP/1.1 103 Early\r\n\r\nHTTP/1.1 101 Switching\r\nUpgrade: ws\r\n\r\nframes',
+  );
+  const r = rig();
+  r.parser.expect('GET', true);
+  const used = r.parser.execute(input);
+  t.equal(input.subarray(used).toString(), 'frames', 'the new protocol’s bytes, unparsed');
+  t.same(r.heads, [
+    head({
+      status: 101,
+      statusMessage: 'Switching',
+      rawHeaders: ['Upgrade', 'ws'],
+      keepAlive: false,
+    }),
+  ]);
+  t.same([r.completes, r.parser.active, r.body()], [0, false, '']);
+  t.equal(r.parser.execute(raw('more')), 0, 'nothing after the switch is parsed');
+
+  const refused = rig();
+  refused.parser.expect('GET', true);
+  refused.parser.execute(raw('HTTP/1.1 403 No\r\nContent-Length: 2\r\n\r\nno'));
+  t.same([refused.heads[0]?.status, refused.heads[0]?.keepAlive], [403, false]);
+  t.same([refused.body(), refused.completes], ['no', 1]);
+});
+
 t.test('keepAlive', async (t) => {
   const cases: [string, string, boolean][] = [
     ['HTTP/1.1 200 OK', 'Content-Length: 1\r\n', true],
