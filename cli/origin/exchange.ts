@@ -370,13 +370,20 @@ export class Exchange {
       sniffer = undefined;
       if (verdict !== 'none') this.proxy.hostRejected(verdict, hostnameOf(this.sentHost()));
     };
-    const resume = (): void => this.call?.resume();
+    // One 'drain' wait at a time: one socket read can hold many chunks of a chunked body,
+    // and each of them still arrives after the first one filled the stream.
+    let waiting = false;
+    const resume = (): void => {
+      waiting = false;
+      this.call?.resume();
+    };
     return {
       data: (chunk: Buffer) => {
         capture?.responseBody.add(chunk);
         if (sniffer !== undefined) sniff(chunk);
         if (stream.write(chunk)) return true;
-        stream.once('drain', resume);
+        if (!waiting) stream.once('drain', resume);
+        waiting = true;
         return false;
       },
       end: () => {

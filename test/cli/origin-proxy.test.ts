@@ -535,6 +535,42 @@ t.test('a response the relay does not read holds the origin back', async (t) => 
   t.equal(received, total, 'all of it arrives once read');
 });
 
+t.test('a chunked body in many small chunks per read waits for drain once', async (t) => {
+  // One 64 KiB socket read holds ~60 of these chunks: after the first one that fills the
+  // stream, each of the others used to add its own 'drain' listener (Node warned at 11).
+  const piece = Buffer.alloc(1024, 0x62);
+  const chunk = Buffer.concat([Buffer.from('400\r\n'), piece, Buffer.from('\r\n')]);
+  const count = 4096;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n');
+      socket.write(Buffer.concat(Array.from({ length: count }, () => chunk)));
+      socket.end('0\r\n\r\n');
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(`${w.name}: ${w.message}`);
+  };
+  process.on('warning', onWarning);
+  t.teardown(() => process.off('warning', onWarning));
+  const { relay } = await rig(t, `127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+  const stream = open(relay, head({ url: '/many' }));
+  stream.end();
+  await once(stream, 'reply');
+  // Unread for a while: the CLI's side of the stream fills and stays full.
+  for (let i = 0; i < 20; i++) await send(relay, head({ url: '/barrier' }));
+  const body = await collect(stream);
+  t.equal(body.length, count * piece.length, 'the whole body');
+  t.ok(body.equals(Buffer.alloc(count * piece.length, 0x62)), 'byte for byte');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(warnings, [], 'no listener pile-up warning');
+});
+
 t.test('server-sent events flow chunk by chunk', async (t) => {
   let sse: http.ServerResponse | undefined;
   const opened = new EventEmitter();
