@@ -12,7 +12,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { ClusterState } from '../cluster/state.js';
-import { useCaHttp, type AxiosLike } from './ca-http.js';
+import type { AxiosLike } from './ca-http.js';
 import type { DnsProvider } from './dns-provider.js';
 import { AcmeError } from './errors.js';
 import { AcmeFiles, parseCertificate, type Loaded } from './files.js';
@@ -462,7 +462,9 @@ export class AcmeManager extends EventEmitter {
   private async issue(): Promise<void> {
     const log = this.settings.log;
     const domain = this.domain;
+    // Loaded on first use, with undici under it: a relay without ACME never loads them.
     const acme = (await import('acme-client')).default;
+    const { useCaHttp } = await import('./ca-http.js');
     // acme-client's axios types come in CJS and ESM flavours; ours is the shape used.
     this.releaseHttp ??= useCaHttp(acme.axios as unknown as AxiosLike, this.directoryUrl, {
       ca: this.settings.directoryCa,

@@ -5,8 +5,11 @@
  * /metrics and knows whether Redis answered lately (for /healthz and the degraded mode).
  */
 import { createHash } from 'node:crypto';
-import { createClient, ErrorReply } from 'redis';
+import type { ErrorReply as ErrorReplyType, createClient } from 'redis';
 import { QuickTunnelError } from '../../shared/errors.js';
+
+/** node-redis, loaded by the first `connect()`: a relay outside a cluster never loads it. */
+let ErrorReply: typeof ErrorReplyType | undefined;
 
 /** Redis could not be reached or failed a command: cluster state is unavailable now. */
 export class ClusterUnavailableError extends QuickTunnelError {
@@ -43,12 +46,13 @@ export function redactRedisUrl(url: string): string {
  */
 export function redisErrorCode(err: unknown): string | undefined {
   const reply = err instanceof ClusterUnavailableError ? err.cause : err;
-  if (!(reply instanceof ErrorReply)) return undefined;
+  if (ErrorReply === undefined || !(reply instanceof ErrorReply)) return undefined;
   return /^[A-Z]+(?= |$)/.exec(reply.message)?.[0];
 }
 
 export class RedisConnection {
-  private readonly client: ReturnType<typeof createClient>;
+  /** Made by `connect()`. */
+  private client: ReturnType<typeof createClient> | undefined;
   private readonly opts: RedisConnectionOptions;
   /** Commands or connection attempts that failed since start. */
   errors = 0;
@@ -63,7 +67,19 @@ export class RedisConnection {
         `--redis must be a redis:// or rediss:// URL, got ${redactRedisUrl(opts.url)}`,
       );
     }
-    this.client = createClient({
+  }
+
+  /** True while the connection is up (commands can be sent). */
+  get healthy(): boolean {
+    return this.client?.isReady === true;
+  }
+
+  /** Connects; rejects with a clear error if Redis does not answer within a few seconds. */
+  async connect(): Promise<void> {
+    const redis = await import('redis');
+    ErrorReply = redis.ErrorReply;
+    const { opts } = this;
+    const client: ReturnType<typeof createClient> = redis.createClient({
       url: opts.url,
       disableOfflineQueue: true,
       socket: {
@@ -72,30 +88,22 @@ export class RedisConnection {
         reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1_000),
       },
     });
-    this.client.on('error', (err: Error) => {
+    client.on('error', (err: Error) => {
       this.errors++;
-      this.opts.onError?.(err.message);
+      opts.onError?.(err.message);
     });
-    this.client.on('ready', () => this.opts.onReady?.());
-  }
-
-  /** True while the connection is up (commands can be sent). */
-  get healthy(): boolean {
-    return this.client.isReady;
-  }
-
-  /** Connects; rejects with a clear error if Redis does not answer within a few seconds. */
-  async connect(): Promise<void> {
+    client.on('ready', () => opts.onReady?.());
+    this.client = client;
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.client.connect(),
+        client.connect(),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
         }),
       ]);
     } catch (err) {
-      this.client.destroy();
+      client.destroy();
       throw new ClusterUnavailableError(
         `cannot connect to Redis at ${redactRedisUrl(this.opts.url)}: ${(err as Error).message}`,
         { cause: err },
@@ -108,6 +116,7 @@ export class RedisConnection {
   /** Sends one command; failures become ClusterUnavailableError (and are counted). */
   async command(args: string[]): Promise<RedisReply> {
     if (this.closed) throw new ClusterUnavailableError('the relay is shutting down');
+    if (this.client === undefined) throw new ClusterUnavailableError('not connected to Redis');
     try {
       return (await this.client.sendCommand(args)) as RedisReply;
     } catch (err) {
@@ -131,9 +140,9 @@ export class RedisConnection {
   async close(): Promise<void> {
     this.closed = true;
     try {
-      if (this.client.isOpen) await this.client.close();
+      if (this.client?.isOpen === true) await this.client.close();
     } catch {
-      this.client.destroy();
+      this.client?.destroy();
     }
   }
 }
