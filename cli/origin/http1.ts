@@ -128,8 +128,9 @@ function requestHead(
     // As Node's keep-alive agent sends it: HTTP/1.0-minded servers need it to keep the socket.
     return { head: `${head}Connection: keep-alive\r\n\r\n`, framing };
   }
-  if (BAD_VALUE.test(upgrade))
+  if (BAD_VALUE.test(upgrade)) {
     invalid('ERR_INVALID_CHAR', 'Invalid character in header content ["Upgrade"]');
+  }
   return { head: `${head}Connection: Upgrade\r\nUpgrade: ${upgrade}\r\n\r\n`, framing };
 }
 

@@ -8,7 +8,10 @@ import { createHash } from 'node:crypto';
 import type { ErrorReply as ErrorReplyType, createClient } from 'redis';
 import { QuickTunnelError } from '../../shared/errors.js';
 
-/** node-redis, loaded by the first `connect()`: a relay outside a cluster never loads it. */
+/**
+ * node-redis's error reply class, set by the first `connect()`, which loads node-redis: a
+ * relay outside a cluster never loads it (test/e2e/startup-imports.test.ts).
+ */
 let ErrorReply: typeof ErrorReplyType | undefined;
 
 /** Redis could not be reached or failed a command: cluster state is unavailable now. */
