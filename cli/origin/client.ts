@@ -17,7 +17,9 @@ export interface OriginRequest {
   path: string;
   /**
    * End-to-end headers, Host included, in order. No hop-by-hop headers (Connection,
-   * Transfer-Encoding, Upgrade, Expect...): the client frames the body itself.
+   * Transfer-Encoding, Upgrade, Expect...): the client frames the body itself. An
+   * upgrade's own Connection and Upgrade headers may be there (the capture shows them as
+   * the origin gets them); the client skips them and writes its own, once.
    */
   headers: HeaderPairs;
   /**

@@ -15,7 +15,7 @@ import type {
   UpgradeSink,
 } from './client.js';
 import type { OriginSocket } from './early-answer-socket.js';
-import { Http1Pool, type Http1PoolOptions, type Http1Request } from './http1.js';
+import { Http1Pool, type Http1PoolOptions, type Http1Request, type Http1Sink } from './http1.js';
 import type { ParsedResponseHead } from './response-parser.js';
 
 export class Http1OriginClient implements OriginClient {
@@ -49,26 +49,32 @@ export class Http1OriginClient implements OriginClient {
     sink: ResponseSink | UpgradeSink,
     upgrade: string | undefined,
   ): OriginCall {
+    const http1Sink: Http1Sink = {
+      onConnect: (socket) => this.onConnected?.(socket),
+      onHead: (head) => sink.onHead(responseHead(head)),
+      onBody: (chunk) => {
+        if (!sink.onData(chunk)) lean.pause();
+      },
+      onComplete: () => {
+        request.body?.destroy();
+        sink.onEnd();
+      },
+      onError: (err, responseStarted) => {
+        request.body?.destroy();
+        sink.onError(err, { reused: lean.reused, responseStarted });
+      },
+    };
+    // Only an upgrade pays for this closure (requests are the hot path).
+    if (upgrade !== undefined) {
+      http1Sink.onUpgrade = (head, socket) => {
+        (sink as UpgradeSink).onUpgrade(responseHead(head), socket);
+      };
+    }
     const lean: Http1Request = this.pool.request(
       request.method,
       request.path,
       request.headers,
-      {
-        onConnect: (socket) => this.onConnected?.(socket),
-        onHead: (head) => sink.onHead(responseHead(head)),
-        onUpgrade: (head, socket) => (sink as UpgradeSink).onUpgrade(responseHead(head), socket),
-        onBody: (chunk) => {
-          if (!sink.onData(chunk)) lean.pause();
-        },
-        onComplete: () => {
-          request.body?.destroy();
-          sink.onEnd();
-        },
-        onError: (err, responseStarted) => {
-          request.body?.destroy();
-          sink.onError(err, { reused: lean.reused, responseStarted });
-        },
-      },
+      http1Sink,
       { fresh: request.fresh === true, upgrade },
     );
     if (request.body !== undefined) pipeBody(request.body, lean);
