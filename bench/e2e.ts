@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import type { BenchCase } from './run.js';
 import type { ParamSpec } from './params.js';
 import { DOMAIN, build, entry, freePort, median, procSample, relayArgs } from './scale-support.js';
+import { FLOOR_KINDS, startNodeFloor, type FloorKind } from './node-floor.js';
 import { startSshForward, type SshForward } from './ssh-forward.js';
 import { sendBytes } from './traffic.js';
 
@@ -44,6 +45,10 @@ const PARAMS = {
   'tunnel-connections': { default: '2', help: 'CLI --connections (HA WebSockets)' },
   'load-generator': { default: 'auto', help: 'wrk | node | auto (wrk if installed)' },
   ssh: { default: 'true', help: 'also measure an ssh -R forward (OpenSSH on loopback)' },
+  floor: {
+    default: 'true',
+    help: 'also measure the Node floor: a Node TCP pipe and a plain Node HTTP proxy (bench/node-floor.ts)',
+  },
   build: {
     default: 'true',
     help: 'build dist/ first (false: run the build already there, e.g. between A/B runs)',
@@ -57,6 +62,21 @@ const PARAMS = {
     help: 'extra node flags for the relay and CLI processes (space-separated), for experiments',
   },
 } satisfies Record<string, ParamSpec>;
+
+/** One Node floor forwarder's figures (one process: it does the relay's and the CLI's job). */
+interface FloorResult {
+  rps: number;
+  p99Ms: number;
+  errors: number;
+  cpuUsPerRequest: number;
+  downloadMBps: number;
+  uploadMBps: number;
+  downloadCpuSPerGiB: number;
+  uploadCpuSPerGiB: number;
+  /** Peak RSS in the transfers, and in the small GETs. */
+  peakRssMiB: number;
+  peakRssSmallGetMiB: number;
+}
 
 interface LoadResult {
   rps: number;
@@ -205,6 +225,56 @@ function cpuSpent(before: Map<number, number>, after: Map<number, number>): numb
   let ms = 0;
   for (const [pid, v] of after) ms += v - (before.get(pid) ?? v);
   return ms;
+}
+
+/** ssh -R's figures the Node floor is set against (the e2e result's `sshR`). */
+interface SshFigures {
+  rps: number;
+  cpuUsPerRequest: { sshd: number; ssh: number };
+  downloadMBps: number;
+  uploadMBps: number;
+  downloadCpuSPerGiB: { sshd: number; ssh: number };
+  uploadCpuSPerGiB: { sshd: number; ssh: number };
+}
+
+/**
+ * The Node floor's figures, each with ratios to ssh -R's from the same run (> 1 = more
+ * for Node). A floor process does both sides' work, so its CPU is set against sshd's and
+ * ssh's added up, and against one side of ssh (the ceiling the issue sets per process).
+ */
+function floorFigures(
+  floors: Partial<Record<FloorKind, FloorResult>>,
+  ssh: SshFigures | undefined,
+): Partial<Record<FloorKind, FloorResult & { vsSshR?: Record<string, number> }>> {
+  const ratio = (a: number, b: number): number => Number((a / b).toFixed(2));
+  const out: Partial<Record<FloorKind, FloorResult & { vsSshR?: Record<string, number> }>> = {};
+  for (const [kind, f] of Object.entries(floors) as [FloorKind, FloorResult][]) {
+    out[kind] =
+      ssh === undefined
+        ? f
+        : {
+            ...f,
+            vsSshR: {
+              rps: ratio(f.rps, ssh.rps),
+              cpuPerRequestVsBothSides: ratio(
+                f.cpuUsPerRequest,
+                ssh.cpuUsPerRequest.sshd + ssh.cpuUsPerRequest.ssh,
+              ),
+              cpuPerRequestVsSshd: ratio(f.cpuUsPerRequest, ssh.cpuUsPerRequest.sshd),
+              download: ratio(f.downloadMBps, ssh.downloadMBps),
+              upload: ratio(f.uploadMBps, ssh.uploadMBps),
+              cpuPerGiBDownVsBothSides: ratio(
+                f.downloadCpuSPerGiB,
+                ssh.downloadCpuSPerGiB.sshd + ssh.downloadCpuSPerGiB.ssh,
+              ),
+              cpuPerGiBUpVsBothSides: ratio(
+                f.uploadCpuSPerGiB,
+                ssh.uploadCpuSPerGiB.sshd + ssh.uploadCpuSPerGiB.ssh,
+              ),
+            },
+          };
+  }
+  return out;
 }
 
 function hasWrk(): Promise<boolean> {
@@ -369,6 +439,7 @@ export const e2eBench: BenchCase = {
     ] as const);
     const useWrk = gen === 'wrk' || (gen === 'auto' && (await hasWrk()));
     const withSsh = params.string('ssh', PARAMS.ssh) !== 'false';
+    const withFloor = params.string('floor', PARAMS.floor) !== 'false';
     log(
       `load generator: ${useWrk ? 'wrk (1 thread)' : 'node (install wrk for lower client overhead)'}`,
     );
@@ -570,6 +641,49 @@ export const e2eBench: BenchCase = {
           `ssh -R: download ${mbps(sshDown)}, upload ${mbps(sshUp)}; CPU per transfer: download sshd ${sshDown.relayCpuMs} ms, ssh ${sshDown.cliCpuMs} ms; upload sshd ${sshUp.relayCpuMs} ms, ssh ${sshUp.cliCpuMs} ms; peak RSS sshd ${sshPeak.server.toFixed(0)} MiB, ssh ${sshPeak.client.toFixed(0)} MiB`,
         );
       }
+      const perGiB = (ms: number, size = bytes): number =>
+        Number((ms / 1000 / (size / 2 ** 30)).toFixed(2));
+      // The Node floor, one forwarder at a time: the same small GETs (warm-up, then
+      // measured) and transfers, with CPU and peak RSS of its one process.
+      const floors: Partial<Record<FloorKind, FloorResult>> = {};
+      for (const kind of withFloor ? FLOOR_KINDS : []) {
+        const spawnFloor = (args: string[], label: string): ChildProcess => {
+          const child = spawnLogged(args, label, log);
+          children.push(child);
+          return child;
+        };
+        const floor = await startNodeFloor(kind, originPort, spawnFloor, firstLine);
+        try {
+          const side = { server: async () => [floor.pid], client: async () => [] };
+          await load(floor.port, 'localhost');
+          const getRss = rssSampler(floor.pid);
+          const before = await procSample(floor.pid);
+          const get = await load(floor.port, 'localhost');
+          const after = await procSample(floor.pid);
+          const peakRssSmallGetMiB = Math.round(getRss.stop());
+          const rss = rssSampler(floor.pid);
+          const down = await series('download', floor.port, 'localhost', side);
+          const up = await series('upload', floor.port, 'localhost', side);
+          const result: FloorResult = {
+            rps: Math.round(get.rps),
+            p99Ms: get.p99Ms,
+            errors: get.errors,
+            cpuUsPerRequest: Math.round(((after.cpuMs - before.cpuMs) * 1000) / get.requests),
+            downloadMBps: Math.round(down.median),
+            uploadMBps: Math.round(up.median),
+            downloadCpuSPerGiB: perGiB(down.relayCpuMs),
+            uploadCpuSPerGiB: perGiB(up.relayCpuMs),
+            peakRssMiB: Math.round(rss.stop()),
+            peakRssSmallGetMiB,
+          };
+          floors[kind] = result;
+          log(
+            `node ${kind} (one process): ${result.rps} req/s  p99 ${result.p99Ms.toFixed(2)} ms  errors ${result.errors}; CPU per request ${result.cpuUsPerRequest} µs; download ${mbps(down)}, upload ${mbps(up)}; CPU per GiB down ${result.downloadCpuSPerGiB} s, up ${result.uploadCpuSPerGiB} s; peak RSS ${result.peakRssMiB} MiB (small GETs ${result.peakRssSmallGetMiB} MiB)`,
+          );
+        } finally {
+          await floor.close();
+        }
+      }
       log(
         `download ${(bytes / 2 ** 20).toFixed(0)} MiB, median of ${transferRuns}: direct ${mbps(directDown)}, tunnel ${mbps(tunnelDown)}`,
       );
@@ -590,8 +704,6 @@ export const e2eBench: BenchCase = {
         `ratio: ${(tunnel.rps / direct.rps).toFixed(2)}x direct req/s (ssh -R: 0.20x, localtunnel 0.06x)`,
       );
 
-      const perGiB = (ms: number, size = bytes): number =>
-        Number((ms / 1000 / (size / 2 ** 30)).toFixed(2));
       if (tunnelChunked !== undefined) {
         log(
           `chunked download ${(chunkedBytes / 2 ** 20).toFixed(0)} MiB in ${chunkBytes}-byte writes: tunnel ${mbps(tunnelChunked)}, CPU per GiB relay ${perGiB(tunnelChunked.relayCpuMs, chunkedBytes)} s, CLI ${perGiB(tunnelChunked.cliCpuMs, chunkedBytes)} s` +
@@ -703,6 +815,7 @@ export const e2eBench: BenchCase = {
               },
             }),
         ...(vsSsh === undefined ? {} : { sshR: vsSsh }),
+        ...(withFloor ? { nodeFloor: floorFigures(floors, vsSsh) } : {}),
       };
     } finally {
       await ssh?.close();
