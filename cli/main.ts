@@ -157,9 +157,11 @@ function targetOf(positional: string | undefined, url: string | undefined): stri
 
 /**
  * yargs names an unknown flag in both spellings ("Unknown arguments: bogus-flag,
- * bogusFlag"): keep the one the user typed, as a flag.
+ * bogusFlag"): keep the one the user typed, as a flag. A stray word after the target
+ * (`quick-tunnel 3000 4000`, `quick-tunnel 3000 extra`) is named as typed, with what
+ * the command takes instead.
  */
-function onceEach(msg: string): string {
+function onceEach(msg: string, argv: readonly string[]): string {
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
   if (m === null) return msg;
   const names = m[1]!.split(', ');
@@ -167,7 +169,19 @@ function onceEach(msg: string): string {
   const kept = names.filter(
     (n, i) => !(kebab(n) !== n && names.some((o, j) => j !== i && o === kebab(n))),
   );
-  const shown = kept.map((n) => (/^\d/.test(n) || n.includes(' ') ? n : `--${n}`));
+  const typedAsFlag = (n: string): boolean =>
+    argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
+  const isWord = (n: string): boolean => !typedAsFlag(n) && argv.includes(n);
+  if (kept.every(isWord)) {
+    const what = `unexpected ${kept.length === 1 ? 'argument' : 'arguments'}: ${kept.join(' ')}`;
+    // After a target (not a command word such as `tunnel`): someone trying two ports.
+    const first = argv.find((a) => !a.startsWith('-')) ?? '';
+    return /^\d+$|:/.test(first)
+      ? `${what}; quick-tunnel exposes one target (PORT, HOST:PORT or URL); for several ` +
+          "tunnels at once, list them in quick-tunnel.yml and run 'quick-tunnel start'"
+      : what;
+  }
+  const shown = kept.map((n) => (isWord(n) || /^\d/.test(n) || n.includes(' ') ? n : `--${n}`));
   return `Unknown ${kept.length === 1 ? 'argument' : 'arguments'}: ${shown.join(', ')}`;
 }
 
@@ -342,7 +356,7 @@ async function main(input: string[]): Promise<number> {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {
       if (err !== undefined && err !== null) throw err;
-      throw new UsageError(onceEach(msg));
+      throw new UsageError(onceEach(msg, argv));
     });
   await cli.parseAsync();
   return exitCode;

@@ -1,7 +1,8 @@
 /**
  * Habits from other tools (issue 21 §6), as processes: `http 3000` (ngrok), `--url`
- * (cloudflared), no arguments (help with examples), `-v`, an unknown flag named once, and
- * a reserved named tunnel whose client is not running answers 503 "tunnel offline".
+ * (cloudflared), no arguments (help with examples), `-v`, an unknown flag named once, a
+ * stray word named as typed (`quick-tunnel 3000 4000`), and a reserved named tunnel whose
+ * client is not running answers 503 "tunnel offline".
  */
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
@@ -52,6 +53,29 @@ t.test('an unknown flag is named once', async (t) => {
   const err = cli.stderr.join('\n');
   t.match(err, /Unknown argument: --bogus-flag\b/);
   t.equal(err.match(/bogus/gi)?.length, 1, err);
+});
+
+t.test('a stray word is named as typed, not as a flag', async (t) => {
+  const cases: [string[], RegExp, RegExp][] = [
+    // Two ports: the message says how to run several tunnels.
+    [
+      ['3000', '4000'],
+      /unexpected argument: 4000; quick-tunnel exposes one target .*'quick-tunnel start'/,
+      /--4000/,
+    ],
+    [['localhost:3000', 'extra', 'words'], /unexpected arguments: extra words; /, /--extra/],
+    // After a command word, no word about targets.
+    [['tunnel', 'list', 'extra'], /unexpected argument: extra\n/, /one target|--extra/],
+    // A word and a flag: each as typed.
+    [['3000', 'extra', '--bogus'], /Unknown arguments: --bogus, extra\b/, /--extra/],
+  ];
+  for (const [args, said, notSaid] of cases) {
+    const cli = spawnCli(t, args, { env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) } });
+    t.equal(await cli.exited, 1, args.join(' '));
+    const err = `${cli.stderr.join('\n')}\n`;
+    t.match(err, said, args.join(' '));
+    t.notMatch(err, notSaid, args.join(' '));
+  }
 });
 
 t.test('a reserved named tunnel with no client: 503 tunnel offline', async (t) => {
