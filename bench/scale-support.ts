@@ -346,8 +346,8 @@ export interface RelayOptions {
 }
 
 /**
- * Starts `quick-tunnel relay` on 127.0.0.1 with no per-IP or creation-rate limits
- * (the benchmark is one client IP), an admin token for /metrics, stdout (the JSON log)
+ * Starts `quick-tunnel relay` on 127.0.0.1 with no per-IP, visitor-connection or
+ * creation-rate limits (the benchmark is one client IP), an admin token for /metrics, stdout (the JSON log)
  * to a file in the data dir, and its soft fd limit raised.
  */
 export async function startRelayProcess(opts: RelayOptions): Promise<RelayProcess> {
@@ -365,6 +365,12 @@ export async function startRelayProcess(opts: RelayOptions): Promise<RelayProces
       '--max-connections-per-ip',
       '0',
       '--max-new-tunnels-per-minute',
+      '0',
+      // The visitor caps (500 per IP, 10,000 in all) would hold many-visitors to 8 × 500
+      // connections, the rest refused with 429.
+      '--max-visitor-connections',
+      '0',
+      '--max-visitor-connections-per-ip',
       '0',
       '--admin-token',
       ADMIN_TOKEN,
