@@ -15,7 +15,7 @@ import {
 import type { EventSink, TunnelEvent } from '../events.js';
 import { parseTarget } from '../origin/target.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
-import { proxyAgent } from '../tunnel/proxy-agent.js';
+import { proxyAgentFor } from '../tunnel/proxy.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { lanAddress } from '../tunnel/lan.js';
@@ -106,13 +106,10 @@ export async function runExpose(opts: ExposeOptions): Promise<number> {
         throw explainRelayError(err, settings);
       }),
       insecure: opts.relayInsecure,
-      agent: proxy === undefined ? undefined : proxyAgent(proxy, relayUrl.protocol === 'https:'),
+      agent: await proxyAgentFor(proxy, relayUrl),
       connections: opts.connections,
       more,
-      agentFor: (url) => {
-        const p = relayProxy(url);
-        return p === undefined ? undefined : proxyAgent(p, url.protocol === 'https:');
-      },
+      agentFor: (url) => proxyAgentFor(relayProxy(url), url),
     });
     if (opts.relayInsecure) {
       process.stderr.write(

@@ -24,7 +24,7 @@ import {
 import { dialRelay } from '../tunnel/client.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { relayCa } from '../tunnel/pin.js';
-import { proxyAgent } from '../tunnel/proxy-agent.js';
+import { proxyAgentFor } from '../tunnel/proxy.js';
 
 export interface LoginOptions {
   /** `login URL` (positional). */
@@ -97,7 +97,7 @@ export async function runLogin(opts: LoginOptions, io: Output = stdio): Promise<
       relay,
       request: { clientVersion: VERSION, ...(token !== undefined ? { token } : {}) },
       ca,
-      agent: proxy === undefined ? undefined : proxyAgent(proxy, relay.protocol === 'https:'),
+      agent: await proxyAgentFor(proxy, relay),
       connectTimeoutMs: 10_000,
     });
     conn.session.close();

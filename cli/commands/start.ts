@@ -22,7 +22,7 @@ import {
 import type { EventSink, TunnelEvent } from '../events.js';
 import { normalizeFingerprint, plainRelayWarning } from '../tunnel/client.js';
 import { namedTunnelCredential } from '../tunnel/credentials.js';
-import { proxyAgent } from '../tunnel/proxy-agent.js';
+import { proxyAgentFor } from '../tunnel/proxy.js';
 import { embeddedRelay, remoteRelay, type RelayConnector } from '../tunnel/relay-connector.js';
 import { TunnelRunner, accessPolicy, hostHeaderMode } from '../tunnel/runner.js';
 import type { InspectorHandle } from '../inspector/server.js';
@@ -172,10 +172,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
     const plain = relayUrl === undefined ? undefined : plainRelayWarning(relayUrl);
     if (plain !== undefined) process.stderr.write(`${plain}\n`);
     const proxy = relayUrl === undefined ? undefined : relayProxy(relayUrl);
-    const agent =
-      proxy === undefined || relayUrl === undefined
-        ? undefined
-        : proxyAgent(proxy, relayUrl.protocol === 'https:');
+    const agent = relayUrl === undefined ? undefined : await proxyAgentFor(proxy, relayUrl);
     for (const t of selected) {
       const request: TunnelRequest = { clientVersion: VERSION };
       if (token !== undefined) request.token = token;

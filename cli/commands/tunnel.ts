@@ -29,7 +29,7 @@ import {
 } from '../tunnel/credentials.js';
 import { explainRelayError } from '../tunnel/explain.js';
 import { relayCa } from '../tunnel/pin.js';
-import { proxyAgent } from '../tunnel/proxy-agent.js';
+import { proxyAgentFor } from '../tunnel/proxy.js';
 import { runExpose, type ExposeOptions } from './expose.js';
 
 export interface RelayFlags {
@@ -70,7 +70,7 @@ export async function relayFor(
       throw explainRelayError(err, settings);
     });
   }
-  if (proxy !== undefined) api.agent = proxyAgent(proxy, relay.protocol === 'https:');
+  if (proxy !== undefined) api.agent = await proxyAgentFor(proxy, relay);
   return { settings, relay, api };
 }
 

@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { QuickTunnelError } from '../../shared/errors.js';
 import { formatFingerprint } from '../../shared/fingerprint.js';
 import { describeDialError, localhostAwareLookup } from './client.js';
-import { connectThroughProxy } from './proxy-agent.js';
+import { connectThroughProxy } from './proxy.js';
 import { readCaFile, type RelaySettings } from '../config.js';
 
 /**

@@ -47,8 +47,11 @@ export interface RemoteRelayOptions {
   connections: number;
   /** More relays of the same cluster (`--relay A,B,C`: A is `relay`). */
   more?: URL[] | undefined;
-  /** The agent for another relay of the cluster (HTTPS_PROXY / NO_PROXY per host). */
-  agentFor?: ((url: URL) => Agent | undefined) | undefined;
+  /**
+   * The agent for another relay of the cluster (HTTPS_PROXY / NO_PROXY per host);
+   * undefined from it means a direct connection. Without it, `agent` serves them all.
+   */
+  agentFor?: ((url: URL) => Promise<Agent | undefined>) | undefined;
 }
 
 export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
@@ -58,7 +61,7 @@ export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
     local: false,
     connections: opts.connections,
     ...(more.length > 0 ? { relays: [opts.relay, ...more].map((u) => u.toString()) } : {}),
-    connect: (request, relay) => {
+    connect: async (request, relay) => {
       const url = relay === undefined ? opts.relay : new URL(relay);
       return dialRelay({
         relay: url,
@@ -66,7 +69,10 @@ export function remoteRelay(opts: RemoteRelayOptions): RelayConnector {
         ca: opts.ca,
         insecure: opts.insecure === true,
         fingerprint256: opts.fingerprint256,
-        agent: relay === undefined ? opts.agent : (opts.agentFor?.(url) ?? opts.agent),
+        agent:
+          relay === undefined || opts.agentFor === undefined
+            ? opts.agent
+            : await opts.agentFor(url),
       });
     },
     release: () => Promise.resolve(),

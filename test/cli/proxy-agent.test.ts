@@ -16,9 +16,13 @@ import { relayProxy } from '../../cli/config.js';
 import { dialRelay } from '../../cli/tunnel/client.js';
 import { pinnedRelayCa } from '../../cli/tunnel/pin.js';
 import { connectThroughProxy, proxyAgent } from '../../cli/tunnel/proxy-agent.js';
+import { proxyAgentFor } from '../../cli/tunnel/proxy.js';
+import { remoteRelay } from '../../cli/tunnel/relay-connector.js';
 import { ConfigError, QuickTunnelError } from '../../shared/errors.js';
 import { TEST_DOMAIN, testCertificate } from '../helpers/certs.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { clusterCertificate } from '../helpers/cluster.js';
+import { startTestRelay } from '../helpers/relay-env.js';
 
 interface TestProxy {
   url: URL;
@@ -280,3 +284,45 @@ t.test('relayProxy: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY', async (t) 
   t.throws(() => relayProxy(relay), ConfigError);
   t.throws(() => relayProxy(relay), { message: /'socks5:\/\/all\.corp:1080' is not an http/ });
 });
+
+t.test(
+  'cluster relays: each gets its own proxy choice, and one NO_PROXY leaves out is dialled directly',
+  async (t) => {
+    // One certificate for both, as a cluster has (two self-signed ones with one subject
+    // would confuse OpenSSL's lookup by name).
+    const cert = await clusterCertificate(t);
+    const a = await startTestRelay(t, { certFile: cert.certFile, keyFile: cert.keyFile });
+    const b = await startTestRelay(t, { certFile: cert.certFile, keyFile: cert.keyFile });
+    const proxy = await startProxy(t);
+    // As expose.ts builds it: HTTPS_PROXY for the first relay, and NO_PROXY naming the
+    // second one's port (the agent is loaded on first use, cli/tunnel/proxy.ts).
+    const proxyFor = (url: URL): URL | undefined =>
+      url.port === String(b.httpsPort) ? undefined : proxy.url;
+    const connector = remoteRelay({
+      relay: a.url,
+      more: [b.url],
+      ca: cert.cert,
+      connections: 1,
+      agent: await proxyAgentFor(proxyFor(a.url), a.url),
+      agentFor: (url) => proxyAgentFor(proxyFor(url), url),
+    });
+    const request = { clientVersion: 'test' };
+    for (const [relay, via] of [
+      [undefined, 'the proxy'],
+      [b.url.toString(), 'no proxy'],
+      [a.url.toString(), 'the proxy'],
+    ] as const) {
+      const before = proxy.asked.length;
+      const conn = await connector.connect(request, relay);
+      t.ok(conn.assignment.hostname, `${relay ?? 'the first relay'}: a tunnel`);
+      t.equal(
+        proxy.asked.length - before,
+        via === 'the proxy' ? 1 : 0,
+        `${relay ?? 'the first relay'}: ${via}`,
+      );
+      conn.session.close();
+      await conn.closed;
+    }
+    t.same(proxy.asked, [`${TEST_DOMAIN}:${a.httpsPort}`, `${TEST_DOMAIN}:${a.httpsPort}`]);
+  },
+);

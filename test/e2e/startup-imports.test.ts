@@ -2,8 +2,9 @@
  * What the relay and `quick-tunnel <port>` load at startup. Redis (cluster mode), undici
  * and acme-client (automatic certificates) are loaded on first use only: together they
  * cost ~15 MiB of a relay's RSS and ~140 ms of the CLI's time to URL on its embedded
- * relay (`npm run bench -- e2e`, the issue 20 note). A static import of any of them from
- * the startup graph fails this test.
+ * relay (`npm run bench -- e2e`, the issue 20 note). So is https-proxy-agent, for a relay
+ * behind a proxy (~20 ms: cli/tunnel/proxy.ts). A static import of any of them from the
+ * startup graph fails this test.
  */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const LAZY = ['redis', '@redis/client', 'undici', 'acme-client'];
+const LAZY = ['redis', '@redis/client', 'undici', 'acme-client', 'https-proxy-agent'];
 
 /** The packages loaded by importing `modules` (repo paths) in a fresh process. */
 function packagesLoadedBy(modules: string[]): Promise<Set<string>> {
@@ -33,24 +34,33 @@ function packagesLoadedBy(modules: string[]): Promise<Set<string>> {
   });
 }
 
-t.test('the relay, the relay command and expose load no cluster or ACME packages', async (t) => {
-  const loaded = await packagesLoadedBy([
-    'relay/index.ts',
-    'cli/commands/relay.ts',
-    'cli/commands/expose.ts',
-    'cli/tunnel/relay-connector.ts',
-  ]);
-  t.ok(loaded.has('ws'), 'the trace sees packages (ws is loaded)');
-  t.same(
-    LAZY.filter((name) => loaded.has(name)),
-    [],
-    'none of them at startup',
-  );
-});
+t.test(
+  'the relay, the relay command and expose load no cluster, ACME or proxy packages',
+  async (t) => {
+    const loaded = await packagesLoadedBy([
+      'relay/index.ts',
+      'cli/commands/relay.ts',
+      'cli/commands/expose.ts',
+      'cli/commands/start.ts',
+      'cli/tunnel/relay-connector.ts',
+    ]);
+    t.ok(loaded.has('ws'), 'the trace sees packages (ws is loaded)');
+    t.same(
+      LAZY.filter((name) => loaded.has(name)),
+      [],
+      'none of them at startup',
+    );
+  },
+);
 
 t.test('they do load where they are used', async (t) => {
-  const loaded = await packagesLoadedBy(['relay/cluster/redis.ts', 'relay/acme/ca-http.ts']);
+  const loaded = await packagesLoadedBy([
+    'relay/cluster/redis.ts',
+    'relay/acme/ca-http.ts',
+    'cli/tunnel/proxy-agent.ts',
+  ]);
   // redis.ts loads node-redis in connect(): importing it alone loads nothing.
   t.notOk(loaded.has('redis'), 'redis.ts alone: no node-redis');
   t.ok(loaded.has('undici'), 'ca-http.ts: undici');
+  t.ok(loaded.has('https-proxy-agent'), 'proxy-agent.ts: https-proxy-agent');
 });
