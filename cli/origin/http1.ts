@@ -55,6 +55,12 @@ export interface Http1PoolOptions extends OriginSocketOptions {
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * Body slices of one socket read below this size on average are passed on as one buffer
+ * (Http1Connection.passBody); the tunnel stream frames writes below it together anyway
+ * (shared/mux/stream.ts gathers slices under 16 KiB into one DATA frame).
+ */
+const SMALL_SLICE_BYTES = 16 * 1024;
 /** What Node refuses in a request path (ERR_UNESCAPED_CHARACTERS). */
 const BAD_PATH = /[^\u0021-\u00ff]/;
 /** What Node refuses in a header value (ERR_INVALID_CHAR). */
@@ -277,6 +283,9 @@ class Http1Connection {
   private completedInExecute = false;
   /** The 101 an upgrade got, inside the `execute` now running. */
   private switched: ParsedResponseHead | undefined;
+  /** Body slices of the `execute` now running, passed on when it returns (passBody). */
+  private slices: Buffer[] = [];
+  private sliceBytes = 0;
   /** Ours on the socket, removed when an upgrade hands it over. */
   private readonly listeners: [string, (arg: unknown) => void][] = [
     ['data', (chunk) => this.onData(chunk as Buffer)],
@@ -307,7 +316,10 @@ class Http1Connection {
           this.idleMs = pool.idleTimeoutFor(head.keepAliveTimeoutMs);
           this.current?.sink.onHead(head);
         },
-        onBody: (chunk) => this.current?.sink.onBody(chunk),
+        onBody: (chunk) => {
+          this.slices.push(chunk);
+          this.sliceBytes += chunk.length;
+        },
         onComplete: () => {
           this.completedInExecute = true;
         },
@@ -353,9 +365,11 @@ class Http1Connection {
     try {
       used = this.parser.execute(chunk);
     } catch (err) {
-      this.fail(request, err as Error);
+      this.passBody(request);
+      if (this.current === request) this.fail(request, err as Error);
       return;
     }
+    this.passBody(request);
     if (this.switched !== undefined) {
       this.handOver(request, this.switched, chunk.subarray(used));
       return;
@@ -363,6 +377,32 @@ class Http1Connection {
     if (!this.completedInExecute || this.current !== request) return;
     // Bytes after the end of the response: the server is out of step with us.
     this.complete(request, used === chunk.length);
+  }
+
+  /**
+   * Hands `request`'s sink the body slices of one `execute` (one socket read). Small
+   * ones go as one buffer: an origin that writes 1 KiB chunks puts ~60 in a read, and
+   * each would be a write into the tunnel stream of its own (CLI CPU per GiB of such a
+   * download: see the commit that added this). One slice, or large ones, go as they are,
+   * uncopied.
+   */
+  private passBody(request: Http1Request): void {
+    const slices = this.slices;
+    const n = slices.length;
+    if (n === 0) return;
+    const bytes = this.sliceBytes;
+    this.sliceBytes = 0;
+    if (n === 1 || bytes < n * SMALL_SLICE_BYTES) {
+      const body = n === 1 ? slices[0]! : Buffer.concat(slices, bytes);
+      slices.length = 0;
+      if (this.current === request) request.sink.onBody(body);
+      return;
+    }
+    this.slices = [];
+    for (const slice of slices) {
+      if (this.current !== request) return;
+      request.sink.onBody(slice);
+    }
   }
 
   private onEnd(): void {

@@ -63,6 +63,11 @@ type State =
   | 'done';
 
 const CRLF = Buffer.from('\r\n');
+/** A byte's value as a hex digit, or -1. */
+const HEX_VALUE = Int8Array.from({ length: 256 }, (_, b) => {
+  const c = String.fromCharCode(b);
+  return /^[0-9a-fA-F]$/.test(c) ? parseInt(c, 16) : -1;
+});
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
@@ -424,6 +429,22 @@ export class ResponseParser {
   }
 
   private readChunkSize(data: Buffer, at: number): number {
+    // The usual line, whole in this buffer: hex digits and CRLF, read byte by byte (an
+    // origin writing 1 KiB chunks sends one per KiB). Anything else takes the general path.
+    if (this.pending === undefined) {
+      let size = 0;
+      let i = at;
+      for (; i < data.length && i - at < MAX_CHUNK_SIZE_DIGITS; i++) {
+        const digit = HEX_VALUE[data[i]!]!;
+        if (digit < 0) break;
+        size = size * 16 + digit;
+      }
+      if (i > at && data[i] === 0x0d && data[i + 1] === 0x0a) {
+        this.remaining = size;
+        this.state = size === 0 ? 'trailers' : 'chunk-data';
+        return i + 2;
+      }
+    }
     const read = this.readLine(data, at, MAX_CHUNK_LINE_BYTES, 'a chunk size line');
     if (typeof read === 'number') return read;
     const [line, next] = read;

@@ -417,6 +417,42 @@ t.test('response framings', async (t) => {
     t.equal(again.body(), 'hello world');
   });
 
+  t.test(
+    'small chunks of one read reach the sink as one buffer; large ones as they are',
+    async (t) => {
+      // 200 chunks of 40 bytes in one write: one socket read on loopback, 200 body slices.
+      const small = Array.from({ length: 200 }, (_, i) => `${String(i).padStart(39, '.')}\n`);
+      // Two chunks of 20,000 bytes: merged, they would make one of 40,000.
+      const large = [
+        randomBytes(20_000).toString('latin1'),
+        randomBytes(20_000).toString('latin1'),
+      ];
+      const chunked = (pieces: string[]): string =>
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        pieces.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`).join('') +
+        '0\r\n\r\n';
+      const origin = await rawOrigin(t, (conn, request) => {
+        const pieces = pathOf(request) === '/small' ? small : large;
+        conn.socket.write(Buffer.from(chunked(pieces), 'latin1'));
+      });
+      const pool = newPool(t, origin.port);
+      const smallCall = send(pool, 'GET', '/small');
+      await smallCall.settled();
+      t.equal(smallCall.body(), small.join(''), 'every byte, in order');
+      t.ok(
+        smallCall.chunks.length <= 3,
+        `a few onBody calls, not one per chunk (${smallCall.chunks.length})`,
+      );
+      const largeCall = send(pool, 'GET', '/large');
+      await largeCall.settled();
+      t.equal(largeCall.body(), large.join(''));
+      t.ok(
+        largeCall.chunks.every((c) => c.length <= 20_000),
+        'slices of 16 KiB and more go as they are, not merged',
+      );
+    },
+  );
+
   t.test('chunked, split across several writes with delays, with trailers', async (t) => {
     const pieces = [
       'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel',
