@@ -653,15 +653,19 @@ export const e2eBench: BenchCase = {
           return child;
         };
         const floor = await startNodeFloor(kind, originPort, spawnFloor, firstLine);
+        // Stopped in `finally` too: a sampler left running would keep the bench alive.
+        const samplers: { stop(): number }[] = [];
         try {
           const side = { server: async () => [floor.pid], client: async () => [] };
           await load(floor.port, 'localhost');
           const getRss = rssSampler(floor.pid);
+          samplers.push(getRss);
           const before = await procSample(floor.pid);
           const get = await load(floor.port, 'localhost');
           const after = await procSample(floor.pid);
           const peakRssSmallGetMiB = Math.round(getRss.stop());
           const rss = rssSampler(floor.pid);
+          samplers.push(rss);
           const down = await series('download', floor.port, 'localhost', side);
           const up = await series('upload', floor.port, 'localhost', side);
           const result: FloorResult = {
@@ -681,6 +685,7 @@ export const e2eBench: BenchCase = {
             `node ${kind} (one process): ${result.rps} req/s  p99 ${result.p99Ms.toFixed(2)} ms  errors ${result.errors}; CPU per request ${result.cpuUsPerRequest} µs; download ${mbps(down)}, upload ${mbps(up)}; CPU per GiB down ${result.downloadCpuSPerGiB} s, up ${result.uploadCpuSPerGiB} s; peak RSS ${result.peakRssMiB} MiB (small GETs ${result.peakRssSmallGetMiB} MiB)`,
           );
         } finally {
+          for (const sampler of samplers) sampler.stop();
           await floor.close();
         }
       }
