@@ -47,7 +47,7 @@ const PARAMS = {
   ssh: { default: 'true', help: 'also measure an ssh -R forward (OpenSSH on loopback)' },
   floor: {
     default: 'true',
-    help: 'also measure the Node floor: a Node TCP pipe and a plain Node HTTP proxy (bench/node-floor.ts)',
+    help: 'also measure the Node floor: a Node TCP pipe, a plain Node HTTP proxy and a Node TLS pipe pair (bench/node-floor.ts)',
   },
   build: {
     default: 'true',
@@ -63,7 +63,10 @@ const PARAMS = {
   },
 } satisfies Record<string, ParamSpec>;
 
-/** One Node floor forwarder's figures (one process: it does the relay's and the CLI's job). */
+/**
+ * One Node floor forwarder's figures: of its one process (pipe, proxy: it does the relay's
+ * and the CLI's job), or of tls-pipe's front (the relay's place) with its back's in `back`.
+ */
 interface FloorResult {
   rps: number;
   p99Ms: number;
@@ -76,6 +79,13 @@ interface FloorResult {
   /** Peak RSS in the transfers, and in the small GETs. */
   peakRssMiB: number;
   peakRssSmallGetMiB: number;
+  /** tls-pipe's back (the CLI's place). */
+  back?: {
+    cpuUsPerRequest: number;
+    downloadCpuSPerGiB: number;
+    uploadCpuSPerGiB: number;
+    peakRssMiB: number;
+  };
 }
 
 interface LoadResult {
@@ -239,8 +249,9 @@ interface SshFigures {
 
 /**
  * The Node floor's figures, each with ratios to ssh -R's from the same run (> 1 = more
- * for Node). A floor process does both sides' work, so its CPU is set against sshd's and
- * ssh's added up, and against one side of ssh (the ceiling the issue sets per process).
+ * for Node). A one-process floor does both sides' work, so its CPU is set against sshd's
+ * and ssh's added up, and against one side of ssh (the ceiling the issue sets per
+ * process); tls-pipe's front is set against sshd and its back against ssh.
  */
 function floorFigures(
   floors: Partial<Record<FloorKind, FloorResult>>,
@@ -254,24 +265,38 @@ function floorFigures(
         ? f
         : {
             ...f,
-            vsSshR: {
-              rps: ratio(f.rps, ssh.rps),
-              cpuPerRequestVsBothSides: ratio(
-                f.cpuUsPerRequest,
-                ssh.cpuUsPerRequest.sshd + ssh.cpuUsPerRequest.ssh,
-              ),
-              cpuPerRequestVsSshd: ratio(f.cpuUsPerRequest, ssh.cpuUsPerRequest.sshd),
-              download: ratio(f.downloadMBps, ssh.downloadMBps),
-              upload: ratio(f.uploadMBps, ssh.uploadMBps),
-              cpuPerGiBDownVsBothSides: ratio(
-                f.downloadCpuSPerGiB,
-                ssh.downloadCpuSPerGiB.sshd + ssh.downloadCpuSPerGiB.ssh,
-              ),
-              cpuPerGiBUpVsBothSides: ratio(
-                f.uploadCpuSPerGiB,
-                ssh.uploadCpuSPerGiB.sshd + ssh.uploadCpuSPerGiB.ssh,
-              ),
-            },
+            vsSshR:
+              f.back === undefined
+                ? {
+                    rps: ratio(f.rps, ssh.rps),
+                    cpuPerRequestVsBothSides: ratio(
+                      f.cpuUsPerRequest,
+                      ssh.cpuUsPerRequest.sshd + ssh.cpuUsPerRequest.ssh,
+                    ),
+                    cpuPerRequestVsSshd: ratio(f.cpuUsPerRequest, ssh.cpuUsPerRequest.sshd),
+                    download: ratio(f.downloadMBps, ssh.downloadMBps),
+                    upload: ratio(f.uploadMBps, ssh.uploadMBps),
+                    cpuPerGiBDownVsBothSides: ratio(
+                      f.downloadCpuSPerGiB,
+                      ssh.downloadCpuSPerGiB.sshd + ssh.downloadCpuSPerGiB.ssh,
+                    ),
+                    cpuPerGiBUpVsBothSides: ratio(
+                      f.uploadCpuSPerGiB,
+                      ssh.uploadCpuSPerGiB.sshd + ssh.uploadCpuSPerGiB.ssh,
+                    ),
+                  }
+                : {
+                    // Side by side, as the tunnel's own ratios: front vs sshd, back vs ssh.
+                    rps: ratio(f.rps, ssh.rps),
+                    frontCpuPerRequest: ratio(f.cpuUsPerRequest, ssh.cpuUsPerRequest.sshd),
+                    backCpuPerRequest: ratio(f.back.cpuUsPerRequest, ssh.cpuUsPerRequest.ssh),
+                    download: ratio(f.downloadMBps, ssh.downloadMBps),
+                    upload: ratio(f.uploadMBps, ssh.uploadMBps),
+                    frontCpuPerGiBDown: ratio(f.downloadCpuSPerGiB, ssh.downloadCpuSPerGiB.sshd),
+                    backCpuPerGiBDown: ratio(f.back.downloadCpuSPerGiB, ssh.downloadCpuSPerGiB.ssh),
+                    frontCpuPerGiBUp: ratio(f.uploadCpuSPerGiB, ssh.uploadCpuSPerGiB.sshd),
+                    backCpuPerGiBUp: ratio(f.back.uploadCpuSPerGiB, ssh.uploadCpuSPerGiB.ssh),
+                  },
           };
   }
   return out;
@@ -652,37 +677,59 @@ export const e2eBench: BenchCase = {
           children.push(child);
           return child;
         };
-        const floor = await startNodeFloor(kind, originPort, spawnFloor, firstLine);
+        const floor = await startNodeFloor(kind, originPort, spawnFloor, firstLine, {
+          certFile: listening.certificate,
+          keyFile: listening.certificate.replace(/\.crt$/, '.key'),
+        });
+        const backPids = floor.backPid === undefined ? [] : [floor.backPid];
         // Stopped in `finally` too: a sampler left running would keep the bench alive.
         const samplers: { stop(): number }[] = [];
         try {
-          const side = { server: async () => [floor.pid], client: async () => [] };
+          const side = { server: async () => [floor.pid], client: async () => backPids };
           await load(floor.port, 'localhost');
           const getRss = rssSampler(floor.pid);
           samplers.push(getRss);
-          const before = await procSample(floor.pid);
+          const floorPids = [floor.pid, ...backPids];
+          const before = await Promise.all(floorPids.map((pid) => procSample(pid)));
           const get = await load(floor.port, 'localhost');
-          const after = await procSample(floor.pid);
+          const after = await Promise.all(floorPids.map((pid) => procSample(pid)));
+          const usPerRequest = (i: number): number =>
+            Math.round(((after[i]!.cpuMs - before[i]!.cpuMs) * 1000) / get.requests);
           const peakRssSmallGetMiB = Math.round(getRss.stop());
           const rss = rssSampler(floor.pid);
           samplers.push(rss);
+          const backRss = floor.backPid === undefined ? undefined : rssSampler(floor.backPid);
+          if (backRss !== undefined) samplers.push(backRss);
           const down = await series('download', floor.port, 'localhost', side);
           const up = await series('upload', floor.port, 'localhost', side);
           const result: FloorResult = {
             rps: Math.round(get.rps),
             p99Ms: get.p99Ms,
             errors: get.errors,
-            cpuUsPerRequest: Math.round(((after.cpuMs - before.cpuMs) * 1000) / get.requests),
+            cpuUsPerRequest: usPerRequest(0),
             downloadMBps: Math.round(down.median),
             uploadMBps: Math.round(up.median),
             downloadCpuSPerGiB: perGiB(down.relayCpuMs),
             uploadCpuSPerGiB: perGiB(up.relayCpuMs),
             peakRssMiB: Math.round(rss.stop()),
             peakRssSmallGetMiB,
+            ...(backRss === undefined
+              ? {}
+              : {
+                  back: {
+                    cpuUsPerRequest: usPerRequest(1),
+                    downloadCpuSPerGiB: perGiB(down.cliCpuMs),
+                    uploadCpuSPerGiB: perGiB(up.cliCpuMs),
+                    peakRssMiB: Math.round(backRss.stop()),
+                  },
+                }),
           };
           floors[kind] = result;
+          const { back } = result;
           log(
-            `node ${kind} (one process): ${result.rps} req/s  p99 ${result.p99Ms.toFixed(2)} ms  errors ${result.errors}; CPU per request ${result.cpuUsPerRequest} µs; download ${mbps(down)}, upload ${mbps(up)}; CPU per GiB down ${result.downloadCpuSPerGiB} s, up ${result.uploadCpuSPerGiB} s; peak RSS ${result.peakRssMiB} MiB (small GETs ${result.peakRssSmallGetMiB} MiB)`,
+            back === undefined
+              ? `node ${kind} (one process): ${result.rps} req/s  p99 ${result.p99Ms.toFixed(2)} ms  errors ${result.errors}; CPU per request ${result.cpuUsPerRequest} µs; download ${mbps(down)}, upload ${mbps(up)}; CPU per GiB down ${result.downloadCpuSPerGiB} s, up ${result.uploadCpuSPerGiB} s; peak RSS ${result.peakRssMiB} MiB (small GETs ${result.peakRssSmallGetMiB} MiB)`
+              : `node ${kind} (front, back): ${result.rps} req/s  p99 ${result.p99Ms.toFixed(2)} ms  errors ${result.errors}; CPU per request ${result.cpuUsPerRequest}, ${back.cpuUsPerRequest} µs; download ${mbps(down)}, upload ${mbps(up)}; CPU per GiB down ${result.downloadCpuSPerGiB}, ${back.downloadCpuSPerGiB} s, up ${result.uploadCpuSPerGiB}, ${back.uploadCpuSPerGiB} s; peak RSS ${result.peakRssMiB}, ${back.peakRssMiB} MiB`,
           );
         } finally {
           for (const sampler of samplers) sampler.stop();
