@@ -207,7 +207,8 @@ function rssSampler(pids: number | (() => Promise<number[]>)): { stop(): number 
     }
     peak = Math.max(peak, kb / 1024);
   };
-  const timer = setInterval(() => void sample(), 50);
+  // Unref'd: a sampler an error skipped the stop() of does not keep the bench alive.
+  const timer = setInterval(() => void sample(), 50).unref();
   void sample();
   return {
     stop() {
@@ -610,58 +611,75 @@ export const e2eBench: BenchCase = {
       // window sizes still growing), then `transfer-runs` measured ones, median reported.
       // Also the CPU time relay and CLI spend per measured transfer (median): steadier
       // than MB/s on a shared machine, and what an A/B of two builds should compare.
+      // Paths measured together take turns run by run (tunnel, ssh -R, tunnel, ...), so
+      // that a slow spell of the shared machine falls on both sides of a ratio.
+      type Side = { server: () => Promise<number[]>; client: () => Promise<number[]> };
+      type Path = { port: number; h: string; side: Side };
+      type Series = { cold: number; median: number; relayCpuMs: number; cliCpuMs: number };
+      const seriesOf = async (
+        kind: TransferKind,
+        paths: Path[],
+        size = bytes,
+      ): Promise<Series[]> => {
+        const colds: number[] = [];
+        for (const p of paths) colds.push(await transfer(kind, p.port, p.h, size));
+        const runs = paths.map(() => ({
+          mbps: [] as number[],
+          relay: [] as number[],
+          cli: [] as number[],
+        }));
+        for (let i = 0; i < transferRuns; i++) {
+          for (const [j, p] of paths.entries()) {
+            const [serverPids, clientPids] = await Promise.all([p.side.server(), p.side.client()]);
+            const before = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
+            runs[j]!.mbps.push(await transfer(kind, p.port, p.h, size));
+            const after = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
+            runs[j]!.relay.push(cpuSpent(before[0], after[0]));
+            runs[j]!.cli.push(cpuSpent(before[1], after[1]));
+          }
+        }
+        return runs.map((r, j) => ({
+          cold: colds[j]!,
+          median: median(r.mbps),
+          relayCpuMs: Math.round(median(r.relay)),
+          cliCpuMs: Math.round(median(r.cli)),
+        }));
+      };
       const series = async (
         kind: TransferKind,
         port: number,
         h: string,
-        side: { server: () => Promise<number[]>; client: () => Promise<number[]> } = sides.tunnel,
-        size = bytes,
-      ): Promise<{ cold: number; median: number; relayCpuMs: number; cliCpuMs: number }> => {
-        const cold = await transfer(kind, port, h, size);
-        const runs: number[] = [];
-        const relayMs: number[] = [];
-        const cliMs: number[] = [];
-        for (let i = 0; i < transferRuns; i++) {
-          const [serverPids, clientPids] = await Promise.all([side.server(), side.client()]);
-          const before = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
-          runs.push(await transfer(kind, port, h, size));
-          const after = await Promise.all([cpuOf(serverPids), cpuOf(clientPids)]);
-          relayMs.push(cpuSpent(before[0], after[0]));
-          cliMs.push(cpuSpent(before[1], after[1]));
-        }
-        return {
-          cold,
-          median: median(runs),
-          relayCpuMs: Math.round(median(relayMs)),
-          cliCpuMs: Math.round(median(cliMs)),
-        };
-      };
+        side: Side = sides.tunnel,
+      ): Promise<Series> => (await seriesOf(kind, [{ port, h, side }]))[0]!;
       const mbps = (r: { cold: number; median: number }): string =>
         `${r.median.toFixed(0)} MB/s (first run ${r.cold.toFixed(0)})`;
       const directDown = await series('download', originPort, 'localhost');
-      const tunnelDown = await series('download', httpPort, host);
       const directUp = await series('upload', originPort, 'localhost');
-      const tunnelUp = await series('upload', httpPort, host);
+      const tunnelPath: Path = { port: httpPort, h: host, side: sides.tunnel };
+      const sshPaths: Path[] =
+        ssh === undefined ? [] : [{ port: ssh.port, h: 'localhost', side: sides.ssh }];
+      const sshRss =
+        ssh === undefined
+          ? undefined
+          : { server: rssSampler(sides.ssh.server), client: rssSampler(ssh.clientPid) };
+      /** The tunnel and, when it runs, ssh -R, taking turns. */
+      const tunnelAndSsh = async (
+        kind: TransferKind,
+        size = bytes,
+      ): Promise<{ tunnel: Series; ssh: Series | undefined }> => {
+        const [tunnelResult, sshResult] = await seriesOf(kind, [tunnelPath, ...sshPaths], size);
+        return { tunnel: tunnelResult!, ssh: sshResult };
+      };
+      const { tunnel: tunnelDown, ssh: sshDown } = await tunnelAndSsh('download');
+      const { tunnel: tunnelUp, ssh: sshUp } = await tunnelAndSsh('upload');
       // A download the origin writes in small chunks (an app streaming a page or JSON):
       // the per-chunk costs of the HTTP legs, where bulk transfers show per-byte ones.
-      const chunked = { chunksOf: chunkBytes };
-      const tunnelChunked =
-        chunkedBytes > 0
-          ? await series(chunked, httpPort, host, sides.tunnel, chunkedBytes)
-          : undefined;
-      let sshDown: Awaited<ReturnType<typeof series>> | undefined;
-      let sshUp: Awaited<ReturnType<typeof series>> | undefined;
-      let sshPeak = { server: 0, client: 0 };
-      let sshChunked: Awaited<ReturnType<typeof series>> | undefined;
-      if (ssh !== undefined) {
-        const serverRss = rssSampler(sides.ssh.server);
-        const clientRss = rssSampler(ssh.clientPid);
-        sshDown = await series('download', ssh.port, 'localhost', sides.ssh);
-        sshUp = await series('upload', ssh.port, 'localhost', sides.ssh);
-        if (chunkedBytes > 0) {
-          sshChunked = await series(chunked, ssh.port, 'localhost', sides.ssh, chunkedBytes);
-        }
-        sshPeak = { server: serverRss.stop(), client: clientRss.stop() };
+      const chunkedPair =
+        chunkedBytes > 0 ? await tunnelAndSsh({ chunksOf: chunkBytes }, chunkedBytes) : undefined;
+      const tunnelChunked = chunkedPair?.tunnel;
+      const sshChunked = chunkedPair?.ssh;
+      const sshPeak = { server: sshRss?.server.stop() ?? 0, client: sshRss?.client.stop() ?? 0 };
+      if (sshDown !== undefined && sshUp !== undefined) {
         log(
           `ssh -R: download ${mbps(sshDown)}, upload ${mbps(sshUp)}; CPU per transfer: download sshd ${sshDown.relayCpuMs} ms, ssh ${sshDown.cliCpuMs} ms; upload sshd ${sshUp.relayCpuMs} ms, ssh ${sshUp.cliCpuMs} ms; peak RSS sshd ${sshPeak.server.toFixed(0)} MiB, ssh ${sshPeak.client.toFixed(0)} MiB`,
         );
