@@ -7,6 +7,11 @@
  * connections, MB/s of a large download and upload, and peak RSS of relay and CLI.
  * The visitor leg is plain HTTP to the relay's HTTP port (as with ssh -R); the
  * relay ↔ CLI leg is the real TLS WebSocket.
+ *
+ * In the same run, when available: the same figures through an OpenSSH `ssh -R` forward
+ * (bench/ssh-forward.ts; its transfers take turns with the tunnel's, run by run) with
+ * quick-tunnel's ratios to it, and the Node floor (bench/node-floor.ts): plain Node
+ * forwarders that tell what Node itself costs from what the tunnel adds.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
