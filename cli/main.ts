@@ -155,11 +155,36 @@ function targetOf(positional: string | undefined, url: string | undefined): stri
   return positional ?? url;
 }
 
+/** The command words; anything else first is a target (or nothing). */
+const COMMAND_WORDS = new Set(['relay', 'start', 'config', 'tunnel', 'login', 'logout']);
+
+/** A fixed hostname, as other tools ask for one. */
+const NAMED_TUNNEL_HINT =
+  "a fixed hostname is a named tunnel: 'quick-tunnel tunnel create NAME', then " +
+  "'quick-tunnel 3000 --name NAME'";
+
+/**
+ * Flags of ngrok, localtunnel and cloudflared that quick-tunnel does not take, with what it
+ * does instead: said after "Unknown argument", so a command copied from their docs gets a
+ * way forward rather than only a refusal.
+ */
+const FOREIGN_FLAGS: Readonly<Record<string, string>> = {
+  subdomain: NAMED_TUNNEL_HINT, // localtunnel, ngrok v2
+  hostname: NAMED_TUNNEL_HINT, // ngrok v2, cloudflared
+  domain: NAMED_TUNNEL_HINT, // ngrok v3 (the relay's --domain is another command)
+  region:
+    "there are no regions: tunnels live on the relay you pick with --relay (or 'quick-tunnel login URL')",
+  authtoken:
+    "the relay's access token is --token TOKEN (or QUICK_TUNNEL_TOKEN, or 'quick-tunnel login URL --token TOKEN')",
+  port: "give the port as the target: 'quick-tunnel 3000'", // localtunnel
+  'local-host': "give the host as the target: 'quick-tunnel HOST:PORT'", // localtunnel
+};
+
 /**
  * yargs names an unknown flag in both spellings ("Unknown arguments: bogus-flag,
- * bogusFlag"): keep the one the user typed, as a flag. A stray word after the target
- * (`quick-tunnel 3000 4000`, `quick-tunnel 3000 extra`) is named as typed, with what
- * the command takes instead.
+ * bogusFlag"): keep the one the user typed, as a flag, with what to use instead when it is
+ * another tool's (FOREIGN_FLAGS). A stray word after the target (`quick-tunnel 3000 4000`,
+ * `quick-tunnel 3000 extra`) is named as typed, with what the command takes instead.
  */
 function onceEach(msg: string, argv: readonly string[]): string {
   const m = /^Unknown arguments?: (.*)$/.exec(msg);
@@ -182,7 +207,15 @@ function onceEach(msg: string, argv: readonly string[]): string {
       : what;
   }
   const shown = kept.map((n) => (isWord(n) || /^\d/.test(n) || n.includes(' ') ? n : `--${n}`));
-  return `Unknown ${kept.length === 1 ? 'argument' : 'arguments'}: ${shown.join(', ')}`;
+  // Other tools' flags only where quick-tunnel exposes a port (not after `relay`, ...).
+  const exposing = !COMMAND_WORDS.has(argv.find((a) => !a.startsWith('-')) ?? '');
+  const hints = kept
+    .filter((n) => exposing && typedAsFlag(n) && Object.hasOwn(FOREIGN_FLAGS, n))
+    .map((n) => (kept.length === 1 ? FOREIGN_FLAGS[n]! : `--${n}: ${FOREIGN_FLAGS[n]!}`));
+  return (
+    `Unknown ${kept.length === 1 ? 'argument' : 'arguments'}: ${shown.join(', ')}` +
+    hints.map((h) => `; ${h}`).join('')
+  );
 }
 
 async function main(input: string[]): Promise<number> {
@@ -193,6 +226,14 @@ async function main(input: string[]): Promise<number> {
   let exitCode = 0;
   // `quick-tunnel http 3000`, as ngrok says it: the word adds nothing here.
   const argv = input[0] === 'http' && input.length > 1 ? input.slice(1) : input;
+  // `ngrok tcp 22` / `ngrok tls 443`: say so, instead of "unexpected argument: 22".
+  if ((input[0] === 'tcp' || input[0] === 'tls') && input.length > 1) {
+    throw new UsageError(
+      `quick-tunnel forwards HTTP and WebSockets; raw ${input[0].toUpperCase()} tunnels ` +
+        `('ngrok ${input.slice(0, 2).join(' ')}') are not supported. For a web app on that ` +
+        `port: 'quick-tunnel ${input[1]}'`,
+    );
+  }
   const cli = yargs(argv)
     .scriptName('quick-tunnel')
     .version(VERSION)

@@ -1,8 +1,9 @@
 /**
  * Habits from other tools (issue 21 §6), as processes: `http 3000` (ngrok), `--url`
  * (cloudflared), no arguments (help with examples), `-v`, an unknown flag named once, a
- * stray word named as typed (`quick-tunnel 3000 4000`), and a reserved named tunnel whose
- * client is not running answers 503 "tunnel offline".
+ * stray word named as typed (`quick-tunnel 3000 4000`), other tools' flags (`--subdomain`,
+ * `--region`, ...) and `tcp 22` answered with what to do instead, and a reserved named
+ * tunnel whose client is not running answers 503 "tunnel offline".
  */
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
@@ -75,6 +76,36 @@ t.test('a stray word is named as typed, not as a flag', async (t) => {
     const err = `${cli.stderr.join('\n')}\n`;
     t.match(err, said, args.join(' '));
     t.notMatch(err, notSaid, args.join(' '));
+  }
+});
+
+t.test("other tools' flags and ngrok's tcp/tls get what to do instead", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [
+      ['--subdomain', 'myapp', '3000'],
+      /Unknown argument: --subdomain; a fixed hostname is a named tunnel: 'quick-tunnel tunnel create NAME', then 'quick-tunnel 3000 --name NAME'\n/,
+    ],
+    [['3000', '--hostname', 'a.example.com'], /--hostname; a fixed hostname is a named tunnel/],
+    [
+      ['--port', '3000'],
+      /Unknown argument: --port; give the port as the target: 'quick-tunnel 3000'/,
+    ],
+    [
+      ['3000', '--region', 'eu', '--authtoken', 'x'],
+      /Unknown arguments: --region, --authtoken; --region: there are no regions.*; --authtoken: the relay's access token is --token TOKEN/,
+    ],
+    [
+      ['tcp', '22'],
+      /raw TCP tunnels \('ngrok tcp 22'\) are not supported\. For a web app on that port: 'quick-tunnel 22'/,
+    ],
+    [['tls', '443'], /raw TLS tunnels \('ngrok tls 443'\) are not supported/],
+    // A relay operator's typo gets no word about named tunnels.
+    [['relay', '--subdomain', 'x'], /Unknown argument: --subdomain\n/],
+  ];
+  for (const [args, said] of cases) {
+    const cli = spawnCli(t, args, { env: { QUICK_TUNNEL_CONFIG_DIR: await tempDir(t) } });
+    t.equal(await cli.exited, 1, args.join(' '));
+    t.match(`${cli.stderr.join('\n')}\n`, said, args.join(' '));
   }
 });
 
