@@ -227,7 +227,7 @@ async function main(input: string[]): Promise<number> {
   // `quick-tunnel http 3000`, as ngrok says it: the word adds nothing here.
   const argv = input[0] === 'http' && input.length > 1 ? input.slice(1) : input;
   // `ngrok tcp 22` / `ngrok tls 443`: say so, instead of "unexpected argument: 22".
-  if ((input[0] === 'tcp' || input[0] === 'tls') && input.length > 1) {
+  if ((input[0] === 'tcp' || input[0] === 'tls') && /^[^-]/.test(input[1] ?? '')) {
     throw new UsageError(
       `quick-tunnel forwards HTTP and WebSockets; raw ${input[0].toUpperCase()} tunnels ` +
         `('ngrok ${input.slice(0, 2).join(' ')}') are not supported. For a web app on that ` +
