@@ -197,10 +197,11 @@ function onceEach(msg: string, argv: readonly string[]): string {
   const typedAsFlag = (n: string): boolean =>
     argv.some((a) => a === `--${n}` || a.startsWith(`--${n}=`) || a === `-${n}`);
   const isWord = (n: string): boolean => !typedAsFlag(n) && argv.includes(n);
+  // The first word: a command (`tunnel`, `relay`, ...), a target, or a flag's value.
+  const first = argv.find((a) => !a.startsWith('-')) ?? '';
   if (kept.every(isWord)) {
     const what = `unexpected ${kept.length === 1 ? 'argument' : 'arguments'}: ${kept.join(' ')}`;
     // After a target (not a command word such as `tunnel`): someone trying two ports.
-    const first = argv.find((a) => !a.startsWith('-')) ?? '';
     return /^\d+$|:/.test(first)
       ? `${what}; quick-tunnel exposes one target (PORT, HOST:PORT or URL); for several ` +
           "tunnels at once, list them in quick-tunnel.yml and run 'quick-tunnel start'"
@@ -208,7 +209,7 @@ function onceEach(msg: string, argv: readonly string[]): string {
   }
   const shown = kept.map((n) => (isWord(n) || /^\d/.test(n) || n.includes(' ') ? n : `--${n}`));
   // Other tools' flags only where quick-tunnel exposes a port (not after `relay`, ...).
-  const exposing = !COMMAND_WORDS.has(argv.find((a) => !a.startsWith('-')) ?? '');
+  const exposing = !COMMAND_WORDS.has(first);
   const hints = kept
     .filter((n) => exposing && typedAsFlag(n) && Object.hasOwn(FOREIGN_FLAGS, n))
     .map((n) => (kept.length === 1 ? FOREIGN_FLAGS[n]! : `--${n}: ${FOREIGN_FLAGS[n]!}`));
